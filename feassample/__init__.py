@@ -1,0 +1,9 @@
+"""feassample: certified, diverse samples of feasible sets known only through differentiable
+constraints, such as the inverse set of a neuron ``{x : z1 <= f(x) <= z2}``."""
+from .core import (ALConfig, Bands, FeasibleSet, Measurement, SampleSet, SamplerConfig,
+                   from_functions, sample)
+from .problems import Intersection, LogisticHalfspace
+
+__version__ = "0.1.0"
+__all__ = ["ALConfig", "Bands", "FeasibleSet", "Measurement", "SampleSet", "SamplerConfig",
+           "from_functions", "sample", "Intersection", "LogisticHalfspace", "__version__"]

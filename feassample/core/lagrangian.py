@@ -1,0 +1,134 @@
+"""Batched augmented Lagrangian for two-sided bands (Nocedal & Wright, 2nd ed., §17.3–17.4).
+
+Each band ``lo <= h <= hi`` is split into two inequalities written as ``c >= 0``:
+the lower side ``c = h - lo`` and the upper side ``c = hi - h`` (an infinite side is dropped).
+An equality (``lo == hi``) keeps one row, ``c = h - lo = 0``.
+
+Inequalities are handled with slacks ``c - s = 0, s >= 0``; minimizing the augmented Lagrangian
+over ``s`` in closed form (the slack step of the paper's §3.4) gives N&W eq. (17.65), written
+here with the penalty ``rho`` (N&W's ``1/mu``, the paper's ``mu``)::
+
+    psi(c, lam, rho) = -lam c + rho/2 c^2    if c - lam/rho <= 0
+                     = -lam^2 / (2 rho)       otherwise
+
+with the first-order multiplier update N&W eq. (17.66), ``lam <- max(lam - rho c, 0)``.
+Equalities use ``-lam c + rho/2 c^2`` (eq. 17.36) and ``lam <- lam - rho c`` (eq. 17.39).
+Multipliers are per sample and per constraint side, ``(B, m, 2)``; the penalty is per sample,
+``(B,)``, so one sample's trouble does not stiffen the others. No Python loops: ``torch.where``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .bands import Bands
+
+
+@dataclass(frozen=True)
+class ALConfig:
+    """Augmented-Lagrangian settings (paper defaults: rho0 = 10, growth a = 10, 100 inner steps).
+
+    Attributes:
+        penalty0: initial penalty ``rho0`` (the paper's ``mu0``).
+        growth: penalty factor ``a > 1`` applied after each outer iteration to unfinished rows.
+        inner_steps: gradient steps per outer iteration.
+        max_outer: outer iterations before the phase gives up.
+        penalty_max: cap on the penalty.
+        multiplier_max: cap on ``|lam|``.
+    """
+
+    penalty0: float = 10.0
+    growth: float = 10.0
+    inner_steps: int = 100
+    max_outer: int = 8
+    penalty_max: float = 1e8
+    multiplier_max: float = 1e8
+
+    def __post_init__(self) -> None:
+        if not self.penalty0 > 0:
+            raise ValueError(f"penalty0 must be > 0, got {self.penalty0}")
+        if not self.growth >= 1:
+            raise ValueError(f"penalty growth must be >= 1, got {self.growth}")
+        if self.inner_steps < 1 or self.max_outer < 1:
+            raise ValueError(f"inner_steps and max_outer must be >= 1, got {self.inner_steps}, {self.max_outer}")
+        if not (self.penalty_max >= self.penalty0 and self.multiplier_max > 0):
+            raise ValueError("penalty_max must be >= penalty0 and multiplier_max > 0")
+
+
+@dataclass(frozen=True)
+class SideMasks:
+    """Which constraint sides exist: ``active (m, 2)`` and which rows are equalities ``(m,)``."""
+
+    active: Tensor
+    equality: Tensor
+
+
+def side_masks(bands: Bands, like: Tensor) -> SideMasks:
+    """The sides of each band that carry a constraint, on ``like``'s device."""
+    lo = torch.tensor(bands.lo, dtype=torch.float64)
+    hi = torch.tensor(bands.hi, dtype=torch.float64)
+    equality = lo == hi
+    active = torch.stack([torch.isfinite(lo), torch.isfinite(hi) & ~equality], dim=1)
+    return SideMasks(active.to(like.device), equality.to(like.device))
+
+
+def residuals(values: Tensor, lo: Tensor, hi: Tensor, masks: SideMasks) -> Tensor:
+    """Constraint residuals ``c (B, m, 2)`` with ``c >= 0`` meaning satisfied; 0 where inactive."""
+    lower = values - lo
+    upper = hi - values
+    c = torch.stack([lower, upper], dim=-1)
+    return torch.where(masks.active, c, torch.zeros_like(c))
+
+
+def penalty_terms(c: Tensor, multipliers: Tensor, penalty: Tensor, masks: SideMasks) -> Tensor:
+    """The augmented-Lagrangian terms ``sum_j psi(c_j)`` per sample, ``(B,)`` (eq. 17.65).
+
+    Args:
+        c: residuals ``(B, m, 2)``.
+        multipliers: ``(B, m, 2)``.
+        penalty: ``(B,)``.
+    """
+    rho = penalty[:, None, None]
+    quadratic = -multipliers * c + 0.5 * rho * c * c
+    slack_free = -multipliers * multipliers / (2 * rho)
+    eq = masks.equality[None, :, None].expand_as(c)
+    psi = torch.where(eq | (c - multipliers / rho <= 0), quadratic, slack_free)
+    psi = torch.where(masks.active, psi, torch.zeros_like(psi))
+    return psi.sum(dim=(1, 2))
+
+
+def update_multipliers(c: Tensor, multipliers: Tensor, penalty: Tensor, masks: SideMasks,
+                       cap: float) -> Tensor:
+    """First-order multiplier update: ``max(lam - rho c, 0)`` (17.66), ``lam - rho c`` (17.39)."""
+    step = multipliers - penalty[:, None, None] * c
+    eq = masks.equality[None, :, None].expand_as(c)
+    new = torch.where(eq, step, step.clamp(min=0))
+    new = new.clamp(-cap, cap)
+    return torch.where(masks.active, new, torch.zeros_like(new))
+
+
+def grow_penalty(penalty: Tensor, unfinished: Tensor, cfg: ALConfig) -> Tensor:
+    """``rho <- min(a rho, rho_max)`` for unfinished rows ``(B,)``; finished rows keep theirs."""
+    return torch.where(unfinished, (penalty * cfg.growth).clamp(max=cfg.penalty_max), penalty)
+
+
+def max_violation(c: Tensor, masks: SideMasks) -> Tensor:
+    """Largest violation per sample ``(B,)``: ``max(-c)`` over inequality sides, ``|c|`` over
+    equalities (the primal-feasibility part of the KKT residual, N&W eq. 12.34)."""
+    eq = masks.equality[None, :, None].expand_as(c)
+    viol = torch.where(eq, c.abs(), (-c).clamp(min=0))
+    viol = torch.where(masks.active, viol, torch.zeros_like(viol))
+    return viol.flatten(1).amax(dim=1) if viol.numel() else c.new_zeros(c.shape[0])
+
+
+def initial_multipliers(batch: int, m: int, like: Tensor) -> Tensor:
+    """Zero multipliers ``(B, m, 2)`` (the paper's ``lambda = 0``)."""
+    return torch.zeros(batch, m, 2, dtype=like.dtype, device=like.device)
+
+
+def finite_or(value: float, default: float) -> float:
+    """``value`` when finite, else ``default`` (for reporting infinite band ends)."""
+    return value if math.isfinite(value) else default

@@ -1,0 +1,160 @@
+"""The ``FeasibleSet`` contract: what the samplers need to know about a problem.
+
+A feasible set is ``X = { decode(c) : c in box, lo <= h(decode(c)) <= hi }``. The samplers work
+on codes ``c``; ``decode`` maps codes to inputs (a generator network, or the identity), and one
+call of ``measure`` returns both the constraint values ``h(x)`` and the embedding ``e(x)`` used
+by the diversity objective, so a model runs once per step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .bands import Bands
+
+
+@dataclass
+class Measurement:
+    """What one forward pass yields for a batch.
+
+    Attributes:
+        values: constraint values ``(B, m)``.
+        embedding: features for the diversity objective ``(B, p)``, or ``None`` when the
+            problem has none (the objective then falls back to codes).
+    """
+
+    values: Tensor
+    embedding: Optional[Tensor] = None
+
+
+class FeasibleSet:
+    """Base class of every problem. Subclasses set the attributes and override ``measure``.
+
+    Attributes:
+        bands: the constraint bands (``Bands``).
+        code_shape: shape of one code, e.g. ``(d,)``.
+        input_shape: shape of one decoded input.
+        box: ``(lo, hi)`` bounds on codes, enforced by projection, or ``None``.
+        dtype: default floating dtype of codes.
+    """
+
+    bands: Bands
+    code_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]
+    box: Optional[tuple[float, float]] = None
+    dtype: torch.dtype = torch.float32
+
+    # -- the contract -------------------------------------------------------------------------
+    def decode(self, codes: Tensor) -> Tensor:
+        """Inputs ``(B, *input_shape)`` for codes ``(B, *code_shape)``; identity by default."""
+        return codes
+
+    def measure(self, x: Tensor) -> Measurement:
+        """Constraint values ``(B, m)`` and embedding ``(B, p)`` of inputs, in one pass."""
+        raise NotImplementedError
+
+    def init_codes(self, n: int, generator: torch.Generator, dtype: Optional[torch.dtype] = None,
+                   device: torch.device | str = "cpu") -> Tensor:
+        """Random starting codes ``(n, *code_shape)``: uniform in the box, else standard normal."""
+        dtype = dtype or self.dtype
+        shape = (n, *self.code_shape)
+        if self.box is not None:
+            lo, hi = self.box
+            u = torch.rand(shape, generator=generator, dtype=dtype, device="cpu")
+            return (lo + (hi - lo) * u).to(device)
+        return torch.randn(shape, generator=generator, dtype=dtype, device="cpu").to(device)
+
+    def project(self, codes: Tensor) -> Tensor:
+        """Codes clipped into the box (the Euclidean projection), unchanged without a box."""
+        if self.box is None:
+            return codes
+        return codes.clamp(self.box[0], self.box[1])
+
+    def check(self, codes: Tensor) -> tuple[Tensor, Tensor]:
+        """Independent certificate ``(values (B, m), feasible (B,))`` of codes.
+
+        A fresh forward pass without gradients, in float64 where the problem allows it, plus
+        the box test. Problems with an exact membership test override this.
+        """
+        with torch.no_grad():
+            values = self.measure(self.decode(codes)).values
+            feasible = self.bands.feasible(values)
+            if self.box is not None:
+                flat = codes.reshape(codes.shape[0], -1)
+                feasible &= ((flat >= self.box[0]) & (flat <= self.box[1])).all(dim=1)
+        return values, feasible
+
+    # -- conveniences -------------------------------------------------------------------------
+    def describe(self) -> str:
+        """A one-line human description used in logs and reports."""
+        return f"{type(self).__name__}({self.bands.describe()})"
+
+    def config(self) -> dict:
+        """JSON-able description stored next to saved samples."""
+        return {"problem": type(self).__name__, "bands": {"lo": list(self.bands.lo),
+                "hi": list(self.bands.hi), "tol": self.bands.tol, "names": list(self.bands.names)},
+                "code_shape": list(self.code_shape), "input_shape": list(self.input_shape),
+                "box": list(self.box) if self.box else None}
+
+
+class FunctionSet(FeasibleSet):
+    """A feasible set built from plain Python functions (see ``from_functions``)."""
+
+    def __init__(self, constraints: Callable[[Tensor], Tensor], lo, hi, code_shape: Sequence[int],
+                 *, decode: Optional[Callable[[Tensor], Tensor]] = None,
+                 embed: Optional[Callable[[Tensor], Tensor]] = None,
+                 box: Optional[tuple[float, float]] = None, tol: float = 0.0,
+                 names: Sequence[str] = (), input_shape: Optional[Sequence[int]] = None,
+                 dtype: torch.dtype = torch.float32, init: Optional[Callable] = None) -> None:
+        if not callable(constraints):
+            raise TypeError(f"constraints must be callable x -> (B, m) values, got {constraints!r}")
+        self.bands = Bands.of(lo, hi, tol=tol, names=names)
+        self.code_shape = tuple(int(s) for s in code_shape)
+        if not self.code_shape or any(s < 1 for s in self.code_shape):
+            raise ValueError(f"code_shape must be a non-empty shape of positive sizes, got {code_shape!r}")
+        self.input_shape = tuple(input_shape) if input_shape is not None else self.code_shape
+        if box is not None:
+            box = (float(box[0]), float(box[1]))
+            if not (math.isfinite(box[0]) and math.isfinite(box[1]) and box[0] < box[1]):
+                raise ValueError(f"box must be (lo, hi) with finite lo < hi, got {box!r}")
+        self.box = box
+        self.dtype = dtype
+        self._constraints, self._decode, self._embed, self._init = constraints, decode, embed, init
+
+    def decode(self, codes: Tensor) -> Tensor:
+        return codes if self._decode is None else self._decode(codes)
+
+    def measure(self, x: Tensor) -> Measurement:
+        values = self._constraints(x)
+        if values.dim() == 1:
+            values = values.unsqueeze(1)
+        if values.shape != (x.shape[0], self.bands.m):
+            raise ValueError(f"constraints returned shape {tuple(values.shape)}, expected "
+                             f"({x.shape[0]}, {self.bands.m}) for {self.bands.m} band(s)")
+        embedding = None if self._embed is None else self._embed(x).reshape(x.shape[0], -1)
+        return Measurement(values, embedding)
+
+    def init_codes(self, n, generator, dtype=None, device="cpu"):
+        if self._init is None:
+            return super().init_codes(n, generator, dtype, device)
+        return self._init(n, generator).to(dtype=dtype or self.dtype, device=device)
+
+
+def from_functions(constraints: Callable[[Tensor], Tensor], lo, hi, code_shape: Sequence[int],
+                   **kwargs) -> FunctionSet:
+    """A ``FeasibleSet`` from a batched constraint function ``x (B, ...) -> (B, m)`` and bands.
+
+    Keyword arguments: ``decode`` (codes -> inputs), ``embed`` (inputs -> (B, p) features for the
+    diversity term; default: the inputs themselves), ``box`` (bounds on codes), ``tol``,
+    ``names``, ``input_shape``, ``dtype``, ``init`` ((n, generator) -> codes).
+
+    Example: the unit annulus cut by a half-plane::
+
+        ring = fs.from_functions(lambda x: torch.stack([x.norm(dim=1), x[:, 0] + x[:, 1]], 1),
+                                 lo=[1.0, 0.0], hi=[2.0, math.inf], code_shape=(2,), box=(-3, 3))
+    """
+    return FunctionSet(constraints, lo, hi, code_shape, **kwargs)

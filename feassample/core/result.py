@@ -1,0 +1,107 @@
+"""``SampleSet``: the samples, their certificates and how they were obtained."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+TENSORS = "samples.pt"
+META = "sampleset.json"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Write a file through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class SampleSet:
+    """The result of ``fs.sample``.
+
+    Attributes:
+        x: ``(n, *input_shape)`` decoded inputs.
+        codes: ``(n, *code_shape)`` codes.
+        values: ``(n, m)`` constraint values from the independent check.
+        feasible: ``(n,)`` bool, from the independent check (not from the optimizer).
+        stats: ``seed_steps``, ``walk_steps``, ``model_evals``, ``wall_s``, ``status``
+            (``"success"``, ``"partial"`` or ``"infeasible"``), ``message`` and more.
+        config: the problem's and the sampler's settings.
+    """
+
+    x: Tensor
+    codes: Tensor
+    values: Tensor
+    feasible: Tensor
+    stats: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def status(self) -> str:
+        """``"success"``, ``"partial"`` or ``"infeasible"``."""
+        return str(self.stats.get("status", "unknown"))
+
+    def summary(self) -> str:
+        """One line: status, count, feasible fraction, steps and evaluations."""
+        frac = float(self.feasible.float().mean()) if len(self) else 0.0
+        s = self.stats
+        return (f"{self.status}: {len(self)} samples, {100 * frac:.1f}% certified feasible; "
+                f"seed steps {s.get('seed_steps')}, walk steps {s.get('walk_steps')}, "
+                f"model evals {s.get('model_evals')}, {s.get('wall_s', 0):.2f} s")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``samples.pt`` (tensors) and ``sampleset.json`` (stats, config) into a folder."""
+        folder = Path(path)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"cannot save a SampleSet to {folder}: it exists and is not a folder")
+        tensors = {"x": self.x.detach().cpu(), "codes": self.codes.detach().cpu(),
+                   "values": self.values.detach().cpu(), "feasible": self.feasible.detach().cpu()}
+        atomic_write_bytes(folder / TENSORS, lambda fh: torch.save(tensors, fh))
+        meta = json.dumps({"stats": _jsonable(self.stats), "config": _jsonable(self.config)}, indent=2)
+        atomic_write_bytes(folder / META, lambda fh: fh.write(meta.encode()))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SampleSet":
+        """Read a folder written by ``save`` (tensors only: ``weights_only=True``)."""
+        folder = Path(path)
+        if not (folder / TENSORS).is_file() or not (folder / META).is_file():
+            raise FileNotFoundError(f"{folder} is not a saved SampleSet (needs {TENSORS} and {META})")
+        tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
+        meta = json.loads((folder / META).read_text())
+        return cls(tensors["x"], tensors["codes"], tensors["values"], tensors["feasible"],
+                   meta.get("stats", {}), meta.get("config", {}))

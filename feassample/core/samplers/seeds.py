@@ -1,0 +1,183 @@
+"""The seeding phase (paper §3.4, eq. 8) and, with ``freeze=False``, the joint solve (eq. 5/15).
+
+B codes are optimized together by the augmented Lagrangian: ``inner_steps`` gradient steps per
+outer iteration, then the multiplier and penalty updates. With ``freeze=True`` (seeding) a row
+stops moving as soon as it is inside the target band (the real band shrunk by the seed margin)
+and joins the frozen pool that the others are pushed away from: this is the paper's "stop as soon
+as all K are feasible", done per row so no model evaluation is spent on finished rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..bands import Bands
+from ..diversity import PoolStats
+from ..lagrangian import (ALConfig, grow_penalty, initial_multipliers, max_violation,
+                          residuals, side_masks, update_multipliers)
+from .common import Loss, Moments, StepConfig, descend
+
+
+@dataclass
+class SeedState:
+    """Everything the seeding phase carries from step to step (a value you can save).
+
+    Attributes:
+        codes: ``(B, *code_shape)`` current codes.
+        frozen: ``(B,)`` rows that reached the target band and stopped.
+        multipliers: ``(B, m, 2)``; penalty: ``(B,)``.
+        moments: the optimizer's state.
+        values: ``(B, m)`` constraint values at the last evaluation of each row (NaN: never).
+        embedding: ``(B, p)`` embeddings at the last evaluation (used as the frozen pool).
+        best_violation: ``(B,)`` smallest violation of the real band seen per row.
+        best_codes: ``(B, *code_shape)`` the codes where it was seen.
+        steps: batched gradient steps taken; outer: outer iterations completed.
+        model_evals: per-sample forward passes spent.
+        stationarity: ``(B,)`` norm of the (projected) gradient at the last step of each row.
+    """
+
+    codes: Tensor
+    frozen: Tensor
+    multipliers: Tensor
+    penalty: Tensor
+    moments: Moments
+    values: Tensor
+    embedding: Optional[Tensor]
+    best_violation: Tensor
+    best_codes: Tensor
+    steps: int = 0
+    outer: int = 0
+    model_evals: int = 0
+    stationarity: Optional[Tensor] = None
+
+
+def init(codes: Tensor, m: int, al: ALConfig) -> SeedState:
+    """A fresh state for starting codes ``(B, ...)`` (zero multipliers, ``rho = rho0``)."""
+    b = codes.shape[0]
+    return SeedState(
+        codes=codes.detach().clone(),
+        frozen=torch.zeros(b, dtype=torch.bool, device=codes.device),
+        multipliers=initial_multipliers(b, m, codes),
+        penalty=torch.full((b,), al.penalty0, dtype=codes.dtype, device=codes.device),
+        moments=Moments.zeros(codes),
+        values=torch.full((b, m), float("nan"), dtype=codes.dtype, device=codes.device),
+        embedding=None,
+        best_violation=torch.full((b,), float("inf"), dtype=codes.dtype, device=codes.device),
+        best_codes=codes.detach().clone(),
+        stationarity=torch.full((b,), float("nan"), dtype=codes.dtype, device=codes.device),
+    )
+
+
+def _projected_grad_norm(codes: Tensor, grad: Tensor, box) -> Tensor:
+    """Norm of the gradient with components that push against an active box bound removed."""
+    if box is not None:
+        at_lo = (codes <= box[0]) & (grad > 0)
+        at_hi = (codes >= box[1]) & (grad < 0)
+        grad = torch.where(at_lo | at_hi, torch.zeros_like(grad), grad)
+    return grad.flatten(1).norm(dim=1)
+
+
+def step(state: SeedState, loss: Loss, bands: Bands, al: ALConfig, move: StepConfig,
+         freeze: bool = True, pool: Optional[PoolStats] = None) -> SeedState:
+    """One batched gradient step on the unfinished rows (and the outer update when it is due).
+
+    Args:
+        state: the current state (updated in place and returned).
+        loss: the per-step loss (problem, diversity, target band).
+        bands: the real band (for best-iterate bookkeeping).
+        al: augmented-Lagrangian settings.
+        move: step rule.
+        freeze: stop rows once inside the target band (seeding) or not (joint solve).
+        pool: an external frozen pool to stay away from (e.g. earlier samples), or ``None``.
+    """
+    problem = loss.problem
+    active = (~state.frozen).nonzero().squeeze(1)
+    codes = state.codes[active]
+    mult, pen = state.multipliers[active], state.penalty[active]
+
+    # Frozen rows enter the objective through their pool statistics only.
+    frozen_pool = pool
+    if state.embedding is not None and bool(state.frozen.any()):
+        frozen_stats = PoolStats.of(state.embedding[state.frozen])
+        frozen_pool = frozen_stats if pool is None else PoolStats(
+            pool.count + frozen_stats.count, pool.total + frozen_stats.total,
+            pool.sq_norms + frozen_stats.sq_norms)
+
+    # Outer iteration boundary: update multipliers and penalty from the residuals of the last
+    # evaluation (one step old, which saves a forward pass per outer iteration).
+    if state.steps > 0 and state.steps % al.inner_steps == 0:
+        last = state.values[active]
+        lo, hi = loss.target.tensors(last)
+        masks = side_masks(loss.target, last)
+        c = residuals(last, lo, hi, masks)
+        mult = update_multipliers(c, mult, pen, masks, al.multiplier_max)
+        pen = grow_penalty(pen, ~loss.target.feasible(last), al)
+        state.outer += 1
+
+    ev = loss.evaluate(codes, mult, pen, frozen_pool)
+    state.model_evals += codes.shape[0]
+    b = codes.shape[0]
+    if state.embedding is None:
+        state.embedding = torch.zeros(state.codes.shape[0], ev.embedding.shape[1],
+                                      dtype=ev.embedding.dtype, device=ev.embedding.device)
+    state.values[active] = ev.values
+    state.embedding[active] = ev.embedding
+
+    viol = bands.violation(ev.values).amax(dim=1) if b else ev.values.new_zeros(0)
+    viol = torch.nan_to_num(viol, nan=float("inf"))
+    better = viol < state.best_violation[active]
+    state.best_violation[active] = torch.where(better, viol, state.best_violation[active])
+    state.best_codes[active[better]] = codes[better]
+
+    finished = loss.target.feasible(ev.values) if freeze else torch.zeros(b, dtype=torch.bool,
+                                                                           device=codes.device)
+    moving = ~finished
+    new_codes, moments = descend(codes, ev.grad, state.moments.rows(active), move)
+    new_codes = problem.project(new_codes)
+    keep = moving.view((-1,) + (1,) * (codes.dim() - 1))
+    state.codes[active] = torch.where(keep, new_codes, codes)
+    state.moments.put(active, moments)
+    state.multipliers[active], state.penalty[active] = mult, pen
+    state.stationarity[active] = _projected_grad_norm(codes, ev.grad, problem.box)
+    state.frozen[active] = finished
+    state.steps += 1
+    return state
+
+
+def refresh(state: SeedState, loss: Loss) -> SeedState:
+    """Re-measure the rows that moved after their last evaluation (unfrozen rows), so that
+    ``values`` and ``embedding`` describe the final codes."""
+    moved = (~state.frozen).nonzero().squeeze(1)
+    if moved.numel():
+        with torch.no_grad():
+            codes = state.codes[moved]
+            x = loss.problem.decode(codes)
+            meas = loss.problem.measure(x)
+            state.values[moved] = meas.values.detach()
+            if state.embedding is not None:
+                state.embedding[moved] = loss.embed(codes, x, meas.embedding).detach()
+        state.model_evals += moved.numel()
+    return state
+
+
+def budget_spent(state: SeedState, al: ALConfig) -> bool:
+    """True once ``max_outer`` outer iterations of ``inner_steps`` steps have run."""
+    return state.steps >= al.max_outer * al.inner_steps
+
+
+def done(state: SeedState, al: ALConfig) -> bool:
+    """Seeding ends when every row is frozen or the budget is spent."""
+    return bool(state.frozen.all()) or budget_spent(state, al)
+
+
+def residual_report(state: SeedState, loss: Loss) -> dict:
+    """KKT residuals of the last iterate: max violation (real band) and max stationarity."""
+    masks = side_masks(loss.target, state.values)
+    lo, hi = loss.target.tensors(state.values)
+    viol = max_violation(residuals(state.values, lo, hi, masks), masks)
+    return {"max_violation": float(torch.nan_to_num(viol, nan=float("inf")).max()) if viol.numel() else 0.0,
+            "max_stationarity": float(torch.nan_to_num(state.stationarity, nan=0.0).max())
+            if state.stationarity is not None and state.stationarity.numel() else 0.0}
