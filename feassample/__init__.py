@@ -2,8 +2,8 @@
 constraints, such as the inverse set of a neuron ``{x : z1 <= f(x) <= z2}``."""
 from .core import (ALConfig, Bands, FeasibleSet, Measurement, SampleSet, SamplerConfig,
                    from_functions, sample)
-from .problems import Intersection, LogisticHalfspace
+from .problems import Intersection, LogisticHalfspace, NeuronInverseSet
 
 __version__ = "0.1.0"
 __all__ = ["ALConfig", "Bands", "FeasibleSet", "Measurement", "SampleSet", "SamplerConfig",
-           "from_functions", "sample", "Intersection", "LogisticHalfspace", "__version__"]
+           "from_functions", "sample", "Intersection", "LogisticHalfspace", "NeuronInverseSet", "__version__"]

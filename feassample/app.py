@@ -52,6 +52,9 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
     """The problem of a composed config: ``_target_`` nodes are instantiated, ``factory`` nodes
     call a function from a user's file."""
     node = cfg.problem
+    if "factory" in node and OmegaConf.is_missing(node, "factory"):
+        raise ValueError("problem=python needs problem.factory=path/to/file.py:function "
+                         "(a function returning a FeasibleSet)")
     if "factory" in node:
         factory = load_factory(node.factory, base)
         problem = factory(**OmegaConf.to_container(node.kwargs, resolve=True))

@@ -48,6 +48,8 @@ class SamplerSchema:
     growth: float = 10.0
     inner_steps: int = 100
     max_outer: int = 8
+    penalty_rule: str = "always"
+    lr_decay: float = 1.0
     max_rounds: Optional[int] = None
     max_idle: Optional[int] = 200
     joint_until: str = "feasible"

@@ -108,6 +108,24 @@ class SumSquaredDistances(Diversity):
         return within / terms if self.normalize else within
 
 
+class CodeObjective(Diversity):
+    """A user objective on codes to MINIMIZE, ``fn(codes (B, q)) -> (B,)``, summed over the batch.
+
+    Turns the engine into a batched constrained optimizer: ``min_c fn(c) s.t. lo <= h(c) <= hi``
+    (used by contrastive explanations, and to test the augmented Lagrangian on known optima).
+    """
+
+    space = "codes"
+
+    def __init__(self, fn, weight: float = 1.0) -> None:
+        if not callable(fn):
+            raise TypeError(f"objective fn must be callable codes -> (B,), got {fn!r}")
+        self.fn, self.weight = fn, float(weight)
+
+    def value(self, batch: Tensor, pool: Optional[PoolStats]) -> Tensor:
+        return -self.fn(batch).sum()
+
+
 def pairwise_sum_naive(batch: Tensor, pool: Optional[Tensor] = None) -> Tensor:
     """The same double sum by brute force, ``O(B^2 + B P)`` memory: the reference for tests."""
     total = torch.cdist(batch, batch).pow(2).sum()

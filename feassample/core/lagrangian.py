@@ -38,6 +38,12 @@ class ALConfig:
         max_outer: outer iterations before the phase gives up.
         penalty_max: cap on the penalty.
         multiplier_max: cap on ``|lam|``.
+        penalty_rule: ``"always"`` grows the penalty of every unfinished row after each outer
+            iteration (the paper); ``"progress"`` grows it only where the violation did not fall
+            below ``progress_ratio`` times the previous one (N&W Algorithm 17.4 / LANCELOT), so
+            the multipliers, not an exploding penalty, do the work.
+        progress_ratio: the required decrease of the violation for ``"progress"``.
+        lr_decay: factor applied to the step length after each outer iteration (1: none).
     """
 
     penalty0: float = 10.0
@@ -46,8 +52,15 @@ class ALConfig:
     max_outer: int = 8
     penalty_max: float = 1e8
     multiplier_max: float = 1e8
+    penalty_rule: str = "always"
+    progress_ratio: float = 0.25
+    lr_decay: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.penalty_rule not in ("always", "progress"):
+            raise ValueError(f"penalty_rule must be 'always' or 'progress', got {self.penalty_rule!r}")
+        if not (0 < self.progress_ratio < 1 and 0 < self.lr_decay <= 1):
+            raise ValueError("progress_ratio must be in (0, 1) and lr_decay in (0, 1]")
         if not self.penalty0 > 0:
             raise ValueError(f"penalty0 must be > 0, got {self.penalty0}")
         if not self.growth >= 1:
@@ -110,8 +123,15 @@ def update_multipliers(c: Tensor, multipliers: Tensor, penalty: Tensor, masks: S
     return torch.where(masks.active, new, torch.zeros_like(new))
 
 
-def grow_penalty(penalty: Tensor, unfinished: Tensor, cfg: ALConfig) -> Tensor:
-    """``rho <- min(a rho, rho_max)`` for unfinished rows ``(B,)``; finished rows keep theirs."""
+def grow_penalty(penalty: Tensor, unfinished: Tensor, cfg: ALConfig,
+                 violation: Tensor | None = None, previous: Tensor | None = None) -> Tensor:
+    """``rho <- min(a rho, rho_max)`` for unfinished rows ``(B,)``; finished rows keep theirs.
+
+    With ``penalty_rule="progress"`` only rows whose ``violation`` is above ``progress_ratio``
+    times their ``previous`` violation grow.
+    """
+    if cfg.penalty_rule == "progress" and violation is not None and previous is not None:
+        unfinished = unfinished & (violation > cfg.progress_ratio * previous)
     return torch.where(unfinished, (penalty * cfg.growth).clamp(max=cfg.penalty_max), penalty)
 
 

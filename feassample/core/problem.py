@@ -40,6 +40,8 @@ class FeasibleSet:
         input_shape: shape of one decoded input.
         box: ``(lo, hi)`` bounds on codes, enforced by projection, or ``None``.
         dtype: default floating dtype of codes.
+        embedding_space: what the diversity term uses when ``measure`` returns no embedding:
+            the decoded ``"inputs"`` or the ``"codes"``.
     """
 
     bands: Bands
@@ -47,6 +49,7 @@ class FeasibleSet:
     input_shape: tuple[int, ...]
     box: Optional[tuple[float, float]] = None
     dtype: torch.dtype = torch.float32
+    embedding_space: str = "inputs"  # what stands in for a missing embedding: "inputs" or "codes"
 
     # -- the contract -------------------------------------------------------------------------
     def decode(self, codes: Tensor) -> Tensor:

@@ -31,13 +31,16 @@ class SamplerConfig:
         method: ``"walk"`` (seeds, then the K-at-a-time walk) or ``"joint"`` (eq. 5/15 over all n).
         n: samples wanted; k: walkers (seeds) per round, ``1 <= k <= n``.
         seed: seed of the ``torch.Generator`` that draws the initial codes.
-        objective: ``"sum_squared"`` (eq. 5/6), ``"codes"`` (eq. 13), ``"none"`` (eq. 14).
+        objective: ``"sum_squared"`` (eq. 5/6), ``"codes"`` (eq. 13), ``"none"`` (eq. 14), or a
+            ``Diversity`` instance (e.g. ``CodeObjective(fn)`` to minimize ``fn`` instead).
         diversity_weight: multiplier of the diversity term.
         normalize: divide the sum of squared distances by its number of terms.
         optimizer, lr: seed-phase step rule; walk_lr: the walk's step length (default ``lr``).
         seed_margin: fraction of the band's width kept free on each side by the seeds' target
             (0.5 is the paper's ``eps0 = eps/2``); walk_margin likewise for the walk's penalty.
         penalty0, growth, inner_steps, max_outer: augmented-Lagrangian settings (paper: 10, 10, 100).
+        penalty_rule: ``"always"`` (paper) or ``"progress"`` (grow only without progress).
+        lr_decay: step-length factor per outer iteration (1: constant).
         max_rounds: walk rounds before giving up (default ``10 * ceil((n - k) / k) + 50``).
         max_idle: walk rounds in a row without an accepted sample before giving up.
         joint_until: ``"feasible"`` (stop each row once inside) or ``"converged"`` (run the full
@@ -50,7 +53,7 @@ class SamplerConfig:
     n: int = 500
     k: int = 10
     seed: int = 0
-    objective: str = "sum_squared"
+    objective: Union[str, Diversity] = "sum_squared"
     diversity_weight: float = 1.0
     normalize: bool = True
     optimizer: str = "adam"
@@ -62,6 +65,8 @@ class SamplerConfig:
     growth: float = 10.0
     inner_steps: int = 100
     max_outer: int = 8
+    penalty_rule: str = "always"
+    lr_decay: float = 1.0
     max_rounds: Optional[int] = None
     max_idle: Optional[int] = 200
     joint_until: str = "feasible"
@@ -77,7 +82,7 @@ class SamplerConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         if self.k > self.n:
             raise ValueError(f"k (walkers per round) must be <= n (samples wanted), got k={self.k} > n={self.n}")
-        if self.objective not in ("sum_squared", "codes", "none"):
+        if not isinstance(self.objective, Diversity) and self.objective not in ("sum_squared", "codes", "none"):
             raise ValueError(f"objective must be 'sum_squared', 'codes' or 'none', got {self.objective!r}")
         if self.joint_until not in ("feasible", "converged"):
             raise ValueError(f"joint_until must be 'feasible' or 'converged', got {self.joint_until!r}")
@@ -94,13 +99,16 @@ class SamplerConfig:
 
     def al(self) -> ALConfig:
         return ALConfig(penalty0=self.penalty0, growth=self.growth, inner_steps=self.inner_steps,
-                        max_outer=self.max_outer)
+                        max_outer=self.max_outer, penalty_rule=self.penalty_rule,
+                        lr_decay=self.lr_decay)
 
     def step_rule(self, walk: bool = False) -> StepConfig:
         lr = self.walk_lr if (walk and self.walk_lr is not None) else self.lr
         return StepConfig(optimizer=self.optimizer, lr=lr)
 
     def diversity(self) -> Diversity:
+        if isinstance(self.objective, Diversity):
+            return self.objective
         if self.objective == "none":
             return NoDiversity()
         space = "codes" if self.objective == "codes" else "embedding"

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ..core.problem import FeasibleSet, Measurement
+from .neuron import LayerProbe
 
 
 class Intersection(FeasibleSet):
@@ -30,6 +31,9 @@ class Intersection(FeasibleSet):
                                  f"has {first.code_shape}: members must share their codes")
             if p.box != first.box:
                 raise ValueError(f"Intersection member {i} has box {p.box}, member 0 has {first.box}")
+            if getattr(p, "generator", None) is not getattr(first, "generator", None):
+                raise ValueError(f"Intersection member {i} decodes codes with another generator than "
+                                 "member 0: members must share the generator (or all have none)")
         self.members = members
         bands = first.bands
         for p in members[1:]:
@@ -37,12 +41,28 @@ class Intersection(FeasibleSet):
         self.bands = bands
         self.code_shape, self.input_shape = first.code_shape, first.input_shape
         self.box, self.dtype = first.box, first.dtype
+        self.embedding_space = first.embedding_space
+        self.device = getattr(first, "device", torch.device("cpu"))
+        # Members on the same model (and generator) share one forward pass: one probe per group.
+        self._groups: dict = {}
+        for p in members:
+            key = p.shared_forward() if hasattr(p, "shared_forward") else ("own", id(p))
+            self._groups.setdefault(key, []).append(p)
+        self._probes = {}
+        for key, group in self._groups.items():
+            if key[0] != "own":
+                layers = [l for p in group for l in p._probe.layers]
+                self._probes[key] = LayerProbe(group[0].model, layers)
 
     def decode(self, codes: Tensor) -> Tensor:
         return self.members[0].decode(codes)
 
     def measure(self, x: Tensor) -> Measurement:
-        parts = [p.measure(x) for p in self.members]
+        seen = {key: probe(x.to(self._groups[key][0].dtype)) for key, probe in self._probes.items()}
+        parts = []
+        for p in self.members:
+            key = p.shared_forward() if hasattr(p, "shared_forward") else ("own", id(p))
+            parts.append(p.measure_from(seen[key], x) if key in seen else p.measure(x))
         embedding = next((m.embedding for m in parts if m.embedding is not None), None)
         return Measurement(torch.cat([m.values for m in parts], dim=1), embedding)
 

@@ -101,6 +101,8 @@ class Loss:
         if self.objective.space == "none":
             return codes.new_zeros(codes.shape[0], 0)
         if embedding is None:
+            if getattr(self.problem, "embedding_space", "inputs") == "codes":
+                return codes.reshape(codes.shape[0], -1)
             return x.reshape(x.shape[0], -1)
         return embedding.reshape(embedding.shape[0], -1)
 

@@ -8,7 +8,7 @@ as all K are feasible", done per row so no model evaluation is spent on finished
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -52,6 +52,7 @@ class SeedState:
     outer: int = 0
     model_evals: int = 0
     stationarity: Optional[Tensor] = None
+    outer_violation: Optional[Tensor] = None
 
 
 def init(codes: Tensor, m: int, al: ALConfig) -> SeedState:
@@ -68,6 +69,7 @@ def init(codes: Tensor, m: int, al: ALConfig) -> SeedState:
         best_violation=torch.full((b,), float("inf"), dtype=codes.dtype, device=codes.device),
         best_codes=codes.detach().clone(),
         stationarity=torch.full((b,), float("nan"), dtype=codes.dtype, device=codes.device),
+        outer_violation=torch.full((b,), float("inf"), dtype=codes.dtype, device=codes.device),
     )
 
 
@@ -114,7 +116,9 @@ def step(state: SeedState, loss: Loss, bands: Bands, al: ALConfig, move: StepCon
         masks = side_masks(loss.target, last)
         c = residuals(last, lo, hi, masks)
         mult = update_multipliers(c, mult, pen, masks, al.multiplier_max)
-        pen = grow_penalty(pen, ~loss.target.feasible(last), al)
+        viol = torch.nan_to_num(max_violation(c, masks), nan=float("inf"))
+        pen = grow_penalty(pen, ~loss.target.feasible(last), al, viol, state.outer_violation[active])
+        state.outer_violation[active] = viol
         state.outer += 1
 
     ev = loss.evaluate(codes, mult, pen, frozen_pool)
@@ -135,6 +139,8 @@ def step(state: SeedState, loss: Loss, bands: Bands, al: ALConfig, move: StepCon
     finished = loss.target.feasible(ev.values) if freeze else torch.zeros(b, dtype=torch.bool,
                                                                            device=codes.device)
     moving = ~finished
+    if al.lr_decay != 1.0:
+        move = replace(move, lr=move.lr * al.lr_decay ** state.outer)
     new_codes, moments = descend(codes, ev.grad, state.moments.rows(active), move)
     new_codes = problem.project(new_codes)
     keep = moving.view((-1,) + (1,) * (codes.dim() - 1))

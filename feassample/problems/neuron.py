@@ -1,0 +1,288 @@
+"""The inverse set of a neuron: ``{x valid : z1 <= f(x) <= z2}`` for any ``torch.nn.Module``
+(paper §3.1–3.2, eqs. 4–5).
+
+The unit is read by a forward hook on a named layer, so the model's own output can be anything
+(a tensor, a tuple, a dict): only the hooked layers matter, and the forward pass stops as soon
+as every needed layer has been seen. When the encoder is a layer path of the same model, the
+embedding is captured in that same pass: one forward per step.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..core.bands import Bands
+from ..core.problem import FeasibleSet, Measurement
+
+Unit = Union[int, tuple]
+
+
+class _Seen(Exception):
+    """Raised by the last needed hook to stop the forward pass early."""
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule at a dotted path of ``model.named_modules()``; a helpful error otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"layer must be a dotted name from model.named_modules(), got {name!r}")
+    modules = dict(model.named_modules())
+    if name in modules and name != "":
+        return modules[name]
+    names = [n for n in modules if n]
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    shown = ", ".join(names[:60]) + (" ..." if len(names) > 60 else "")
+    raise ValueError(f"unknown layer {name!r}.{hint} Valid layers: {shown}")
+
+
+class LayerProbe:
+    """Runs a model and returns the outputs of some named layers, stopping once all are seen.
+
+    Args:
+        model: any module.
+        layers: dotted names of the layers to capture.
+        stop_early: abort the forward pass once every layer has produced its output.
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[str], stop_early: bool = True) -> None:
+        self.model = model
+        self.layers = list(dict.fromkeys(layers))
+        self.modules = {name: resolve_layer(model, name) for name in self.layers}
+        self.stop_early = stop_early
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        seen: dict[str, Tensor] = {}
+        handles = []
+
+        def hook_for(name):
+            def hook(_module, _inputs, output):
+                if isinstance(output, (tuple, list)):
+                    output = output[0]
+                if name not in seen:
+                    seen[name] = output
+                if self.stop_early and len(seen) == len(self.layers):
+                    raise _Seen()
+            return hook
+
+        for name, module in self.modules.items():
+            handles.append(module.register_forward_hook(hook_for(name)))
+        try:
+            self.model(x)
+        except _Seen:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [n for n in self.layers if n not in seen]
+        if missing:
+            raise RuntimeError(f"layers {missing} produced no output in the forward pass of "
+                               f"{type(self.model).__name__}: are they used by forward()?")
+        return seen
+
+
+def _model_dtype(model: nn.Module) -> Optional[torch.dtype]:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def unit_reader(unit: Unit, shape: Sequence[int], layer: str) -> Callable[[Tensor], Tensor]:
+    """A function ``layer output (B, ...) -> (B,)`` for a unit, validated against the layer's
+    output shape (without the batch dimension)."""
+    shape = tuple(int(s) for s in shape)
+    if isinstance(unit, bool):
+        raise TypeError(f"unit must be an int or a tuple, got {unit!r}")
+    if isinstance(unit, list):
+        unit = tuple(unit)
+    if isinstance(unit, int):
+        if len(shape) != 1:
+            raise ValueError(
+                f"unit={unit} is a fully connected unit, but layer {layer!r} has output shape "
+                f"{shape} (channels, height, width...): use unit=(channel,) for a channel's "
+                f"spatial mean or unit=(channel, y, x) for one position")
+        if not 0 <= unit < shape[0]:
+            raise ValueError(f"unit={unit} is out of range for layer {layer!r} with {shape[0]} "
+                             f"units (output shape {shape}): valid units are 0..{shape[0] - 1}")
+        return lambda out: out.reshape(out.shape[0], -1)[:, unit]
+    if not isinstance(unit, tuple) or not all(isinstance(u, int) and not isinstance(u, bool) for u in unit):
+        raise TypeError(f"unit must be an int, (channel,) or (channel, y, x), got {unit!r}")
+    if len(shape) < 2:
+        raise ValueError(f"unit={unit} indexes channels/positions, but layer {layer!r} is fully "
+                         f"connected with output shape {shape}: use an int unit in 0..{shape[0] - 1}")
+    if len(unit) == 1:
+        (ch,) = unit
+        if not 0 <= ch < shape[0]:
+            raise ValueError(f"channel {ch} is out of range for layer {layer!r} with output shape "
+                             f"{shape}: valid channels are 0..{shape[0] - 1}")
+        return lambda out: out[:, ch].reshape(out.shape[0], -1).mean(dim=1)
+    if len(unit) == len(shape):
+        for axis, (u, s) in enumerate(zip(unit, shape)):
+            if not 0 <= u < s:
+                raise ValueError(f"unit={unit} is out of range for layer {layer!r} with output "
+                                 f"shape {shape} (index {axis} must be in 0..{s - 1})")
+        return lambda out: out[(slice(None), *unit)]
+    raise ValueError(f"unit={unit} has {len(unit)} indices; layer {layer!r} has output shape "
+                     f"{shape}: use (channel,) or a full index of {len(shape)} numbers")
+
+
+class NeuronInverseSet(FeasibleSet):
+    """Inputs whose unit activation lies in ``[z1, z2]``: the inverse set of a neuron.
+
+    Args:
+        model: any ``torch.nn.Module`` (put in eval mode; its parameters are never modified,
+            copied, or differentiated).
+        layer: dotted name of the layer from ``model.named_modules()``.
+        unit: ``int`` (a fully connected unit), ``(channel,)`` (a channel's spatial mean) or
+            ``(channel, y, x)`` (one position).
+        z1, z2: the activation band (``-inf``/``inf`` for one side).
+        generator: ``None`` (sample inputs directly, the valid box enforced by projection) or a
+            module mapping codes ``(B, *code_shape)`` to inputs; its ``code_shape`` attribute (or
+            the ``code_shape`` argument) gives the code shape; codes start from N(0, I).
+        encoder: a module (inputs -> features), a layer path of ``model`` (captured in the same
+            forward pass), or ``None`` (diversity measured on the codes, the paper's eq. 13).
+        input_shape: shape of one model input, e.g. ``(1, 16, 16)``.
+        input_range: ``(lo, hi)`` of valid inputs.
+        code_shape: code shape when the generator has no ``code_shape`` attribute.
+        tol: feasibility tolerance.
+    """
+
+    def __init__(self, model: nn.Module, layer: str, unit: Unit, z1: float, z2: float, *,
+                 generator: Optional[nn.Module] = None,
+                 encoder: Union[None, str, nn.Module] = None,
+                 input_shape: Sequence[int] = (1, 16, 16),
+                 input_range: tuple[float, float] = (0.0, 1.0),
+                 code_shape: Optional[Sequence[int]] = None, tol: float = 0.0) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        for name, z in (("z1", z1), ("z2", z2)):
+            if not isinstance(z, (int, float)) or math.isnan(z):
+                raise ValueError(f"{name} must be a number, got {z!r}")
+        if z1 > z2:
+            raise ValueError(f"z1 must be <= z2, got z1={z1} > z2={z2}")
+        lo, hi = (float(v) for v in input_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"input_range must be (lo, hi) with finite lo < hi, got {input_range!r}")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        if not self.input_shape or any(s < 1 for s in self.input_shape):
+            raise ValueError(f"input_shape must be a shape of positive sizes, got {input_shape!r}")
+        self.model = model.eval()
+        self.layer, self.unit, self.z1, self.z2 = layer, unit, float(z1), float(z2)
+        self.input_range = (lo, hi)
+        self.generator = generator.eval() if isinstance(generator, nn.Module) else generator
+        if generator is not None and not callable(generator):
+            raise TypeError(f"generator must be a module mapping codes to inputs, got {generator!r}")
+        self.encoder = encoder
+        self.encoder_layer = encoder if isinstance(encoder, str) else None
+        if encoder is not None and not isinstance(encoder, (str, nn.Module)) and not callable(encoder):
+            raise TypeError(f"encoder must be a module, a layer path or None, got {encoder!r}")
+        resolve_layer(model, layer)
+        if self.encoder_layer is not None:
+            resolve_layer(model, self.encoder_layer)
+        self.embedding_space = "codes" if encoder is None else "inputs"
+        self.dtype = _model_dtype(model) or torch.float32
+        self.device = _model_device(model)
+
+        if generator is None:
+            self.code_shape = self.input_shape
+            self.box = (lo, hi)
+        else:
+            shape = code_shape if code_shape is not None else getattr(generator, "code_shape", None)
+            if shape is None:
+                raise ValueError("a generator needs a code shape: give code_shape=... or set "
+                                 "generator.code_shape")
+            self.code_shape = tuple(int(s) for s in shape)
+            self.box = None
+            with torch.no_grad():
+                probe_codes = torch.zeros((2, *self.code_shape), dtype=self.dtype, device=self.device)
+                out = generator(probe_codes)
+            if tuple(out.shape[1:]) != self.input_shape:
+                raise ValueError(f"the generator maps codes {self.code_shape} to outputs of shape "
+                                 f"{tuple(out.shape[1:])}, but the model's input_shape is "
+                                 f"{self.input_shape}")
+
+        # Probe the layer shapes once, validating input_shape and the unit.
+        needed = [layer] + ([self.encoder_layer] if self.encoder_layer else [])
+        self._probe = LayerProbe(model, needed)
+        with torch.no_grad():
+            try:
+                seen = self._probe(torch.zeros((2, *self.input_shape), dtype=self.dtype, device=self.device))
+            except (RuntimeError, ValueError) as err:
+                if isinstance(err, RuntimeError) and "produced no output" in str(err):
+                    raise
+                raise ValueError(f"the model cannot run on inputs of shape {self.input_shape} "
+                                 f"(input_shape=...): {err}") from err
+        self.layer_shape = tuple(seen[layer].shape[1:])
+        self._read = unit_reader(unit, self.layer_shape, layer)
+        self.bands = Bands((self.z1,), (self.z2,), tol=tol, names=(f"{layer}[{unit}]",))
+
+    # -- the contract -------------------------------------------------------------------------
+    def decode(self, codes: Tensor) -> Tensor:
+        if self.generator is None:
+            return codes
+        return self.generator(codes.to(self.dtype))
+
+    def capture(self, x: Tensor) -> dict[str, Tensor]:
+        """Outputs of the needed layers for inputs ``x`` (one forward pass, stopped early)."""
+        return self._probe(x.to(self.dtype))
+
+    def measure_from(self, seen: dict[str, Tensor], x: Tensor) -> Measurement:
+        """The measurement from captured layer outputs (shared by intersections)."""
+        values = self._read(seen[self.layer]).unsqueeze(1)
+        if self.encoder_layer is not None:
+            emb = seen[self.encoder_layer]
+        elif self.encoder is not None:
+            emb = self.encoder(x.to(self.dtype))
+        else:
+            emb = None
+        if emb is not None:
+            emb = emb.reshape(emb.shape[0], -1)
+        return Measurement(values, emb)
+
+    def measure(self, x: Tensor) -> Measurement:
+        return self.measure_from(self.capture(x), x)
+
+    def shared_forward(self) -> tuple:
+        """Members of an intersection with equal keys share one forward pass."""
+        return (id(self.model), id(self.generator))
+
+    def init_codes(self, n, generator, dtype=None, device="cpu"):
+        if self.generator is None:
+            return super().init_codes(n, generator, dtype, device)
+        shape = (n, *self.code_shape)
+        return torch.randn(shape, generator=generator, dtype=dtype or self.dtype).to(device)
+
+    def check(self, codes: Tensor) -> tuple[Tensor, Tensor]:
+        """A fresh, complete forward pass of the model without gradients, plus the input box."""
+        with torch.no_grad():
+            x = self.decode(codes).to(self.dtype)
+            seen = LayerProbe(self.model, [self.layer], stop_early=False)(x)
+            values = self._read(seen[self.layer]).unsqueeze(1)
+            feasible = self.bands.feasible(values)
+            flat = x.reshape(x.shape[0], -1)
+            feasible &= ((flat >= self.input_range[0]) & (flat <= self.input_range[1])).all(1)
+        return values, feasible
+
+    def describe(self) -> str:
+        return (f"NeuronInverseSet({type(self.model).__name__}.{self.layer}[{self.unit}] in "
+                f"[{self.z1:g}, {self.z2:g}], generator={'yes' if self.generator is not None else 'no'}, "
+                f"encoder={self.encoder_layer or (type(self.encoder).__name__ if self.encoder is not None else 'codes')})")
+
+    def config(self) -> dict:
+        cfg = super().config()
+        cfg.update(layer=self.layer, unit=list(self.unit) if isinstance(self.unit, tuple) else self.unit,
+                   z1=self.z1, z2=self.z2, layer_shape=list(self.layer_shape),
+                   input_range=list(self.input_range), encoder=str(self.encoder_layer or self.encoder))
+        return cfg

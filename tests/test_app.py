@@ -1,0 +1,112 @@
+"""The Hydra app: every config composes and instantiates, runs write their outputs, the schema
+refuses bad overrides, and a multirun writes one directory per value."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+import feassample as fs
+from feassample import app
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = Path(app.config_dir())
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_the_config_folder_is_the_repositorys_conf():
+    assert (CONF / "config.yaml").is_file()
+    assert {"logistic", "annulus"} <= set(_options("problem"))
+
+
+@pytest.mark.parametrize("group", ["problem", "sampler", "objective"])
+def test_every_config_in_every_group_composes_and_instantiates(group):
+    options = _options(group)
+    assert options, f"no configs in {group}/"
+    for name in options:
+        cfg = _compose([f"{group}={name}"])
+        scfg = app.sampler_config(cfg)
+        assert isinstance(scfg, fs.SamplerConfig)
+        if group == "problem" and name == "python":  # a template: its factory must be given
+            with pytest.raises(ValueError, match="problem.factory"):
+                app.build_problem(cfg, ROOT)
+            cfg = _compose(["problem=python", "problem.factory=examples/custom_problem.py:annulus"])
+        problem = app.build_problem(cfg, ROOT)
+        assert isinstance(problem, fs.FeasibleSet)
+
+
+@pytest.mark.parametrize("override,error", [
+    ("problem.zz=1", ConfigCompositionException),       # misspelled key
+    ("sampler.n=many", ConfigCompositionException),     # wrong type
+    ("sampler.lrr=0.1", ConfigCompositionException),
+])
+def test_the_schema_refuses_unknown_keys_and_wrong_types(override, error):
+    with pytest.raises(error):
+        _compose([override])
+
+
+def test_a_bad_value_fails_before_any_work():
+    cfg = _compose(["sampler.k=20", "sampler.n=10"])
+    with pytest.raises(ValueError, match="k .* must be <= n"):
+        app.sampler_config(cfg)
+
+
+def test_a_run_writes_samples_metrics_and_plot(tmp_path):
+    cfg = _compose(["sampler.n=60", "sampler.k=6", "progress=false", "reference_draws=3"])
+    metrics = app.run(cfg, tmp_path, ROOT)
+    assert metrics["status"] == "success" and metrics["feasible_fraction"] == 1.0
+    saved = fs.SampleSet.load(tmp_path / "samples")
+    assert len(saved) == 60 and bool(saved.feasible.all())
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= on_disk["coverage"]["ks_p"] <= 1.0
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+def test_the_custom_python_problem_runs_from_the_app(tmp_path):
+    cfg = _compose(["problem=annulus", "sampler.n=50", "sampler.k=5", "progress=false"])
+    metrics = app.run(cfg, tmp_path, ROOT)
+    assert metrics["status"] == "success" and metrics["feasible_fraction"] == 1.0
+    assert (tmp_path / "plot.png").is_file()
+
+
+def test_a_missing_factory_file_is_reported(tmp_path):
+    cfg = _compose(["problem=annulus", "problem.factory=nowhere/none.py:f"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        app.build_problem(cfg, tmp_path)
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, "-m", "feassample", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_two_value_multirun_writes_two_run_dirs(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = _cli(["-m", "problem.z1=0.5,0.7", "sampler.n=40", "sampler.k=4", "progress=false",
+                "reference_draws=2", f"hydra.sweep.dir={sweep}"], ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").is_file())
+    assert [p.name for p in runs] == ["0", "1"]
+    z1s = [(p / ".hydra" / "overrides.yaml").read_text() for p in runs]
+    assert "problem.z1=0.5" in z1s[0] and "problem.z1=0.7" in z1s[1]
+
+
+def test_the_cli_reports_a_misspelled_override(tmp_path):
+    out = _cli(["problem.zz=1", f"hydra.run.dir={tmp_path / 'run'}"], ROOT)
+    assert out.returncode != 0
+    assert "zz" in out.stderr
