@@ -1,7 +1,8 @@
 """feassample: certified, diverse samples of feasible sets known only through differentiable
 constraints, such as the inverse set of a neuron ``{x : z1 <= f(x) <= z2}``."""
+from .api import sample
 from .core import (ALConfig, Bands, FeasibleSet, Measurement, SampleSet, SamplerConfig,
-                   from_functions, sample)
+                   from_functions)
 from .problems import Intersection, LogisticHalfspace, NeuronInverseSet
 
 __version__ = "0.1.0"

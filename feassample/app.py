@@ -5,11 +5,9 @@ Each run writes into Hydra's output directory (``outputs/DATE/TIME`` or ``multir
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +20,49 @@ from omegaconf import DictConfig, OmegaConf
 from .config import register
 from .core.problem import FeasibleSet
 from .core.result import SampleSet, atomic_write_bytes
-from .core.sample import SamplerConfig, sample
+from .api import sample
+from .core.sample import SamplerConfig
+from .models.files import load_model_file, load_object
 
 log = logging.getLogger("feassample")
 register()
 
 
-def load_factory(spec: str, base: Path) -> Any:
-    """The function named by ``"path/to/file.py:function"`` (a file the user chose)."""
-    if ":" not in spec:
-        raise ValueError(f"problem.factory must look like 'path/to/file.py:function', got {spec!r}")
-    file_part, func_name = spec.rsplit(":", 1)
-    path = Path(file_part)
-    if not path.is_absolute():
-        path = base / path
-    if path.suffix != ".py" or not path.is_file():
-        raise FileNotFoundError(f"problem.factory file {path} does not exist or is not a .py file")
-    module_name = f"feassample_user_{path.stem}"
-    spec_obj = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec_obj)
-    sys.modules[module_name] = module
-    spec_obj.loader.exec_module(module)
-    if not hasattr(module, func_name):
-        raise AttributeError(f"{path} has no function {func_name!r}")
-    return getattr(module, func_name)
+def build_model(cfg: DictConfig, base: Path):
+    """The model of the ``model`` group (file paths resolved against ``base``)."""
+    if cfg.get("model") is None:
+        raise ValueError("this problem needs a model: add model=digits or model=file ...")
+    node = cfg.model
+    if "state_dict" in node:
+        for key in ("cls", "state_dict"):
+            if OmegaConf.is_missing(node, key):
+                raise ValueError(f"model=file needs model.{key}=... (see conf/model/file.yaml)")
+        return load_model_file(node.cls, node.state_dict,
+                               OmegaConf.to_container(node.kwargs, resolve=True), base)
+    return instantiate(node)
+
+
+def build_neuron_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
+    """A ``NeuronInverseSet`` (or an ``Intersection`` of them) from ``problem=neuron|intersection``."""
+    from .models import load_generator
+    from .problems import Intersection, NeuronInverseSet
+
+    node = cfg.problem
+    if not node.units:
+        raise ValueError("problem.units is empty: give at least one {layer, unit, z1, z2}")
+    model = build_model(cfg, base)
+    generator = load_generator(node.generator) if node.generator else None
+    members = []
+    for u in node.units:
+        unit = OmegaConf.to_container(u.unit) if OmegaConf.is_list(u.unit) else u.unit
+        unit = tuple(unit) if isinstance(unit, list) else unit
+        members.append(NeuronInverseSet(
+            model, u.layer, unit, float(u.z1), float(u.z2), generator=generator,
+            encoder=node.encoder, input_shape=tuple(node.input_shape),
+            input_range=tuple(node.input_range), tol=float(node.tol)))
+    if node.kind == "neuron" and len(members) != 1:
+        raise ValueError(f"problem=neuron takes one unit, got {len(members)}: use problem=intersection")
+    return members[0] if len(members) == 1 else Intersection(members)
 
 
 def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
@@ -56,8 +73,10 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
         raise ValueError("problem=python needs problem.factory=path/to/file.py:function "
                          "(a function returning a FeasibleSet)")
     if "factory" in node:
-        factory = load_factory(node.factory, base)
+        factory = load_object(node.factory, base)
         problem = factory(**OmegaConf.to_container(node.kwargs, resolve=True))
+    elif node.get("kind") in ("neuron", "intersection"):
+        problem = build_neuron_problem(cfg, base)
     else:
         problem = instantiate(node)
     if not isinstance(problem, FeasibleSet):
@@ -97,8 +116,13 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
     problem = build_problem(cfg, base)
     log.info("problem: %s", problem.describe())
     log.info("sampler: method=%s n=%d k=%d seed=%d", scfg.method, scfg.n, scfg.k, scfg.seed)
+    resume = None
+    if cfg.get("resume"):
+        resume = Path(cfg.resume)
+        resume = resume if resume.is_absolute() else base / resume
+    # The run directory is written as the run goes: a killed run resumes with resume=<dir>.
     result = sample(problem, n=scfg.n, k=scfg.k, seed=scfg.seed, config=scfg,
-                    progress=bool(cfg.progress))
+                    progress=bool(cfg.progress), run_dir=resume or out_dir, resume=resume)
     result.config["app"] = OmegaConf.to_container(cfg, resolve=True)
     result.save(out_dir / "samples")
     log.info(result.summary())

@@ -3,7 +3,7 @@ misspelled key or a wrong type fails before any work starts."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -29,6 +29,51 @@ class PythonProblemSchema:
 
     factory: str = MISSING
     kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DigitsModelSchema:
+    """``model=digits``: the zoo's CNN classifier (``feassample.models.load_classifier``)."""
+
+    _target_: str = "feassample.models.load_classifier"
+    name: str = "digits_cnn"
+
+
+@dataclass
+class FileModelSchema:
+    """``model=file``: your own model: a class (``"pkg.module:Class"`` or ``"path/file.py:Class"``)
+    built with ``kwargs``, then a ``state_dict`` file loaded with ``weights_only=True``."""
+
+    _target_: str = "feassample.models.files.load_model_file"
+    cls: str = MISSING
+    state_dict: str = MISSING
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UnitSchema:
+    """One neuron and its band: ``layer`` (dotted path), ``unit`` (int, [channel] or
+    [channel, y, x]), ``z1 <= f <= z2``."""
+
+    layer: str = MISSING
+    unit: Any = MISSING
+    z1: float = MISSING
+    z2: float = MISSING
+
+
+@dataclass
+class NeuronProblemSchema:
+    """``problem=neuron``: the inverse set of one unit of ``model`` (several for
+    ``problem=intersection``), through the generator ``generator`` (a zoo name or null for input
+    space) with the diversity measured at the model's layer ``encoder`` (null: on codes)."""
+
+    kind: str = "neuron"
+    units: List[UnitSchema] = field(default_factory=list)
+    generator: Optional[str] = "digits_vae"
+    encoder: Optional[str] = "features.pool2"
+    input_shape: List[int] = field(default_factory=lambda: [1, 16, 16])
+    input_range: List[float] = field(default_factory=lambda: [0.0, 1.0])
+    tol: float = 0.0
 
 
 @dataclass
@@ -72,6 +117,7 @@ class AppConfig:
     """The whole run: a problem, a sampler, an objective, and what to write."""
 
     problem: Any = MISSING
+    model: Any = None
     sampler: SamplerSchema = field(default_factory=SamplerSchema)
     objective: ObjectiveSchema = field(default_factory=ObjectiveSchema)
     threads: int = 2
@@ -79,6 +125,7 @@ class AppConfig:
     plot: bool = True
     coverage: bool = True
     reference_draws: int = 10
+    resume: Optional[str] = None
 
 
 def register() -> None:
@@ -87,5 +134,8 @@ def register() -> None:
     cs.store(name="app_schema", node=AppConfig)
     cs.store(group="problem", name="logistic_schema", node=LogisticProblemSchema)
     cs.store(group="problem", name="python_schema", node=PythonProblemSchema)
+    cs.store(group="problem", name="neuron_schema", node=NeuronProblemSchema)
+    cs.store(group="model", name="digits_schema", node=DigitsModelSchema)
+    cs.store(group="model", name="file_schema", node=FileModelSchema)
     cs.store(group="sampler", name="sampler_schema", node=SamplerSchema)
     cs.store(group="objective", name="objective_schema", node=ObjectiveSchema)

@@ -2,6 +2,7 @@
 exact law in higher dimension."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -72,10 +73,11 @@ def plot_t_histogram(problem, samples: SampleSet, ax, reference: Optional[torch.
     ax.legend(fontsize=8)
 
 
-def plot_values(samples: SampleSet, problem: FeasibleSet, axes) -> None:
+def plot_values(samples: SampleSet, problem: FeasibleSet, axes, columns=None) -> None:
     """One histogram per constraint of the certified values against the band."""
     values = samples.values.detach().cpu().double().numpy()
-    for j, ax in enumerate(np.atleast_1d(axes)):
+    columns = range(values.shape[1]) if columns is None else columns
+    for j, ax in zip(columns, np.atleast_1d(axes)):
         ax.hist(values[:, j], bins=30, color="#d1495b", alpha=0.7)
         for end in (problem.bands.lo[j], problem.bands.hi[j]):
             if np.isfinite(end):
@@ -84,9 +86,77 @@ def plot_values(samples: SampleSet, problem: FeasibleSet, axes) -> None:
         ax.set_ylabel("count")
 
 
+def is_image(shape) -> bool:
+    """Inputs shaped like images: ``(C, H, W)`` with 1 or 3 channels, or ``(H, W)``."""
+    shape = tuple(shape)
+    return (len(shape) == 3 and shape[0] in (1, 3) and min(shape[1:]) >= 4) or \
+        (len(shape) == 2 and min(shape) >= 4)
+
+
+def _as_rgb(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    img = (img - lo) / (hi - lo)
+    if img.ndim == 3:
+        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+    return np.clip(img, 0, 1)
+
+
+def draw_images(ax_row, x: torch.Tensor, labels: list[str], value_range=(0.0, 1.0)) -> None:
+    """Images into a row of axes, each titled with its label (e.g. its activation)."""
+    for ax, img, label in zip(ax_row, x.detach().cpu().double().numpy(), labels):
+        shown = _as_rgb(img, *value_range)
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_title(label, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in ax_row[len(labels):]:
+        ax.axis("off")
+
+
+def pick_spread(values: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of ``count`` samples spread over the range of the first value column."""
+    n = values.shape[0]
+    if n <= count:
+        return torch.arange(n)
+    order = torch.argsort(values[:, 0])
+    return order[torch.linspace(0, n - 1, count).round().long()]
+
+
+def image_grid(problem: FeasibleSet, samples: SampleSet, path: str | Path, ncols: int = 10,
+               nrows: int = 5) -> Path:
+    """A grid of sample images titled with their activations, then histograms of each
+    constraint value against its band."""
+    plt = _pyplot()
+    path = Path(path)
+    m = problem.bands.m
+    count = min(len(samples), ncols * nrows)
+    idx = pick_spread(samples.values, count)
+    rows = max(1, math.ceil(count / ncols))
+    fig = plt.figure(figsize=(1.3 * ncols, 1.45 * rows + 2.6))
+    grid = fig.add_gridspec(rows + 1, ncols, height_ratios=[1.0] * rows + [1.6])
+    value_range = getattr(problem, "input_range", (0.0, 1.0))
+    vals = samples.values.detach().cpu().double()
+    for r in range(rows):
+        row_idx = idx[r * ncols:(r + 1) * ncols]
+        axes = [fig.add_subplot(grid[r, c]) for c in range(ncols)]
+        labels = [", ".join(f"{v:.2f}" for v in vals[i].tolist()) for i in row_idx]
+        draw_images(axes, samples.x[row_idx], labels, value_range)
+    per = max(1, ncols // m)
+    for j in range(m):
+        ax = fig.add_subplot(grid[rows, j * per:(j + 1) * per - (1 if per > 2 else 0)])
+        plot_values(samples, problem, [ax], columns=[j])
+    fig.suptitle(f"{problem.describe()}\n{samples.summary()}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_run(problem: FeasibleSet, samples: SampleSet, path: str | Path,
              reference: Optional[torch.Tensor] = None) -> Path:
     """Write the run's picture to ``path`` (PNG) and return the path."""
+    if is_image(problem.input_shape):
+        return image_grid(problem, samples, path)
     plt = _pyplot()
     path = Path(path)
     m = problem.bands.m
@@ -106,6 +176,41 @@ def plot_run(problem: FeasibleSet, samples: SampleSet, path: str | Path,
     for ax in axes[first + m:]:
         ax.axis("off")
     fig.suptitle(f"{problem.describe()}\n{samples.summary()}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sample_rows(rows: list, path: str | Path, per_row: int = 10, title: str = "",
+                value_range=(0.0, 1.0)) -> Path:
+    """One row per ``(label, SampleSet)``: ``per_row`` samples spread over the band, titled with
+    their values (the paper's Figure 1 layout); value histograms for non-image samples."""
+    plt = _pyplot()
+    path = Path(path)
+    images = all(is_image(s.x.shape[1:]) for _, s in rows if len(s))
+    cols = per_row if images else 1
+    fig, axes = plt.subplots(len(rows), cols, squeeze=False,
+                             figsize=(1.25 * cols + 2.2 if images else 7, 1.45 * len(rows) + 0.6))
+    for (label, s), ax_row in zip(rows, axes):
+        if images and len(s):
+            idx = pick_spread(s.values, per_row)
+            vals = s.values.double()
+            draw_images(list(ax_row), s.x[idx], [", ".join(f"{v:.1f}" for v in vals[i].tolist())
+                                                 for i in idx], value_range)
+        elif len(s):
+            for j in range(s.values.shape[1]):
+                ax_row[0].hist(s.values[:, j].double().numpy(), bins=30, alpha=0.6)
+        else:
+            for ax in ax_row:
+                ax.axis("off")
+        ax_row[0].axis("on")
+        ax_row[0].set_xticks([])
+        ax_row[0].set_yticks([])
+        ax_row[0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

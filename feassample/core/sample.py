@@ -22,6 +22,17 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+# Other samplers (baselines, variants) register here: name -> fn(problem, cfg, device, dtype,
+# callbacks, t0, **options) -> SampleSet. The core's own methods are "walk" and "joint".
+METHODS: dict = {}
+
+
+def register_method(name: str, fn) -> None:
+    """Make ``fs.sample(problem, method=name, ...)`` call ``fn`` (used by feassample.baselines)."""
+    if name in ("walk", "joint"):
+        raise ValueError(f"method name {name!r} is reserved")
+    METHODS[name] = fn
+
 
 @dataclass(frozen=True)
 class SamplerConfig:
@@ -74,8 +85,8 @@ class SamplerConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.method not in ("walk", "joint"):
-            raise ValueError(f"method must be 'walk' or 'joint', got {self.method!r}")
+        if self.method not in ("walk", "joint", *METHODS):
+            raise ValueError(f"method must be one of {['walk', 'joint', *sorted(METHODS)]}, got {self.method!r}")
         for name in ("n", "k"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -123,13 +134,22 @@ def _resolve(problem: FeasibleSet, cfg: SamplerConfig) -> tuple[torch.device, to
         raise TypeError(f"problem must be a feassample FeasibleSet (e.g. fs.LogisticHalfspace or "
                         f"fs.from_functions(...)), got {type(problem).__name__}")
     dtype = DTYPES[cfg.dtype]
-    device = torch.device(cfg.device) if cfg.device else getattr(problem, "device", torch.device("cpu"))
+    home = getattr(problem, "device", None)
+    try:
+        device = torch.device(cfg.device) if cfg.device else (home or torch.device("cpu"))
+    except RuntimeError as err:
+        raise ValueError(f"device={cfg.device!r} is not a device name (try 'cpu' or 'cuda'): {err}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device!r} was asked for but CUDA is not available here")
+    if home is not None and torch.device(home).type != device.type:
+        raise ValueError(f"device={cfg.device!r} does not match the problem's model, which is on "
+                         f"{home}: move the model (model.to(device)) or sample on {home}")
     return device, dtype
 
 
-def _finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg: SamplerConfig, t0: float) -> SampleSet:
+def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg: SamplerConfig, t0: float) -> SampleSet:
+    """The ``SampleSet`` of some codes: certified by ``problem.check`` (an independent pass),
+    decoded, with ``stats`` completed (wall time, counts). Every method ends here."""
     with torch.no_grad():
         values, feasible = problem.check(codes)
         x = problem.decode(codes)
@@ -149,12 +169,14 @@ def _infeasible(problem, state: seeding.SeedState, stats: dict, cfg, t0) -> Samp
         "The band may be unreachable: widen it, or raise sampler.max_outer."))
     log.warning(stats["message"])
     order = torch.argsort(state.best_violation)
-    return _finish(problem, state.best_codes[order], stats, cfg, t0)
+    return finish(problem, state.best_codes[order], stats, cfg, t0)
 
 
 def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
            config: Optional[SamplerConfig] = None, callbacks: Iterable = (),
-           progress: bool = False, **settings) -> SampleSet:
+           progress: bool = False, options: Optional[dict] = None,
+           initial_codes: Optional[Tensor] = None, resume_state: Optional[dict] = None,
+           **settings) -> SampleSet:
     """Sample ``n`` certified points of a feasible set.
 
     Args:
@@ -165,6 +187,11 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             (``method="joint"``, ``objective="none"``, ``lr=0.1``, ``dtype="float64"``...).
         callbacks: callables ``(phase, state)`` run after each step (progress, checkpoints).
         progress: show a tqdm progress bar.
+        options: extra keyword arguments for a registered method (``register_method``).
+        initial_codes: starting codes, ``(k, *code_shape)`` (``(n, ...)`` for the joint solve),
+            instead of random ones (e.g. all equal, for the paper's Fig. 8 ablation).
+        resume_state: a saved sampler state to continue from (``{"phase": "seed", "seed": state}``
+            or ``{"phase": "walk", "walk": state, "stats": dict}``; see ``feassample.io``).
 
     Returns:
         A ``SampleSet`` whose ``feasible`` comes from ``problem.check`` (a fresh pass), with
@@ -172,6 +199,14 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
         ``"infeasible"`` (none; the best iterates are returned, closest first).
     """
     cfg = replace(config or SamplerConfig(), n=n, k=k, seed=seed, **settings)
+    options = dict(options or {})
+    if initial_codes is not None:
+        rows = cfg.n if cfg.method == "joint" else cfg.k
+        want = (rows, *problem.code_shape)
+        if not isinstance(initial_codes, Tensor) or tuple(initial_codes.shape) != want:
+            got = tuple(initial_codes.shape) if isinstance(initial_codes, Tensor) else type(initial_codes).__name__
+            raise ValueError(f"initial_codes must be a tensor of shape {want}, got {got}")
+        options["initial_codes"] = initial_codes
     device, dtype = _resolve(problem, cfg)
     t0 = time.perf_counter()
     callbacks = list(callbacks)
@@ -182,47 +217,83 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
         callbacks.append(bar)
     try:
         if cfg.method == "joint":
-            return _joint(problem, cfg, device, dtype, callbacks, t0)
-        return _seeds_and_walk(problem, cfg, device, dtype, callbacks, t0)
+            return _joint(problem, cfg, device, dtype, callbacks, t0, options.get("initial_codes"))
+        if cfg.method in METHODS:
+            return METHODS[cfg.method](problem, cfg, device, dtype, callbacks, t0, **options)
+        return _seeds_and_walk(problem, cfg, device, dtype, callbacks, t0,
+                               options.get("initial_codes"), resume_state)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _initial_codes(problem, count, cfg, device, dtype) -> Tensor:
+def _initial_codes(problem, count, cfg, device, dtype, given: Optional[Tensor] = None) -> Tensor:
+    if given is not None:
+        return problem.project(given.detach().to(device=device, dtype=dtype).clone())
     generator = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
     codes = problem.init_codes(count, generator, dtype=dtype, device=device)
     return problem.project(codes.to(device=device, dtype=dtype))
 
 
-def _seeds_and_walk(problem, cfg: SamplerConfig, device, dtype, callbacks, t0) -> SampleSet:
+def _seeds_and_walk(problem, cfg: SamplerConfig, device, dtype, callbacks, t0,
+                    initial: Optional[Tensor] = None, resume: Optional[dict] = None) -> SampleSet:
     al, bands = cfg.al(), problem.bands
     objective = cfg.diversity()
-    seed_loss = Loss(problem, objective, bands.shrink(cfg.seed_margin))
-    state = seeding.init(_initial_codes(problem, cfg.k, cfg, device, dtype), bands.m, al)
-    state = drive(state, lambda s: seeding.step(s, seed_loss, bands, al, cfg.step_rule()),
-                  lambda s: seeding.done(s, al), "seed", callbacks)
-    seeding.refresh(state, seed_loss)
-    stats = {"method": "walk", "n_requested": cfg.n, "k": cfg.k, "seed_steps": state.steps,
-             "seed_outer": state.outer, "seed_evals": state.model_evals,
-             **{f"seed_{k}": v for k, v in seeding.residual_report(state, seed_loss).items()}}
-    usable = bands.feasible(state.values)
-    stats["seeds_accepted"] = int(usable.sum())
-    if not bool(usable.any()):
-        stats.update(walk_steps=0, walk_evals=0, model_evals=state.model_evals)
-        return _infeasible(problem, state, stats, cfg, t0)
-
     walk_margin = cfg.seed_margin if cfg.walk_margin is None else cfg.walk_margin
     walk_loss = Loss(problem, objective, bands.shrink(walk_margin))
-    idx = usable.nonzero().squeeze(1)
-    wstate = walking.init(state.codes[idx], state.values[idx], state.embedding[idx],
-                          state.multipliers[idx], state.penalty[idx], cfg.n)
+    resume = resume or {}
+    interrupted = False
+    if resume.get("phase") == "walk":
+        stats = dict(resume["stats"], n_requested=cfg.n, resumed=True)
+        wstate = walking.resize(resume["walk"], cfg.n)
+        seed_evals = int(stats.get("seed_evals", 0))
+    else:
+        seed_loss = Loss(problem, objective, bands.shrink(cfg.seed_margin))
+        state = resume.get("seed") or seeding.init(
+            _initial_codes(problem, cfg.k, cfg, device, dtype, initial), bands.m, al)
+        try:
+            state = drive(state, lambda s: seeding.step(s, seed_loss, bands, al, cfg.step_rule()),
+                          lambda s: seeding.done(s, al), "seed", callbacks)
+        except KeyboardInterrupt:
+            interrupted = True
+        seeding.refresh(state, seed_loss)
+        stats = {"method": "walk", "n_requested": cfg.n, "k": cfg.k, "seed_steps": state.steps,
+                 "seed_outer": state.outer, "seed_evals": state.model_evals,
+                 **{f"seed_{k}": v for k, v in seeding.residual_report(state, seed_loss).items()}}
+        if bool(resume):
+            stats["resumed"] = True
+        usable = bands.feasible(state.values)
+        stats["seeds_accepted"] = int(usable.sum())
+        seed_evals = state.model_evals
+        if interrupted:  # keep the seeding state for a resume; return the seeds that are inside
+            for cb in callbacks:
+                cb("seed_final", state)
+            stats.update(walk_steps=0, walk_evals=0, model_evals=state.model_evals,
+                         status="interrupted", message=(
+                             f"interrupted while seeding ({int(usable.sum())} of {cfg.k} seeds "
+                             "inside the band); resume to continue"))
+            log.warning(stats["message"])
+            return finish(problem, state.codes[usable], stats, cfg, t0)
+        if not bool(usable.any()):
+            stats.update(walk_steps=0, walk_evals=0, model_evals=state.model_evals)
+            return _infeasible(problem, state, stats, cfg, t0)
+        idx = usable.nonzero().squeeze(1)
+        wstate = walking.init(state.codes[idx], state.values[idx], state.embedding[idx],
+                              state.multipliers[idx], state.penalty[idx], cfg.n)
+        for cb in callbacks:
+            cb("walk_start", (wstate, dict(stats)))
     move = cfg.step_rule(walk=True)
     budget = cfg.rounds_budget()
-    rejected = checked = 0
+    rejected = int(stats.get("rejected_by_check", 0))
+    checked = int(stats.get("check_evals", 0))
     for _attempt in range(3):
-        wstate = drive(wstate, lambda s: walking.step(s, walk_loss, bands, move),
-                       lambda s: walking.done(s, budget, cfg.max_idle), "walk", callbacks)
+        if interrupted:
+            break
+        try:
+            wstate = drive(wstate, lambda s: walking.step(s, walk_loss, bands, move),
+                           lambda s: walking.done(s, budget, cfg.max_idle), "walk", callbacks)
+        except KeyboardInterrupt:
+            interrupted = True
         # Certify every accepted sample by an independent pass; replace the ones that fail.
         _, ok = problem.check(wstate.sample_codes[: wstate.accepted])
         checked += int(wstate.accepted)
@@ -230,31 +301,43 @@ def _seeds_and_walk(problem, cfg: SamplerConfig, device, dtype, callbacks, t0) -
             break
         rejected += int((~ok).sum())
         wstate = walking.drop(wstate, ok)
+        for cb in callbacks:
+            cb("walk_rebase", wstate)
         if walking.done(wstate, budget, cfg.max_idle):
             break
     stats.update(walk_steps=wstate.rounds, walk_evals=wstate.model_evals,
-                 model_evals=state.model_evals + wstate.model_evals,
-                 check_evals=checked,
-                 rejected_by_check=rejected,
+                 model_evals=seed_evals + wstate.model_evals, check_evals=checked,
+                 rejected_by_check=rejected, nan_walkers=int((~wstate.alive).sum()),
                  walk_steps_min=math.ceil(max(cfg.n - stats["seeds_accepted"], 0) / cfg.k))
     codes = wstate.sample_codes[: wstate.accepted]
-    if wstate.accepted >= cfg.n:
+    if interrupted:
+        stats.update(status="interrupted", message=(
+            f"interrupted with {wstate.accepted} of {cfg.n} samples; resume to continue"))
+        log.warning(stats["message"])
+    elif wstate.accepted >= cfg.n:
         stats.update(status="success", message=f"{cfg.n} samples, all certified inside the band")
     else:
-        why = "the walk stalled" if wstate.idle_rounds >= (cfg.max_idle or 1 << 60) else \
-            f"the round budget ({budget}) ran out"
+        if not bool(wstate.alive.any()):
+            why = "every walker's model output became NaN or infinite"
+        elif cfg.max_idle is not None and wstate.idle_rounds >= cfg.max_idle:
+            why = f"the walk stalled ({cfg.max_idle} rounds without a new sample)"
+        else:
+            why = f"the round budget ({budget}) ran out"
         stats.update(status="partial", message=(
             f"{wstate.accepted} of {cfg.n} samples: {why}. Raise sampler.max_rounds, lower "
             "sampler.walk_lr, or widen the band."))
         log.warning(stats["message"])
-    return _finish(problem, codes, stats, cfg, t0)
+    if stats["nan_walkers"]:
+        stats["message"] += f" ({stats['nan_walkers']} walker(s) stopped: non-finite model output)"
+    return finish(problem, codes, stats, cfg, t0)
 
 
-def _joint(problem, cfg: SamplerConfig, device, dtype, callbacks, t0) -> SampleSet:
+def _joint(problem, cfg: SamplerConfig, device, dtype, callbacks, t0,
+           initial: Optional[Tensor] = None) -> SampleSet:
     al, bands = cfg.al(), problem.bands
     loss = Loss(problem, cfg.diversity(), bands.shrink(cfg.seed_margin))
     freeze = cfg.joint_until == "feasible"
-    state = seeding.init(_initial_codes(problem, cfg.n, cfg, device, dtype), bands.m, al)
+    state = seeding.init(_initial_codes(problem, cfg.n, cfg, device, dtype, initial), bands.m, al)
 
     def finished(s):
         if freeze:
@@ -273,4 +356,4 @@ def _joint(problem, cfg: SamplerConfig, device, dtype, callbacks, t0) -> SampleS
     codes = state.codes[inside]
     status = "success" if bool(inside.all()) else "partial"
     stats.update(status=status, message=f"{int(inside.sum())} of {cfg.n} rows inside the band")
-    return _finish(problem, codes, stats, cfg, t0)
+    return finish(problem, codes, stats, cfg, t0)

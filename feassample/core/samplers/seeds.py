@@ -37,6 +37,8 @@ class SeedState:
         steps: batched gradient steps taken; outer: outer iterations completed.
         model_evals: per-sample forward passes spent.
         stationarity: ``(B,)`` norm of the (projected) gradient at the last step of each row.
+        outer_violation: ``(B,)`` violation at the last outer update (for ``penalty_rule``).
+        dead: ``(B,)`` rows stopped because the model returned NaN or infinity for them.
     """
 
     codes: Tensor
@@ -53,6 +55,7 @@ class SeedState:
     model_evals: int = 0
     stationarity: Optional[Tensor] = None
     outer_violation: Optional[Tensor] = None
+    dead: Optional[Tensor] = None
 
 
 def init(codes: Tensor, m: int, al: ALConfig) -> SeedState:
@@ -70,6 +73,7 @@ def init(codes: Tensor, m: int, al: ALConfig) -> SeedState:
         best_codes=codes.detach().clone(),
         stationarity=torch.full((b,), float("nan"), dtype=codes.dtype, device=codes.device),
         outer_violation=torch.full((b,), float("inf"), dtype=codes.dtype, device=codes.device),
+        dead=torch.zeros(b, dtype=torch.bool, device=codes.device),
     )
 
 
@@ -102,8 +106,9 @@ def step(state: SeedState, loss: Loss, bands: Bands, al: ALConfig, move: StepCon
 
     # Frozen rows enter the objective through their pool statistics only.
     frozen_pool = pool
-    if state.embedding is not None and bool(state.frozen.any()):
-        frozen_stats = PoolStats.of(state.embedding[state.frozen])
+    pooled = state.frozen & ~state.dead
+    if state.embedding is not None and bool(pooled.any()):
+        frozen_stats = PoolStats.of(state.embedding[pooled])
         frozen_pool = frozen_stats if pool is None else PoolStats(
             pool.count + frozen_stats.count, pool.total + frozen_stats.total,
             pool.sq_norms + frozen_stats.sq_norms)
@@ -138,6 +143,11 @@ def step(state: SeedState, loss: Loss, bands: Bands, al: ALConfig, move: StepCon
 
     finished = loss.target.feasible(ev.values) if freeze else torch.zeros(b, dtype=torch.bool,
                                                                            device=codes.device)
+    # A row whose model output is NaN/inf stops here (reported), the others go on.
+    broken = ~torch.isfinite(ev.values).all(1) | ~torch.isfinite(ev.embedding).all(1)
+    if bool(broken.any()):
+        state.dead[active[broken]] = True
+        finished = finished | broken
     moving = ~finished
     if al.lr_decay != 1.0:
         move = replace(move, lr=move.lr * al.lr_decay ** state.outer)

@@ -34,6 +34,7 @@ class WalkState:
         accepted: number of samples so far; rounds: walk steps taken.
         model_evals: per-sample forward passes spent in the walk.
         idle_rounds: rounds since the last acceptance.
+        alive: ``(K,)`` walkers still moving (a walker stops when the model returns NaN/inf).
     """
 
     codes: Tensor
@@ -48,6 +49,7 @@ class WalkState:
     rounds: int = 0
     model_evals: int = 0
     idle_rounds: int = 0
+    alive: Optional[Tensor] = None
 
 
 def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers: Tensor,
@@ -65,22 +67,25 @@ def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers
                      penalty=penalty.clone(), moments=Moments.zeros(seeds),
                      sample_codes=sample_codes, sample_values=sample_values,
                      sample_embedding=sample_embedding, pool=PoolStats.of(seed_embedding),
-                     accepted=k)
+                     accepted=k, alive=torch.ones(k, dtype=torch.bool, device=seeds.device))
 
 
 def step(state: WalkState, loss: Loss, bands: Bands, move: StepConfig) -> WalkState:
     """One round: evaluate the walkers, accept those inside the band, take one step."""
-    ev = loss.evaluate(state.codes, state.multipliers, state.penalty, state.pool)
-    state.model_evals += state.codes.shape[0]
+    live = state.alive.nonzero().squeeze(1)
+    codes = state.codes[live]
+    ev = loss.evaluate(codes, state.multipliers[live], state.penalty[live], state.pool)
+    state.model_evals += codes.shape[0]
+    broken = ~torch.isfinite(ev.values).all(1) | ~torch.isfinite(ev.embedding).all(1)
     if state.rounds > 0:
-        inside = bands.feasible(ev.values)
+        inside = bands.feasible(ev.values) & ~broken
         if loss.problem.box is not None:
-            flat = state.codes.flatten(1)
+            flat = codes.flatten(1)
             inside &= ((flat >= loss.problem.box[0]) & (flat <= loss.problem.box[1])).all(1)
         take = inside.nonzero().squeeze(1)[: state.sample_codes.shape[0] - state.accepted]
         if take.numel():
             a, b = state.accepted, state.accepted + take.numel()
-            state.sample_codes[a:b] = state.codes[take]
+            state.sample_codes[a:b] = codes[take]
             state.sample_values[a:b] = ev.values[take]
             state.sample_embedding[a:b] = ev.embedding[take]
             state.pool = state.pool.add(ev.embedding[take])
@@ -88,15 +93,22 @@ def step(state: WalkState, loss: Loss, bands: Bands, move: StepConfig) -> WalkSt
             state.idle_rounds = 0
         else:
             state.idle_rounds += 1
-    new_codes, state.moments = descend(state.codes, ev.grad, state.moments, move)
-    state.codes = loss.problem.project(new_codes)
+    moments = state.moments.rows(live)
+    new_codes, moments = descend(codes, ev.grad, moments, move)
+    state.codes[live] = loss.problem.project(new_codes)
+    state.moments.put(live, moments)
+    if bool(broken.any()):  # stop walkers whose model output is NaN/inf; the others go on
+        state.alive[live[broken]] = False
     state.rounds += 1
     return state
 
 
 def done(state: WalkState, max_rounds: int, max_idle: Optional[int] = None) -> bool:
-    """The walk ends with ``n`` samples, after ``max_rounds``, or after ``max_idle`` idle rounds."""
+    """The walk ends with ``n`` samples, after ``max_rounds``, after ``max_idle`` idle rounds, or
+    when no walker is left."""
     if state.accepted >= state.sample_codes.shape[0] or state.rounds >= max_rounds:
+        return True
+    if not bool(state.alive.any()):
         return True
     return max_idle is not None and state.idle_rounds >= max_idle
 
@@ -110,4 +122,18 @@ def drop(state: WalkState, keep: Tensor) -> WalkState:
     state.sample_embedding[: kept.numel()] = emb
     state.accepted = kept.numel()
     state.pool = PoolStats.of(emb) if kept.numel() else PoolStats.empty(emb.shape[1], emb)
+    return state
+
+
+def resize(state: WalkState, n: int) -> WalkState:
+    """The same walk with room for ``n`` samples (to continue a resumed run to a larger n)."""
+    if n < state.accepted:
+        raise ValueError(f"cannot resume to n={n}: the run already has {state.accepted} samples")
+    def grow(t: Tensor) -> Tensor:
+        out = t.new_zeros((n, *t.shape[1:]))
+        out[: state.accepted] = t[: state.accepted]
+        return out
+    state.sample_codes = grow(state.sample_codes)
+    state.sample_values = grow(state.sample_values)
+    state.sample_embedding = grow(state.sample_embedding)
     return state

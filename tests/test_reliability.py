@@ -1,0 +1,158 @@
+"""Nothing lost, nothing hung: interruption, kill -9 and resume, NaN models, determinism."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import feassample as fs
+from feassample.io import has_checkpoint, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def slab() -> fs.LogisticHalfspace:
+    return fs.LogisticHalfspace.random(64, 0.6, 0.8)
+
+
+class InterruptAfter:
+    """Raises KeyboardInterrupt (what Ctrl-C does) after some walk rounds."""
+
+    def __init__(self, rounds: int) -> None:
+        self.rounds, self.seen = rounds, 0
+
+    def __call__(self, phase, state) -> None:
+        if phase == "walk":
+            self.seen += 1
+            if self.seen == self.rounds:
+                raise KeyboardInterrupt
+
+
+def test_ctrl_c_returns_the_partial_sampleset_and_saves_it(tmp_path):
+    s = fs.sample(slab(), n=300, k=10, seed=0, run_dir=tmp_path, callbacks=[InterruptAfter(8)])
+    assert s.status == "interrupted" and 10 < len(s) < 300
+    assert bool(s.feasible.all())
+    saved = fs.SampleSet.load(tmp_path / "samples")
+    assert torch.equal(saved.codes, s.codes)
+
+
+def test_resume_continues_to_n_and_matches_an_uninterrupted_run(tmp_path):
+    problem = slab()
+    full = fs.sample(problem, n=300, k=10, seed=0)
+    fs.sample(problem, n=300, k=10, seed=0, run_dir=tmp_path, callbacks=[InterruptAfter(8)])
+    resumed = fs.sample(problem, n=300, resume=tmp_path)
+    assert resumed.status == "success" and resumed.stats["resumed"] is True
+    assert torch.equal(resumed.codes, full.codes)          # bit-identical continuation
+    assert bool(problem.membership(resumed.x).all())
+    more = fs.sample(problem, n=350, resume=tmp_path)      # and further, to a larger n
+    assert len(more) == 350 and torch.equal(more.codes[:300], full.codes)
+
+
+def test_resume_during_seeding(tmp_path):
+    problem = fs.LogisticHalfspace.random(64, 0.6, 0.8)
+
+    class StopSeeding:
+        def __call__(self, phase, state):
+            if phase == "seed" and state.steps == 3:
+                raise KeyboardInterrupt
+
+    from feassample.io import RunWriter, checkpoint_config
+    cfg = fs.SamplerConfig(n=50, k=5)
+    writer = RunWriter(tmp_path, checkpoint_config(problem, cfg), seed_every_s=0.0)
+    s = fs.sample(problem, n=50, k=5, seed=0, callbacks=[writer, StopSeeding()])
+    assert s.status == "interrupted"
+    state, _ = load_checkpoint(tmp_path)
+    assert state["phase"] == "seed" and state["seed"].steps == 3
+    resumed = fs.sample(problem, n=50, resume=tmp_path)
+    assert resumed.status == "success" and bool(problem.membership(resumed.x).all())
+
+
+def test_resume_refuses_another_problem_and_a_missing_checkpoint(tmp_path):
+    fs.sample(slab(), n=30, k=5, run_dir=tmp_path)
+    with pytest.raises(ValueError, match="another problem"):
+        fs.sample(fs.LogisticHalfspace.random(64, 0.5, 0.9), n=40, resume=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        fs.sample(slab(), n=40, resume=tmp_path / "nowhere")
+
+
+KILLED_RUN = """
+import sys, time, torch, feassample as fs
+problem = fs.LogisticHalfspace.random(64, 0.6, 0.8)
+slow = lambda phase, state: time.sleep(0.05) if phase == "walk" else None
+fs.sample(problem, n=2000, k=10, seed=0, run_dir=sys.argv[1], callbacks=[slow])
+"""
+
+
+def test_kill_minus_9_loses_at_most_the_round_in_progress_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(run)], cwd=ROOT)
+    shards = run / "checkpoint" / "shards"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(shards.glob("*.pt"))) < 6:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert has_checkpoint(run)
+    state, _ = load_checkpoint(run)
+    saved = state["walk"].accepted
+    assert saved >= 6 * 1  # every shard written before the kill is there
+    on_disk = sum(torch.load(f, weights_only=True)["codes"].shape[0] for f in shards.glob("*.pt"))
+    assert on_disk - saved <= 10  # at most one round (K = 10) beyond the recorded state
+    problem = fs.LogisticHalfspace.random(64, 0.6, 0.8)
+    resumed = fs.sample(problem, n=400, resume=run)
+    assert resumed.status == "success" and len(resumed) == 400
+    assert bool(problem.membership(resumed.x).all())
+    full = fs.sample(problem, n=400, k=10, seed=0)
+    assert torch.equal(resumed.codes, full.codes)
+
+
+class NaNAfter(nn.Module):
+    """A model whose output turns NaN on part of the input space (x[0] > 0.9)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0]]))
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        out = self.fc(x)
+        return torch.where(x[:, :1] > 0.9, torch.full_like(out, float("nan")), out)
+
+
+def test_a_model_that_produces_nan_stops_those_samples_and_keeps_the_others():
+    model = NaNAfter()
+    wrapper = nn.Sequential()
+    wrapper.add_module("net", model)
+    q = fs.NeuronInverseSet(wrapper, "net", 0, 1.5, 2.5, input_shape=(4,))
+    s = fs.sample(q, n=60, k=6, seed=0, objective="none")
+    assert bool(s.feasible.all())
+    x = s.x.double()
+    assert bool((x[:, 0] <= 0.9).all())
+    f = x.sum(1)
+    assert bool(((f >= 1.5) & (f <= 2.5)).all())
+
+
+def test_same_seed_same_config_same_device_is_bit_identical():
+    problem = slab()
+    a = fs.sample(problem, n=120, k=10, seed=7)
+    b = fs.sample(problem, n=120, k=10, seed=7)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.values, b.values)
+
+
+def test_device_mismatch_fails_before_work():
+    model = nn.Sequential(nn.Linear(4, 2))
+    q = fs.NeuronInverseSet(model, "0", 0, 0.0, 1.0, input_shape=(4,))
+    with pytest.raises(ValueError, match="device"):
+        fs.sample(q, n=10, k=2, device="meta")
