@@ -44,7 +44,7 @@ class FileModelSchema:
     """``model=file``: your own model: a class (``"pkg.module:Class"`` or ``"path/file.py:Class"``)
     built with ``kwargs``, then a ``state_dict`` file loaded with ``weights_only=True``."""
 
-    _target_: str = "feassample.models.files.load_model_file"
+    _target_: str = "feassample.models.load_model_file"
     cls: str = MISSING
     state_dict: str = MISSING
     kwargs: Dict[str, Any] = field(default_factory=dict)

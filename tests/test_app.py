@@ -110,3 +110,48 @@ def test_the_cli_reports_a_misspelled_override(tmp_path):
     out = _cli(["problem.zz=1", f"hydra.run.dir={tmp_path / 'run'}"], ROOT)
     assert out.returncode != 0
     assert "zz" in out.stderr
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_launchers_run_a_two_job_sweep_and_summarize_it(tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=5"]
+    out = _cli(["-m", "problem.z1=0.5,0.7", "sampler.n=30", "sampler.k=5", "progress=false",
+                "coverage=false", f"hydra/launcher={launcher}", *extra, f"hydra.sweep.dir={sweep}"], ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for job in ("0", "1"):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["status"] == "success" and metrics["feasible_fraction"] == 1.0
+    table = (sweep / "summary.md").read_text()
+    assert "problem.z1=0.5" in table and "problem.z1=0.7" in table
+    assert (sweep / "summary.png").stat().st_size > 5_000
+
+
+def test_feassample_summary_cli_collects_a_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = _cli(["-m", "problem.z1=0.5,0.7", "sampler.n=20", "sampler.k=5", "progress=false",
+                "coverage=false", "plot=false", f"hydra.sweep.dir={sweep}"], ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep / "summary.md").unlink()
+    res = subprocess.run([sys.executable, "-m", "feassample.summary", str(sweep)], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (sweep / "summary.md").is_file() and "| 0 |" in res.stdout and "| 1 |" in res.stdout
+
+
+def test_the_app_resumes_a_killed_run(tmp_path):
+    first = tmp_path / "first"
+    cfg = _compose(["problem.d=64", "sampler.n=200", "sampler.k=10", "progress=false", "coverage=false"])
+    from feassample.api import sample as api_sample
+    problem = app.build_problem(cfg, ROOT)
+
+    def stop(phase, state):
+        if phase == "walk" and state.rounds == 5:
+            raise KeyboardInterrupt
+
+    part = api_sample(problem, n=200, k=10, seed=0, run_dir=first, callbacks=[stop])
+    assert part.status == "interrupted"
+    cfg2 = _compose(["problem.d=64", "sampler.n=200", "sampler.k=10", "progress=false",
+                     "coverage=false", f"resume={first}"])
+    metrics = app.run(cfg2, tmp_path / "second", ROOT)
+    assert metrics["status"] == "success" and metrics["n_returned"] == 200

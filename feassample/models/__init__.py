@@ -1,0 +1,17 @@
+"""A small model zoo trained from data that ships with scikit-learn (the UCI digits).
+
+See ``docs/zoo.md``. The weights are committed in ``feassample/models/weights`` with their
+SHA-256 in ``manifest.json``; nothing is ever downloaded.
+"""
+from .digits import (WEIGHTS_DIR, DigitsClassifier, DigitsDecoder, DigitsEncoder,
+                     DigitsGenerator, DigitsVAE, WeightsChecksumError, cache_dir, digits_data,
+                     load_classifier, load_generator, load_state_dict_file, load_vae,
+                     read_manifest, sha256_file)
+from .files import load_model_file, load_object
+from .neurons import digits_neuron, embed
+
+__all__ = ["WEIGHTS_DIR", "DigitsClassifier", "DigitsDecoder", "DigitsEncoder",
+           "DigitsGenerator", "DigitsVAE", "WeightsChecksumError", "cache_dir", "digits_data",
+           "load_classifier", "load_generator", "load_state_dict_file", "load_vae",
+           "read_manifest", "sha256_file", "load_model_file", "load_object", "digits_neuron",
+           "embed"]
