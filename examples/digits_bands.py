@@ -23,7 +23,7 @@ BANDS = [(16.0, 18.0), (12.0, 14.0), (8.0, 10.0), (4.0, 6.0), (0.0, 2.0), (-4.0,
 
 
 def main(n: int = 500, out: Path = OUT) -> list:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     model, G = load_classifier(), load_generator()
     rows, table = [], ["| band | status | n | seed steps | walk steps | model evals | wall s |",
                        "|---|---|---|---|---|---|---|"]

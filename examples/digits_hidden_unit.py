@@ -31,7 +31,7 @@ def bands_from_data(model) -> list[tuple[float, float]]:
 
 
 def main(n: int = 500, out: Path = OUT):
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     model, G = load_classifier(), load_generator()
     rows = []
     for z1, z2 in bands_from_data(model):

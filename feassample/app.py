@@ -59,7 +59,8 @@ def build_neuron_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
         members.append(NeuronInverseSet(
             model, u.layer, unit, float(u.z1), float(u.z2), generator=generator,
             encoder=node.encoder, input_shape=tuple(node.input_shape),
-            input_range=tuple(node.input_range), tol=float(node.tol)))
+            input_range=tuple(node.input_range), tol=float(node.tol),
+            code_radius=node.code_radius if generator is not None else None))
     if node.kind == "neuron" and len(members) != 1:
         raise ValueError(f"problem=neuron takes one unit, got {len(members)}: use problem=intersection")
     return members[0] if len(members) == 1 else Intersection(members)

@@ -74,6 +74,7 @@ class NeuronProblemSchema:
     input_shape: List[int] = field(default_factory=lambda: [1, 16, 16])
     input_range: List[float] = field(default_factory=lambda: [0.0, 1.0])
     tol: float = 0.0
+    code_radius: Optional[float] = 4.0
 
 
 @dataclass
@@ -120,7 +121,7 @@ class AppConfig:
     model: Any = None
     sampler: SamplerSchema = field(default_factory=SamplerSchema)
     objective: ObjectiveSchema = field(default_factory=ObjectiveSchema)
-    threads: int = 2
+    threads: int = 1
     progress: bool = True
     plot: bool = True
     coverage: bool = True

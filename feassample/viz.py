@@ -104,7 +104,7 @@ def draw_images(ax_row, x: torch.Tensor, labels: list[str], value_range=(0.0, 1.
     """Images into a row of axes, each titled with its label (e.g. its activation)."""
     for ax, img, label in zip(ax_row, x.detach().cpu().double().numpy(), labels):
         shown = _as_rgb(img, *value_range)
-        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
+        ax.imshow(shown, cmap="gray_r" if shown.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_title(label, fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -184,9 +184,10 @@ def plot_run(problem: FeasibleSet, samples: SampleSet, path: str | Path,
 
 
 def sample_rows(rows: list, path: str | Path, per_row: int = 10, title: str = "",
-                value_range=(0.0, 1.0)) -> Path:
-    """One row per ``(label, SampleSet)``: ``per_row`` samples spread over the band, titled with
-    their values (the paper's Figure 1 layout); value histograms for non-image samples."""
+                value_range=(0.0, 1.0), pick: str = "spread") -> Path:
+    """One row per ``(label, SampleSet)``: ``per_row`` samples spread over the band (or the
+    ``pick="first"`` ones, e.g. the seeds), titled with their values (the paper's Figure 1
+    layout); value histograms for non-image samples."""
     plt = _pyplot()
     path = Path(path)
     images = all(is_image(s.x.shape[1:]) for _, s in rows if len(s))
@@ -195,7 +196,7 @@ def sample_rows(rows: list, path: str | Path, per_row: int = 10, title: str = ""
                              figsize=(1.25 * cols + 2.2 if images else 7, 1.45 * len(rows) + 0.6))
     for (label, s), ax_row in zip(rows, axes):
         if images and len(s):
-            idx = pick_spread(s.values, per_row)
+            idx = pick_spread(s.values, per_row) if pick == "spread" else torch.arange(min(per_row, len(s)))
             vals = s.values.double()
             draw_images(list(ax_row), s.x[idx], [", ".join(f"{v:.1f}" for v in vals[i].tolist())
                                                  for i in idx], value_range)

@@ -12,7 +12,7 @@ from .digits import load_classifier, load_generator
 def digits_neuron(layer: str = "classifier.fc2", unit: Union[int, tuple] = 3, z1: float = 8.0,
                   z2: float = 12.0, *, generator: bool = True,
                   encoder: Optional[str] = "features.pool2", model=None, G=None,
-                  tol: float = 0.0) -> NeuronInverseSet:
+                  tol: float = 0.0, code_radius: Optional[float] = 4.0) -> NeuronInverseSet:
     """The inverse set of a unit of the zoo's CNN, through the zoo's VAE decoder by default.
 
     Args:
@@ -21,13 +21,15 @@ def digits_neuron(layer: str = "classifier.fc2", unit: Union[int, tuple] = 3, z1
         generator: sample codes of the VAE decoder (``True``) or pixels directly (``False``).
         encoder: the layer whose output is the embedding ``E`` (``None``: distances on codes).
         model, G: reuse already loaded models.
+        code_radius: keep the VAE codes in ``||c|| <= code_radius`` (4.0: the 97th percentile of
+            the norm of an 8-dimensional N(0, I) code), where decoded digits look natural.
     """
     model = model if model is not None else load_classifier()
     if generator:
         G = G if G is not None else load_generator()
     return NeuronInverseSet(model, layer, unit, z1, z2, generator=G if generator else None,
                             encoder=encoder, input_shape=(1, 16, 16), input_range=(0.0, 1.0),
-                            tol=tol)
+                            tol=tol, code_radius=code_radius if generator else None)
 
 
 def embed(problem: NeuronInverseSet, x: torch.Tensor) -> torch.Tensor:

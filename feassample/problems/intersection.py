@@ -66,6 +66,12 @@ class Intersection(FeasibleSet):
         embedding = next((m.embedding for m in parts if m.embedding is not None), None)
         return Measurement(torch.cat([m.values for m in parts], dim=1), embedding)
 
+    def project(self, codes: Tensor) -> Tensor:
+        """Every member's projection in turn (members share codes: box, code ball...)."""
+        for p in self.members:
+            codes = p.project(codes)
+        return codes
+
     def init_codes(self, n, generator, dtype=None, device="cpu"):
         return self.members[0].init_codes(n, generator, dtype, device)
 

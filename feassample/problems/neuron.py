@@ -116,7 +116,7 @@ def unit_reader(unit: Unit, shape: Sequence[int], layer: str) -> Callable[[Tenso
         if not 0 <= unit < shape[0]:
             raise ValueError(f"unit={unit} is out of range for layer {layer!r} with {shape[0]} "
                              f"units (output shape {shape}): valid units are 0..{shape[0] - 1}")
-        return lambda out: out.reshape(out.shape[0], -1)[:, unit]
+        return lambda out: out.flatten(1)[:, unit]
     if not isinstance(unit, tuple) or not all(isinstance(u, int) and not isinstance(u, bool) for u in unit):
         raise TypeError(f"unit must be an int, (channel,) or (channel, y, x), got {unit!r}")
     if len(shape) < 2:
@@ -127,7 +127,7 @@ def unit_reader(unit: Unit, shape: Sequence[int], layer: str) -> Callable[[Tenso
         if not 0 <= ch < shape[0]:
             raise ValueError(f"channel {ch} is out of range for layer {layer!r} with output shape "
                              f"{shape}: valid channels are 0..{shape[0] - 1}")
-        return lambda out: out[:, ch].reshape(out.shape[0], -1).mean(dim=1)
+        return lambda out: out[:, ch].flatten(1).mean(dim=1)
     if len(unit) == len(shape):
         for axis, (u, s) in enumerate(zip(unit, shape)):
             if not 0 <= u < s:
@@ -157,6 +157,9 @@ class NeuronInverseSet(FeasibleSet):
         input_range: ``(lo, hi)`` of valid inputs.
         code_shape: code shape when the generator has no ``code_shape`` attribute.
         tol: feasibility tolerance.
+        code_radius: keep codes in the ball ``||c|| <= code_radius`` (by projection), i.e. in the
+            generator's typical set, where its outputs look natural (for codes from N(0, I) in
+            ``q`` dimensions most mass has ``||c||`` near ``sqrt(q)``); ``None``: no limit.
     """
 
     def __init__(self, model: nn.Module, layer: str, unit: Unit, z1: float, z2: float, *,
@@ -164,7 +167,8 @@ class NeuronInverseSet(FeasibleSet):
                  encoder: Union[None, str, nn.Module] = None,
                  input_shape: Sequence[int] = (1, 16, 16),
                  input_range: tuple[float, float] = (0.0, 1.0),
-                 code_shape: Optional[Sequence[int]] = None, tol: float = 0.0) -> None:
+                 code_shape: Optional[Sequence[int]] = None, tol: float = 0.0,
+                 code_radius: Optional[float] = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         for name, z in (("z1", z1), ("z2", z2)):
@@ -195,6 +199,11 @@ class NeuronInverseSet(FeasibleSet):
         self.dtype = _model_dtype(model) or torch.float32
         self.device = _model_device(model)
 
+        if code_radius is not None and not (math.isfinite(code_radius) and code_radius > 0):
+            raise ValueError(f"code_radius must be a positive number or None, got {code_radius!r}")
+        if code_radius is not None and generator is None:
+            raise ValueError("code_radius limits a generator's codes; without a generator use input_range")
+        self.code_radius = None if code_radius is None else float(code_radius)
         if generator is None:
             self.code_shape = self.input_shape
             self.box = (lo, hi)
@@ -262,7 +271,15 @@ class NeuronInverseSet(FeasibleSet):
         if self.generator is None:
             return super().init_codes(n, generator, dtype, device)
         shape = (n, *self.code_shape)
-        return torch.randn(shape, generator=generator, dtype=dtype or self.dtype).to(device)
+        return self.project(torch.randn(shape, generator=generator, dtype=dtype or self.dtype).to(device))
+
+    def project(self, codes: Tensor) -> Tensor:
+        """Codes in the box (input space) or in the ball of radius ``code_radius``."""
+        if self.code_radius is None:
+            return super().project(codes)
+        norms = codes.flatten(1).norm(dim=1).clamp(min=1e-12)
+        scale = (self.code_radius / norms).clamp(max=1.0)
+        return codes * scale.view((-1,) + (1,) * (codes.dim() - 1))
 
     def check(self, codes: Tensor) -> tuple[Tensor, Tensor]:
         """A fresh, complete forward pass of the model without gradients, plus the input box."""
@@ -271,8 +288,10 @@ class NeuronInverseSet(FeasibleSet):
             seen = LayerProbe(self.model, [self.layer], stop_early=False)(x)
             values = self._read(seen[self.layer]).unsqueeze(1)
             feasible = self.bands.feasible(values)
-            flat = x.reshape(x.shape[0], -1)
+            flat = x.flatten(1)
             feasible &= ((flat >= self.input_range[0]) & (flat <= self.input_range[1])).all(1)
+            if self.code_radius is not None:
+                feasible &= codes.flatten(1).norm(dim=1) <= self.code_radius * (1 + 1e-5)
         return values, feasible
 
     def describe(self) -> str:
