@@ -33,7 +33,7 @@ def build_model(cfg: DictConfig, base: Path):
     if cfg.get("model") is None:
         raise ValueError("this problem needs a model: add model=digits or model=file ...")
     node = cfg.model
-    if "state_dict" in node:
+    if "state_dict" in set(node.keys()):
         for key in ("cls", "state_dict"):
             if OmegaConf.is_missing(node, key):
                 raise ValueError(f"model=file needs model.{key}=... (see conf/model/file.yaml)")
@@ -53,11 +53,19 @@ def build_neuron_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
     model = build_model(cfg, base)
     generator = load_generator(node.generator) if node.generator else None
     members = []
-    for u in node.units:
+    for i, u in enumerate(node.units):
         unit = OmegaConf.to_container(u.unit) if OmegaConf.is_list(u.unit) else u.unit
         unit = tuple(unit) if isinstance(unit, list) else unit
+        if u.band is not None:
+            if len(u.band) != 2:
+                raise ValueError(f"problem.units.{i}.band must be [z1, z2], got {list(u.band)}")
+            z1, z2 = (float(v) for v in u.band)
+        elif u.z1 is not None and u.z2 is not None:
+            z1, z2 = float(u.z1), float(u.z2)
+        else:
+            raise ValueError(f"problem.units.{i} needs z1 and z2, or band: [z1, z2]")
         members.append(NeuronInverseSet(
-            model, u.layer, unit, float(u.z1), float(u.z2), generator=generator,
+            model, u.layer, unit, z1, z2, generator=generator,
             encoder=node.encoder, input_shape=tuple(node.input_shape),
             input_range=tuple(node.input_range), tol=float(node.tol),
             code_radius=node.code_radius if generator is not None else None))
@@ -70,10 +78,11 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
     """The problem of a composed config: ``_target_`` nodes are instantiated, ``factory`` nodes
     call a function from a user's file."""
     node = cfg.problem
-    if "factory" in node and OmegaConf.is_missing(node, "factory"):
+    keys = set(node.keys())  # ("key" in node is False for a missing ??? value)
+    if "factory" in keys and OmegaConf.is_missing(node, "factory"):
         raise ValueError("problem=python needs problem.factory=path/to/file.py:function "
                          "(a function returning a FeasibleSet)")
-    if "factory" in node:
+    if "factory" in keys:
         factory = load_object(node.factory, base)
         problem = factory(**OmegaConf.to_container(node.kwargs, resolve=True))
     elif node.get("kind") in ("neuron", "intersection"):

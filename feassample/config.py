@@ -53,12 +53,13 @@ class FileModelSchema:
 @dataclass
 class UnitSchema:
     """One neuron and its band: ``layer`` (dotted path), ``unit`` (int, [channel] or
-    [channel, y, x]), ``z1 <= f <= z2``."""
+    [channel, y, x]), ``z1 <= f <= z2``, or ``band: [z1, z2]`` (handy in sweeps)."""
 
     layer: str = MISSING
     unit: Any = MISSING
-    z1: float = MISSING
-    z2: float = MISSING
+    z1: Optional[float] = None
+    z2: Optional[float] = None
+    band: Optional[List[float]] = None
 
 
 @dataclass

@@ -74,12 +74,16 @@ def figure(rows: list[dict], path: Path, per_row: int = 10) -> Optional[Path]:
     from .core.result import SampleSet
     from .viz import sample_rows
 
+    # Label each row by the overrides that differ between runs (the swept ones).
+    token_sets = [set(r["overrides"].split()) for r in rows]
+    common = set.intersection(*token_sets) if len(token_sets) > 1 else set()
     loaded = []
-    for r in rows:
+    for r, tokens in zip(rows, token_sets):
         folder = Path(r["path"]) / "samples"
         if (folder / "samples.pt").is_file():
             s = SampleSet.load(folder)
-            loaded.append((f"{r['overrides'] or r['run']}\n{r.get('status')}, n={len(s)}", s))
+            swept = " ".join(t for t in r["overrides"].split() if t not in common) or r["run"]
+            loaded.append((f"{swept}\n{r.get('status')}, n={len(s)}", s))
     if not loaded:
         return None
     return sample_rows(loaded, path, per_row)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
@@ -33,7 +34,7 @@ def test_the_config_folder_is_the_repositorys_conf():
     assert {"logistic", "annulus"} <= set(_options("problem"))
 
 
-@pytest.mark.parametrize("group", ["problem", "sampler", "objective"])
+@pytest.mark.parametrize("group", ["problem", "sampler", "objective", "model"])
 def test_every_config_in_every_group_composes_and_instantiates(group):
     options = _options(group)
     assert options, f"no configs in {group}/"
@@ -45,6 +46,13 @@ def test_every_config_in_every_group_composes_and_instantiates(group):
             with pytest.raises(ValueError, match="problem.factory"):
                 app.build_problem(cfg, ROOT)
             cfg = _compose(["problem=python", "problem.factory=examples/custom_problem.py:annulus"])
+        if group == "model":
+            if name == "file":  # a template: class and weights must be given
+                with pytest.raises(ValueError, match="model.cls"):
+                    app.build_model(cfg, ROOT)
+                continue
+            assert isinstance(app.build_model(cfg, ROOT), torch.nn.Module)
+            cfg = _compose([f"model={name}", "problem=neuron"])
         problem = app.build_problem(cfg, ROOT)
         assert isinstance(problem, fs.FeasibleSet)
 
@@ -155,3 +163,66 @@ def test_the_app_resumes_a_killed_run(tmp_path):
                      "coverage=false", f"resume={first}"])
     metrics = app.run(cfg2, tmp_path / "second", ROOT)
     assert metrics["status"] == "success" and metrics["n_returned"] == 200
+
+
+def test_a_neuron_run_writes_an_image_grid_and_certified_samples(tmp_path):
+    cfg = _compose(["problem=neuron", "sampler.n=40", "sampler.k=5", "progress=false"])
+    metrics = app.run(cfg, tmp_path, ROOT)
+    assert metrics["status"] == "success" and metrics["feasible_fraction"] == 1.0
+    s = fs.SampleSet.load(tmp_path / "samples")
+    from feassample.models import load_classifier
+    with torch.no_grad():
+        logit3 = load_classifier()(s.x)[:, 3]   # an independent forward pass of the model
+    assert bool(((logit3 >= 8.0) & (logit3 <= 12.0)).all())
+    assert (tmp_path / "plot.png").stat().st_size > 20_000
+
+
+def test_an_intersection_run_and_a_band_given_as_a_pair(tmp_path):
+    cfg = _compose(["problem=intersection", "sampler.n=30", "sampler.k=5", "progress=false",
+                    "problem.units.1.band=[3.0,9.0]"])
+    metrics = app.run(cfg, tmp_path, ROOT)
+    assert metrics["status"] == "success"
+    s = fs.SampleSet.load(tmp_path / "samples")
+    assert s.values.shape == (30, 2) and bool(((s.values[:, 1] >= 3) & (s.values[:, 1] <= 9)).all())
+
+
+NET_PY = """
+import torch
+from torch import nn
+class Net(nn.Module):
+    def __init__(self, hidden=8):
+        super().__init__()
+        self.fc1 = nn.Linear(256, hidden)
+        self.act = nn.Tanh()
+        self.fc2 = nn.Linear(hidden, 3)
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x.flatten(1))))
+"""
+
+
+def test_your_own_model_from_a_class_file_and_a_state_dict(tmp_path):
+    (tmp_path / "net.py").write_text(NET_PY)
+    from feassample.models import load_object
+    torch.manual_seed(0)
+    net = load_object(f"{tmp_path}/net.py:Net")(hidden=8)
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    cfg = _compose(["model=file", f"model.cls={tmp_path}/net.py:Net", f"model.state_dict={tmp_path}/net.pt",
+                    "+model.kwargs.hidden=8", "problem=neuron", "problem.generator=null",
+                    "problem.encoder=null", "problem.units.0.layer=fc2", "problem.units.0.unit=1",
+                    "problem.units.0.z1=0.0", "problem.units.0.z2=0.2", "sampler.n=20", "sampler.k=5",
+                    "progress=false"])
+    metrics = app.run(cfg, tmp_path / "run", ROOT)
+    assert metrics["status"] == "success"
+    s = fs.SampleSet.load(tmp_path / "run" / "samples")
+    with torch.no_grad():
+        f = net(s.x)[:, 1]
+    assert bool(((f >= 0.0) & (f <= 0.2)).all())
+
+
+def test_a_pickle_with_code_is_refused_as_weights(tmp_path):
+    (tmp_path / "net.py").write_text(NET_PY)
+    import pickle
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(print))
+    from feassample.models import load_model_file
+    with pytest.raises(ValueError, match="weights_only"):
+        load_model_file(f"{tmp_path}/net.py:Net", str(tmp_path / "evil.pt"))
