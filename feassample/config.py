@@ -18,6 +18,7 @@ class LogisticProblemSchema:
     z1: float = 0.7
     z2: float = 0.95
     w_seed: int = 0
+    w: Optional[List[float]] = None
     c: Optional[float] = None
     scale: str = "logit"
 

@@ -156,3 +156,32 @@ def test_device_mismatch_fails_before_work():
     q = fs.NeuronInverseSet(model, "0", 0, 0.0, 1.0, input_shape=(4,))
     with pytest.raises(ValueError, match="device"):
         fs.sample(q, n=10, k=2, device="meta")
+
+
+def test_a_band_a_sigmoid_unit_cannot_reach_ends_infeasible_within_budget():
+    """z1 = 1.2 on a sigmoid unit: never reachable; bounded time, best iterates, how close."""
+    model = nn.Sequential(nn.Linear(6, 3), nn.Sigmoid())
+    q = fs.NeuronInverseSet(model, "1", 0, 1.2, 1.5, input_shape=(6,))
+    s = fs.sample(q, n=50, k=5, seed=0, inner_steps=50, max_outer=4)
+    assert s.status == "infeasible" and not bool(s.feasible.any())
+    assert s.stats["seed_steps"] == 200
+    assert "closest came within" in s.stats["message"]
+    gap = float(s.stats["message"].split("closest came within ")[1].split(" ")[0])
+    with torch.no_grad():
+        best = model(s.x)[:, 0].max()
+    assert gap == pytest.approx(1.2 - float(best), abs=1e-3)  # the message says how close
+    assert s.values.shape == (5, 1)                            # the best iterates, certified values
+
+
+def test_an_activation_far_above_the_units_range_ends_infeasible(tmp_path):
+    from feassample.models.neurons import digits_neuron
+    q = digits_neuron("classifier.fc2", 3, 1000.0, 1001.0)
+    s = fs.sample(q, n=20, k=4, seed=0, inner_steps=30, max_outer=3, run_dir=tmp_path)
+    assert s.status == "infeasible"
+    saved = fs.SampleSet.load(tmp_path / "samples")
+    assert saved.stats["status"] == "infeasible" and len(saved) == 4
+
+
+def test_w_of_the_wrong_length_is_refused():
+    with pytest.raises(ValueError, match="w has length 3 but d=4"):
+        fs.LogisticHalfspace.random(4, 0.5, 0.9, w=[1.0, 2.0, 3.0])

@@ -152,6 +152,12 @@ class LogisticHalfspace(FeasibleSet):
 
     @classmethod
     def random(cls, d: int, z1: float, z2: float, w_seed: int = 0, c: Optional[float] = None,
-               **kwargs) -> "LogisticHalfspace":
-        """A slab with ``w ~ N(0, 16/d)`` (seeded) centred on the cube unless ``c`` is given."""
-        return cls(random_weights(d, w_seed), c, z1, z2, **kwargs)
+               w: Optional[Sequence[float]] = None, **kwargs) -> "LogisticHalfspace":
+        """A slab with ``w ~ N(0, 16/d)`` (seeded), or the given ``w`` (which must have length
+        ``d``), centred on the cube unless ``c`` is given."""
+        if w is None:
+            return cls(random_weights(d, w_seed), c, z1, z2, **kwargs)
+        w = list(w)
+        if len(w) != d:
+            raise ValueError(f"w has length {len(w)} but d={d}: give d weights (or w=null for random ones)")
+        return cls(w, c, z1, z2, **kwargs)
