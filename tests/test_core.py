@@ -257,3 +257,11 @@ def test_a_custom_problem_from_plain_functions_is_sampled_inside():
     r = s.x.double().norm(dim=1)
     assert s.status == "success"
     assert bool(((r >= 1) & (r <= 2) & (s.x.sum(1) >= 0)).all())
+
+
+def test_progress_bar_reports_samples_and_steps(capsys):
+    problem = fs.LogisticHalfspace.random(8, 0.6, 0.8)
+    s = fs.sample(problem, n=50, k=5, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert s.status == "success"
+    assert "sampling" in err and "sample" in err

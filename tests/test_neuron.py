@@ -66,9 +66,13 @@ def test_conv_units_by_channel_mean_and_by_position(net, unit, read, band):
     assert bool(((f >= band[0]) & (f <= band[1])).all())
 
 
-def test_an_int_unit_on_a_conv_layer_is_refused_with_the_forms_that_work(net):
-    with pytest.raises(ValueError, match=r"unit=\(channel,\)"):
-        fs.NeuronInverseSet(net, "conv1", 3, 0.0, 1.0, input_shape=(1, 8, 8))
+def test_an_int_unit_on_a_conv_layer_names_a_channel(net):
+    q = fs.NeuronInverseSet(net, "conv1", 2, 0.2, 0.3, input_shape=(1, 8, 8))
+    s = fs.sample(q, n=30, k=6, seed=0)
+    f = manual(net, s.x)["conv1"][:, 2].mean(dim=(1, 2))
+    assert s.status == "success" and bool(((f >= 0.2) & (f <= 0.3)).all())
+    with pytest.raises(ValueError, match="an int names a channel, valid channels are 0..3"):
+        fs.NeuronInverseSet(net, "conv1", 4, 0.0, 1.0, input_shape=(1, 8, 8))
 
 
 def test_an_intersection_on_one_model_satisfies_every_band_with_one_forward_per_step(net):

@@ -10,7 +10,7 @@ from .samplers.walk import WalkState
 class ProgressBar:
     """A tqdm bar over accepted samples with steps and the worst violation in its postfix."""
 
-    def __init__(self, n: int, disable: Optional[bool] = None) -> None:
+    def __init__(self, n: int, disable: Optional[bool] = False) -> None:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=n, desc="sampling", unit="sample", disable=disable, leave=False)

@@ -109,10 +109,13 @@ def unit_reader(unit: Unit, shape: Sequence[int], layer: str) -> Callable[[Tenso
         unit = tuple(unit)
     if isinstance(unit, int):
         if len(shape) != 1:
-            raise ValueError(
-                f"unit={unit} is a fully connected unit, but layer {layer!r} has output shape "
-                f"{shape} (channels, height, width...): use unit=(channel,) for a channel's "
-                f"spatial mean or unit=(channel, y, x) for one position")
+            # On a layer with channels, an int names a channel, as in the paper's "neuron 197
+            # of conv5": the channel's spatial mean, the same as unit=(channel,).
+            if not 0 <= unit < shape[0]:
+                raise ValueError(f"unit={unit} is out of range for layer {layer!r} with output "
+                                 f"shape {shape}: an int names a channel, valid channels are "
+                                 f"0..{shape[0] - 1}")
+            return lambda out: out[:, unit].flatten(1).mean(dim=1)
         if not 0 <= unit < shape[0]:
             raise ValueError(f"unit={unit} is out of range for layer {layer!r} with {shape[0]} "
                              f"units (output shape {shape}): valid units are 0..{shape[0] - 1}")
@@ -145,8 +148,8 @@ class NeuronInverseSet(FeasibleSet):
         model: any ``torch.nn.Module`` (put in eval mode; its parameters are never modified,
             copied, or differentiated).
         layer: dotted name of the layer from ``model.named_modules()``.
-        unit: ``int`` (a fully connected unit), ``(channel,)`` (a channel's spatial mean) or
-            ``(channel, y, x)`` (one position).
+        unit: ``int`` (a fully connected unit; on a layer with channels, the channel's spatial
+            mean), ``(channel,)`` (a channel's spatial mean) or ``(channel, y, x)`` (one position).
         z1, z2: the activation band (``-inf``/``inf`` for one side).
         generator: ``None`` (sample inputs directly, the valid box enforced by projection) or a
             module mapping codes ``(B, *code_shape)`` to inputs; its ``code_shape`` attribute (or
