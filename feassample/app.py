@@ -97,6 +97,7 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
 def sampler_config(cfg: DictConfig) -> SamplerConfig:
     """``fs.SamplerConfig`` from the ``sampler`` and ``objective`` groups (validated)."""
     fields = OmegaConf.to_container(cfg.sampler, resolve=True)
+    fields.pop("options", None)
     obj = cfg.objective
     return SamplerConfig(**fields, objective=obj.name, diversity_weight=float(obj.weight),
                          normalize=bool(obj.normalize))
@@ -143,8 +144,10 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
         resume = Path(cfg.resume)
         resume = resume if resume.is_absolute() else base / resume
     # The run directory is written as the run goes: a killed run resumes with resume=<dir>.
+    options = OmegaConf.to_container(cfg.sampler.options, resolve=True) if "options" in cfg.sampler else {}
     result = sample(problem, n=scfg.n, k=scfg.k, seed=scfg.seed, config=scfg,
-                    progress=bool(cfg.progress), run_dir=resume or out_dir, resume=resume)
+                    progress=bool(cfg.progress), run_dir=resume or out_dir, resume=resume,
+                    options=options or None)
     result.config["app"] = OmegaConf.to_container(cfg, resolve=True)
     result.save(out_dir / "samples")
     log.info(result.summary())

@@ -2,11 +2,13 @@
 misspelled key or a wrong type fails before any work starts."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, Dict, List, Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from .core.sample import SamplerConfig
 
 
 @dataclass
@@ -79,30 +81,20 @@ class NeuronProblemSchema:
     code_radius: Optional[float] = 4.0
 
 
-@dataclass
-class SamplerSchema:
-    """Mirrors ``fs.SamplerConfig`` (all but the objective's fields)."""
+SAMPLER_ONLY = ("objective", "diversity_weight", "normalize")
 
-    method: str = "walk"
-    n: int = 500
-    k: int = 10
-    seed: int = 0
-    optimizer: str = "adam"
-    lr: float = 0.05
-    walk_lr: Optional[float] = None
-    seed_margin: float = 0.5
-    walk_margin: Optional[float] = None
-    penalty0: float = 10.0
-    growth: float = 10.0
-    inner_steps: int = 100
-    max_outer: int = 8
-    penalty_rule: str = "always"
-    lr_decay: float = 1.0
-    max_rounds: Optional[int] = None
-    max_idle: Optional[int] = 200
-    joint_until: str = "feasible"
-    device: Optional[str] = None
-    dtype: str = "float32"
+
+def _sampler_schema():
+    """The fields of ``fs.SamplerConfig`` (the one definition of the sampler's settings), less
+    the objective's (they form the ``objective`` group), plus ``options`` for plug-in methods."""
+    hints = get_type_hints(SamplerConfig)
+    specs = [(f.name, hints[f.name], field(default=f.default)) for f in fields(SamplerConfig)
+             if f.name not in SAMPLER_ONLY]
+    specs.append(("options", Dict[str, Any], field(default_factory=dict)))
+    return make_dataclass("SamplerSchema", specs)
+
+
+SamplerSchema = _sampler_schema()
 
 
 @dataclass
