@@ -81,6 +81,24 @@ class NeuronProblemSchema:
     code_radius: Optional[float] = 4.0
 
 
+@dataclass
+class ContrastiveProblemSchema:
+    """``problem=contrastive``: a CDeepEx contrastive explanation of one digit (docs/contrastive.md)."""
+
+    kind: str = "contrastive"
+    split: str = "test"
+    image_index: int = 0
+    true_class: Optional[int] = None
+    probe_class: Optional[int] = None
+    margin: float = 0.1
+    tol: float = 0.01
+    constraints: str = "cdeepex"
+    generator: str = "digits_vae"
+    max_outer: int = 10
+    restarts: int = 2
+    seed: int = 0
+
+
 SAMPLER_ONLY = ("objective", "diversity_weight", "normalize")
 
 
@@ -130,6 +148,7 @@ def register() -> None:
     cs.store(group="problem", name="logistic_schema", node=LogisticProblemSchema)
     cs.store(group="problem", name="python_schema", node=PythonProblemSchema)
     cs.store(group="problem", name="neuron_schema", node=NeuronProblemSchema)
+    cs.store(group="problem", name="contrastive_schema", node=ContrastiveProblemSchema)
     cs.store(group="model", name="digits_schema", node=DigitsModelSchema)
     cs.store(group="model", name="file_schema", node=FileModelSchema)
     cs.store(group="sampler", name="sampler_schema", node=SamplerSchema)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import feassample as fs
 from feassample.core import Bands, CodeObjective, SumSquaredDistances
 from feassample.core.diversity import PoolStats, pairwise_sum_naive
-from feassample.core.lagrangian import (ALConfig, penalty_terms, residuals, side_masks,
+from feassample.core.lagrangian import (penalty_terms, residuals, side_masks,
                                         update_multipliers)
 
 

@@ -1,8 +1,6 @@
 """Nothing lost, nothing hung: interruption, kill -9 and resume, NaN models, determinism."""
 from __future__ import annotations
 
-import json
-import math
 import os
 import signal
 import subprocess

@@ -22,7 +22,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,9 +89,14 @@ def _cosine(step: int, total: int, lr: float) -> float:
 
 # -- classifier ---------------------------------------------------------------------------------
 def train_classifier(epochs: int = CLASSIFIER_EPOCHS, batch_size: int = 64, lr: float = 3e-3,
-                     max_shift: int = 1, seed: int = SEED, verbose: bool = True
-                     ) -> tuple[DigitsClassifier, dict]:
-    """Train ``DigitsClassifier`` on the train split; returns it (eval mode) and its metrics."""
+                     max_shift: int = 1, seed: int = SEED, verbose: bool = True,
+                     augment: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
+                     label: str = "classifier") -> tuple[DigitsClassifier, dict]:
+    """Train ``DigitsClassifier`` on the train split; returns it (eval mode) and its metrics.
+
+    ``augment(batch, indices)`` edits each shifted batch (e.g. stamps a square on the 8s for
+    the biased model of ``feassample.models.biased``).
+    """
     x, y = digits_data("train")
     xt, yt = digits_data("test")
     t0 = time.perf_counter()
@@ -109,6 +114,8 @@ def train_classifier(epochs: int = CLASSIFIER_EPOCHS, batch_size: int = 64, lr: 
                 for group in opt.param_groups:
                     group["lr"] = _cosine(step, steps, lr)
                 xb = random_shift(x[idx], max_shift, g)
+                if augment is not None:
+                    xb = augment(xb, idx)
                 loss = F.cross_entropy(model(xb), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -116,7 +123,7 @@ def train_classifier(epochs: int = CLASSIFIER_EPOCHS, batch_size: int = 64, lr: 
                 total += float(loss.detach()) * len(idx)
                 step += 1
             if verbose and (epoch + 1) % 10 == 0:
-                print(f"  classifier epoch {epoch + 1:3d}/{epochs}: train loss "
+                print(f"  {label} epoch {epoch + 1:3d}/{epochs}: train loss "
                       f"{total / len(x):.4f}", flush=True)
         model.eval()
         seconds = time.perf_counter() - t0
@@ -149,11 +156,14 @@ def vae_terms(vae: DigitsVAE, x: Tensor, g: Optional[torch.Generator]) -> tuple[
 
 def train_vae(epochs: int = VAE_EPOCHS, batch_size: int = 64, lr: float = 2e-3,
               beta: float = VAE_BETA, warmup: float = VAE_WARMUP, code_dim: int = 8,
-              seed: int = SEED, verbose: bool = True) -> tuple[DigitsVAE, dict]:
+              seed: int = SEED, verbose: bool = True,
+              data: Optional[tuple[Tensor, Tensor]] = None, label: str = "vae"
+              ) -> tuple[DigitsVAE, dict]:
     """Train ``DigitsVAE`` (Bernoulli likelihood, KL weight ramped 0 -> ``beta`` over the first
-    ``warmup`` fraction of the epochs); returns it (eval mode) and its test metrics."""
-    x, _ = digits_data("train")
-    xt, _ = digits_data("test")
+    ``warmup`` fraction of the epochs); returns it (eval mode) and its test metrics.
+
+    ``data``: ``(train images, test images)`` instead of the zoo's digits (the biased model)."""
+    x, xt = data if data is not None else (digits_data("train")[0], digits_data("test")[0])
     t0 = time.perf_counter()
     with deterministic():
         torch.manual_seed(seed)
@@ -180,7 +190,7 @@ def train_vae(epochs: int = VAE_EPOCHS, batch_size: int = 64, lr: float = 2e-3,
                 tot_kl += float(kl.detach().sum())
                 step += 1
             if verbose and (epoch + 1) % 25 == 0:
-                print(f"  vae epoch {epoch + 1:3d}/{epochs}: train rec {tot_rec / len(x):.2f} "
+                print(f"  {label} epoch {epoch + 1:3d}/{epochs}: train rec {tot_rec / len(x):.2f} "
                       f"kl {tot_kl / len(x):.2f}", flush=True)
         vae.eval()
         seconds = time.perf_counter() - t0
@@ -315,6 +325,11 @@ def train_and_save(out: os.PathLike | str, which: Sequence[str] = ("classifier",
             path = save_vae_picture(vae, picture)
             if verbose:
                 print(f"picture: {path}", flush=True)
+    return write_manifest(out, manifest)
+
+
+def write_manifest(out: Path, manifest: dict) -> dict:
+    """Write ``manifest.json`` into ``out`` atomically (a temporary file, then a rename)."""
     tmp = out / (MANIFEST + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
