@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench figures clean
+.PHONY: setup demo test test-slow bench bench-compare figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.slab --threads 1
+
+bench-compare: $(STAMP)
+	$(BIN)/python -m benchmarks.compare
 
 figures: $(STAMP)
 	for f in examples/*.py; do $(BIN)/python $$f || exit 1; done

@@ -10,3 +10,5 @@ __version__ = "0.1.0"
 __all__ = ["ALConfig", "Bands", "FeasibleSet", "Measurement", "SampleSet", "SamplerConfig",
            "from_functions", "sample", "Intersection", "LogisticHalfspace", "NeuronInverseSet",
            "ContrastiveExplanation", "explain_contrast", "explain_contrasts", "__version__"]
+
+from . import baselines  # noqa: E402,F401  (registers the baseline methods with fs.sample)

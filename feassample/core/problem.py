@@ -87,7 +87,7 @@ class FeasibleSet:
             values = self.measure(self.decode(codes)).values
             feasible = self.bands.feasible(values)
             if self.box is not None:
-                flat = codes.reshape(codes.shape[0], -1)
+                flat = codes.flatten(1)
                 feasible &= ((flat >= self.box[0]) & (flat <= self.box[1])).all(dim=1)
         return values, feasible
 

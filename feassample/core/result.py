@@ -79,9 +79,10 @@ class SampleSet:
         """One line: status, count, feasible fraction, steps and evaluations."""
         frac = float(self.feasible.float().mean()) if len(self) else 0.0
         s = self.stats
+        steps = "".join(f"{label} {s[key]}, " for key, label in
+                        (("seed_steps", "seed steps"), ("walk_steps", "walk steps")) if key in s)
         return (f"{self.status}: {len(self)} samples, {100 * frac:.1f}% certified feasible; "
-                f"seed steps {s.get('seed_steps')}, walk steps {s.get('walk_steps')}, "
-                f"model evals {s.get('model_evals')}, {s.get('wall_s', 0):.2f} s")
+                f"{steps}model evals {s.get('model_evals')}, {s.get('wall_s', 0):.2f} s")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``samples.pt`` (tensors) and ``sampleset.json`` (stats, config) into a folder."""
