@@ -31,8 +31,9 @@ SLABS = [
 ]
 
 CONFIGS = {
-    "default": dict(),
-    "paper": dict(optimizer="gd", lr=0.01, normalize=False),
+    "cover (default)": dict(method="cover"),
+    "walk": dict(method="walk"),
+    "paper": dict(method="walk", optimizer="gd", lr=0.01, normalize=False),
 }
 
 
@@ -65,13 +66,13 @@ def measure(name: str, problem: fs.LogisticHalfspace, settings: dict, n: int, k:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| slab | sampler | n | feasible | walk steps / min | evals / sample | wall s | "
+    head = ("| slab | sampler | status | n | feasible | walk steps / min | evals / sample | wall s | "
             "exact iid wall s | KS p (w.x) | boundary z | NN ratio | fill ratio | energy z |")
-    sep = "|" + "---|" * 13
+    sep = "|" + "---|" * 14
     lines = [head, sep]
     for r in rows:
         lines.append(
-            f"| {r['slab']} | {r['config']} | {r['n']} | {100 * r['feasible']:.1f}% | "
+            f"| {r['slab']} | {r['config']} | {r['status']} | {r['n']} | {100 * r['feasible']:.1f}% | "
             f"{r['walk_steps']}/{math.ceil((r['n'] - 10) / 10)} = {r['walk_ratio']:.2f} | "
             f"{r['evals_per_sample']:.2f} | {r['wall_s']:.2f} | {r['exact_wall_s']:.2f} | "
             f"{r['ks_p']:.2g} | {r['boundary_z']:.1f} | {r['nn_ratio']:.3f} | {r['fill_ratio']:.3f} | "

@@ -60,6 +60,12 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
         callbacks.append(writer)
         if resume_state is not None and resume_state["phase"] == "walk":
             writer("walk_rebase", resume_state["walk"])
+        if resume_state is not None and resume_state["phase"] == "cover":
+            writer("cover_rebase", resume_state["cover"])
+    if resume_state is not None and resume_state["phase"] == "cover":
+        # the covering walk takes its saved state as an option of the method
+        settings["options"] = dict(settings.get("options") or {}, resume=resume_state.pop("cover"))
+        resume_state = None
     result = core_sample(problem, n=n, k=k, seed=seed, config=config, callbacks=callbacks,
                          resume_state=resume_state, **settings)
     if run_dir is not None:

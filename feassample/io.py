@@ -30,6 +30,7 @@ from .core.result import atomic_write_bytes
 from .core.samplers.common import Moments
 from .core.samplers.seeds import SeedState
 from .core.samplers.walk import WalkState
+from .core.samplers.cover import CoverState
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +111,44 @@ class RunWriter:
         elif phase == "walk":
             self._write_walk(state)
         elif phase == "walk_rebase":
-            for f in self.shards.glob("*.pt"):
-                f.unlink()
-            self._written, self._next_shard = 0, 0
+            self._clear_shards()
             self._write_walk(state)
+        elif phase in ("cover_start", "cover", "cover_final"):
+            if phase == "cover_start":
+                seed_file = self.dir / "seed.pt"
+                if seed_file.exists():
+                    seed_file.unlink()
+            self._write_cover(state)
+        elif phase == "cover_rebase":
+            self._clear_shards()
+            self._write_cover(state)
+
+    def _clear_shards(self) -> None:
+        for f in self.shards.glob("*.pt"):
+            f.unlink()
+        self._written, self._next_shard = 0, 0
+
+    def _write_shard(self, rows: dict) -> None:
+        _save(self.shards / f"{self._next_shard:06d}.pt", rows)
+        self._next_shard += 1
+
+    def _write_cover(self, state: CoverState) -> None:
+        if state.accepted > self._written:
+            a, b = self._written, state.accepted
+            self._write_shard({"codes": state.sample_codes[a:b].detach().cpu(),
+                               "values": state.sample_values[a:b].detach().cpu()})
+            self._written = b
+        walkers = {f.name: getattr(state, f.name) for f in fields(state)
+                   if not f.name.startswith("sample_")}
+        _save(self.dir / "cover.pt", walkers)
 
     def _write_walk(self, state: WalkState) -> None:
         if state.accepted > self._written:
-            shard = {"codes": state.sample_codes[self._written:state.accepted].detach().cpu(),
-                     "values": state.sample_values[self._written:state.accepted].detach().cpu(),
-                     "embedding": state.sample_embedding[self._written:state.accepted].detach().cpu()}
-            _save(self.shards / f"{self._next_shard:06d}.pt", shard)
-            self._next_shard += 1
-            self._written = state.accepted
+            a, b = self._written, state.accepted
+            self._write_shard({"codes": state.sample_codes[a:b].detach().cpu(),
+                               "values": state.sample_values[a:b].detach().cpu(),
+                               "embedding": state.sample_embedding[a:b].detach().cpu()})
+            self._written = b
         walkers = {k: v for k, v in _flatten(state).items() if not k.startswith("sample_")}
         _save(self.dir / "walk.pt", walkers)
 
@@ -130,7 +156,7 @@ class RunWriter:
 def has_checkpoint(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a resumable checkpoint."""
     d = Path(run_dir) / CHECKPOINT
-    return (d / "sampler.json").is_file() and ((d / "walk.pt").is_file() or (d / "seed.pt").is_file())
+    return (d / "sampler.json").is_file() and any((d / f).is_file() for f in ("walk.pt", "cover.pt", "seed.pt"))
 
 
 def load_checkpoint(run_dir: str | Path, device: Optional[torch.device] = None) -> tuple[dict, dict]:
@@ -148,17 +174,28 @@ def load_checkpoint(run_dir: str | Path, device: Optional[torch.device] = None) 
     def load(path: Path) -> dict:
         return torch.load(path, map_location=device, weights_only=True)
 
+    def samples(count: int, keys) -> dict:
+        parts = [load(f) for f in sorted((d / "shards").glob("*.pt"))]
+        if count and not parts:
+            raise FileNotFoundError(f"{d / 'shards'} has no samples but the state says {count}")
+        out = {f"sample_{k}": torch.cat([p[k] for p in parts])[:count] for k in keys} if parts else {}
+        if parts and out["sample_codes"].shape[0] < count:
+            raise ValueError(f"{d} is inconsistent: the state counts {count} samples, the shards "
+                             f"hold {out['sample_codes'].shape[0]}")
+        return out
+
+    if (d / "cover.pt").is_file():
+        walkers = load(d / "cover.pt")
+        accepted = int(walkers["accepted"])
+        rows = samples(accepted, ("codes", "values"))
+        if not rows:
+            dim, m = walkers["codes"].shape[1], walkers["values"].shape[1]
+            rows = {"sample_codes": walkers["codes"].new_zeros(0, dim),
+                    "sample_values": walkers["values"].new_zeros(0, m)}
+        return {"phase": "cover", "cover": CoverState(**walkers, **rows)}, config
     if (d / "walk.pt").is_file():
         walkers = load(d / "walk.pt")
-        accepted = int(walkers["accepted"])
-        parts = [load(f) for f in sorted((d / "shards").glob("*.pt"))]
-        if not parts:
-            raise FileNotFoundError(f"{d / 'shards'} has no samples but walk.pt says {accepted}")
-        for key in ("codes", "values", "embedding"):
-            walkers[f"sample_{key}"] = torch.cat([p[key] for p in parts])[:accepted]
-        if walkers["sample_codes"].shape[0] < accepted:
-            raise ValueError(f"{d} is inconsistent: walk.pt counts {accepted} samples, the shards "
-                             f"hold {walkers['sample_codes'].shape[0]}")
+        walkers.update(samples(int(walkers["accepted"]), ("codes", "values", "embedding")))
         state = _unflatten(WalkState, walkers)
         stats = json.loads((d / "walk.json").read_text()) if (d / "walk.json").is_file() else {}
         return {"phase": "walk", "walk": state, "stats": stats}, config

@@ -82,7 +82,7 @@ def test_an_intersection_on_one_model_satisfies_every_band_with_one_forward_per_
     qb = fs.NeuronInverseSet(net, "conv1", (2,), 0.2, 0.3, input_shape=(1, 8, 8))
     both = fs.Intersection([qa, qb])
     calls["n"] = 0
-    s = fs.sample(both, n=40, k=8, seed=0)
+    s = fs.sample(both, n=40, k=8, seed=0, method="walk")  # the walk: one evaluation per step
     assert s.status == "success"
     out = manual(net, s.x)
     fa, fb = out["fc.3"][:, 1], out["conv1"][:, 2].mean(dim=(1, 2))

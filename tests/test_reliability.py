@@ -29,24 +29,32 @@ class InterruptAfter:
         self.rounds, self.seen = rounds, 0
 
     def __call__(self, phase, state) -> None:
-        if phase == "walk":
+        if phase in ("walk", "cover"):
             self.seen += 1
             if self.seen == self.rounds:
                 raise KeyboardInterrupt
 
 
-def test_ctrl_c_returns_the_partial_sampleset_and_saves_it(tmp_path):
-    s = fs.sample(slab(), n=300, k=10, seed=0, run_dir=tmp_path, callbacks=[InterruptAfter(8)])
+METHODS = pytest.mark.parametrize("method", ["cover", "walk"])
+STOP_AT = {"cover": 60, "walk": 8}  # rounds: about a fifth of each method's run for n = 300
+
+
+@METHODS
+def test_ctrl_c_returns_the_partial_sampleset_and_saves_it(tmp_path, method):
+    s = fs.sample(slab(), n=300, k=10, seed=0, run_dir=tmp_path, callbacks=[InterruptAfter(STOP_AT[method])],
+                  method=method)
     assert s.status == "interrupted" and 10 < len(s) < 300
     assert bool(s.feasible.all())
     saved = fs.SampleSet.load(tmp_path / "samples")
     assert torch.equal(saved.codes, s.codes)
 
 
-def test_resume_continues_to_n_and_matches_an_uninterrupted_run(tmp_path):
+@METHODS
+def test_resume_continues_to_n_and_matches_an_uninterrupted_run(tmp_path, method):
     problem = slab()
-    full = fs.sample(problem, n=300, k=10, seed=0)
-    fs.sample(problem, n=300, k=10, seed=0, run_dir=tmp_path, callbacks=[InterruptAfter(8)])
+    full = fs.sample(problem, n=300, k=10, seed=0, method=method)
+    fs.sample(problem, n=300, k=10, seed=0, run_dir=tmp_path, callbacks=[InterruptAfter(STOP_AT[method])],
+              method=method)
     resumed = fs.sample(problem, n=300, resume=tmp_path)
     assert resumed.status == "success" and resumed.stats["resumed"] is True
     assert torch.equal(resumed.codes, full.codes)          # bit-identical continuation
@@ -84,15 +92,17 @@ def test_resume_refuses_another_problem_and_a_missing_checkpoint(tmp_path):
 
 KILLED_RUN = """
 import sys, time, torch, feassample as fs
+torch.set_num_threads(1)
 problem = fs.LogisticHalfspace.random(64, 0.6, 0.8)
-slow = lambda phase, state: time.sleep(0.05) if phase == "walk" else None
-fs.sample(problem, n=2000, k=10, seed=0, run_dir=sys.argv[1], callbacks=[slow])
+slow = lambda phase, state: time.sleep(0.01) if phase in ("walk", "cover") else None
+fs.sample(problem, n=2000, k=10, seed=0, run_dir=sys.argv[1], callbacks=[slow], method=sys.argv[2])
 """
 
 
-def test_kill_minus_9_loses_at_most_the_round_in_progress_and_resumes(tmp_path):
+@METHODS
+def test_kill_minus_9_loses_at_most_the_round_in_progress_and_resumes(tmp_path, method):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(run)], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(run), method], cwd=ROOT)
     shards = run / "checkpoint" / "shards"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(shards.glob("*.pt"))) < 6:
@@ -102,7 +112,7 @@ def test_kill_minus_9_loses_at_most_the_round_in_progress_and_resumes(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert has_checkpoint(run)
     state, _ = load_checkpoint(run)
-    saved = state["walk"].accepted
+    saved = state[state["phase"]].accepted
     assert saved >= 6 * 1  # every shard written before the kill is there
     on_disk = sum(torch.load(f, weights_only=True)["codes"].shape[0] for f in shards.glob("*.pt"))
     assert on_disk - saved <= 10  # at most one round (K = 10) beyond the recorded state
@@ -110,7 +120,7 @@ def test_kill_minus_9_loses_at_most_the_round_in_progress_and_resumes(tmp_path):
     resumed = fs.sample(problem, n=400, resume=run)
     assert resumed.status == "success" and len(resumed) == 400
     assert bool(problem.membership(resumed.x).all())
-    full = fs.sample(problem, n=400, k=10, seed=0)
+    full = fs.sample(problem, n=400, k=10, seed=0, method=method)
     assert torch.equal(resumed.codes, full.codes)
 
 

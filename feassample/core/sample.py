@@ -39,7 +39,10 @@ class SamplerConfig:
     """Every setting of a run (the Hydra ``sampler`` group mirrors these fields).
 
     Attributes:
-        method: ``"walk"`` (seeds, then the K-at-a-time walk) or ``"joint"`` (eq. 5/15 over all n).
+        method: ``"cover"`` (default: seeds, then the covering walk, an MCMC walk whose samples
+            are spread like uniform samples of the set; ``docs/coverage.md``), ``"walk"`` (seeds,
+            then the paper's K-at-a-time walk), ``"joint"`` (eq. 5/15 over all n), or a
+            registered method (the baselines).
         n: samples wanted; k: walkers (seeds) per round, ``1 <= k <= n``.
         seed: seed of the ``torch.Generator`` that draws the initial codes.
         objective: ``"sum_squared"`` (eq. 5/6), ``"codes"`` (eq. 13), ``"none"`` (eq. 14), or a
@@ -60,7 +63,7 @@ class SamplerConfig:
         dtype: ``"float32"`` or ``"float64"``.
     """
 
-    method: str = "walk"
+    method: str = "cover"
     n: int = 500
     k: int = 10
     seed: int = 0
@@ -357,3 +360,9 @@ def _joint(problem, cfg: SamplerConfig, device, dtype, callbacks, t0,
     status = "success" if bool(inside.all()) else "partial"
     stats.update(status=status, message=f"{int(inside.sum())} of {cfg.n} rows inside the band")
     return finish(problem, codes, stats, cfg, t0)
+
+
+# The covering walk lives in samplers/cover.py and registers like any plug-in method.
+from .samplers.cover import run_cover as _run_cover  # noqa: E402
+
+register_method("cover", _run_cover)
