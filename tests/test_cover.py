@@ -1,0 +1,154 @@
+"""The covering walk (``method="cover"``): exact feasibility, a coverage floor against exact iid
+samples of the logistic slab, reproducibility, checkpoint/resume, intersections, a neural inverse
+set. Fast (a few seconds each on one thread); the full measurements are in docs/coverage.md."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+import feassample as fs
+from feassample import metrics
+from feassample.core.sample import METHODS, register_method
+from feassample.core.samplers import cover
+from feassample.core.samplers.cover import CoverConfig, CoverState, run_cover
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registered():
+    if "cover" not in METHODS:
+        register_method("cover", run_cover)
+    yield
+
+
+def _coverage(p: fs.LogisticHalfspace, s, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(1234 + seed)
+    n = len(s)
+    reference, probes = p.exact_sample(n, generator=g), p.exact_sample(n, generator=g)
+    draws = [p.exact_sample(n, generator=g) for _ in range(10)]
+    x = s.x.double()
+    return metrics.coverage_report(x, reference, probes, draws, t=p.t(x), t_cdf=p.t_cdf)
+
+
+def test_slab_d64_mid_is_feasible_and_covers():
+    p = fs.LogisticHalfspace.random(64, 0.6, 0.8)
+    s = fs.sample(p, n=500, k=10, seed=0, method="cover")
+    assert s.status == "success" and len(s) == 500
+    assert bool(p.membership(s.x.double()).all()) and bool(s.feasible.all())
+    assert s.stats["model_evals"] / len(s) <= 10.0  # seeds included
+    cov = _coverage(p, s)
+    # a coarse floor (measured: KS p ~0.1-0.6, |z| < 2.3, NN ratio ~0.99, fill ~1.0 over 8 seeds)
+    assert cov["ks_p"] > 1e-3
+    assert abs(cov["boundary_z"]) <= 5.0
+    assert cov["nn_ratio"] >= 0.8
+    assert cov["fill_ratio"] <= 1.1
+
+
+def test_slab_d784_thin_is_feasible_and_spread():
+    p = fs.LogisticHalfspace.random(784, 0.7, 0.701)
+    s = fs.sample(p, n=200, k=10, seed=0, method="cover")
+    assert s.status == "success" and len(s) == 200
+    assert bool(p.membership(s.x.double()).all())
+    assert s.stats["model_evals"] / len(s) <= 12.0
+    assert s.stats["acceptance_pairs"] > 0.99  # an affine constraint: the pairs move is a Gibbs step
+    g = torch.Generator().manual_seed(0)
+    ref = p.exact_sample(200, generator=g)
+    assert metrics.nn_ratio(s.x.double(), ref) >= 0.8
+    assert metrics.ks_pvalue(p.t(s.x.double()), p.t_cdf) > 1e-3
+
+
+def test_same_seed_same_samples_and_another_seed_differs():
+    p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    a = fs.sample(p, n=60, k=6, seed=3, method="cover")
+    b = fs.sample(p, n=60, k=6, seed=3, method="cover")
+    c = fs.sample(p, n=60, k=6, seed=4, method="cover")
+    assert torch.equal(a.codes, b.codes)
+    assert not torch.equal(a.codes, c.codes)
+
+
+def test_checkpoint_and_resume_is_bit_identical(tmp_path):
+    p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    saved = {}
+
+    def keep(phase, state):
+        if phase == "cover" and state.rounds == 25:
+            torch.save(cover.state_dict(state), tmp_path / "state.pt")
+            saved["accepted"] = state.accepted
+
+    full = fs.sample(p, n=60, k=6, seed=1, method="cover", callbacks=[keep])
+    state = CoverState(**torch.load(tmp_path / "state.pt", weights_only=True))
+    assert 0 < saved["accepted"] < 60
+    resumed = fs.sample(p, n=60, k=6, seed=1, method="cover", options={"resume": state})
+    assert resumed.stats.get("resumed") and torch.equal(full.codes, resumed.codes)
+
+
+def test_intersection_of_two_slabs_m2():
+    p1 = fs.LogisticHalfspace.random(8, 0.4, 0.8, w_seed=0)
+    p2 = fs.LogisticHalfspace.random(8, 0.3, 0.7, w_seed=1)
+    q = fs.Intersection([p1, p2])
+    s = fs.sample(q, n=300, k=10, seed=0, method="cover")
+    assert s.status == "success" and len(s) == 300
+    x = s.x.double()
+    assert bool((p1.membership(x) & p2.membership(x)).all())
+    assert s.stats["schedule"][0] == "pairs" and len(s.stats["schedule"]) == 2
+    # against rejection samples of the intersection: the law of both constraints
+    from scipy import stats
+    g = torch.Generator().manual_seed(5)
+    u = torch.rand(60000, 8, generator=g, dtype=torch.float64)
+    ref = u[p1.membership(u) & p2.membership(u)]
+    assert stats.ks_2samp(p1.t(x).numpy(), p1.t(ref).numpy()).pvalue > 1e-3
+    assert stats.ks_2samp(p2.t(x).numpy(), p2.t(ref).numpy()).pvalue > 1e-3
+
+
+def test_curved_constraint_in_a_box_keeps_the_uniform_law():
+    """Ensemble directions make the pairs move exact for curved constraints too (own-gradient
+    directions bias the law of h: KS p ~ 1e-150 on this problem, see docs/coverage.md)."""
+    from scipy import stats
+    h = lambda x: (x ** 2).sum(1, keepdim=True)  # noqa: E731
+    p = fs.from_functions(h, 1.5, 2.0, (6,), box=(0.0, 1.0), dtype=torch.float64)
+    s = fs.sample(p, n=600, k=10, seed=0, method="cover", dtype="float64")
+    assert s.status == "success" and bool(s.feasible.all())
+    g = torch.Generator().manual_seed(5)
+    u = torch.rand(40000, 6, generator=g, dtype=torch.float64)
+    ref = u[p.check(u)[1]]
+    assert stats.ks_2samp(h(s.codes)[:, 0].numpy(), h(ref)[:, 0].numpy()).pvalue > 1e-3
+
+
+def test_manifold_move_on_a_thin_shell_off_a_box():
+    """No box: the level move and the manifold move (Newton back to a new level, reverse check);
+    the radius of a uniform point of the shell 1 <= |x| <= 1.05 in R^10 has CDF (r^10-1)/(1.05^10-1)."""
+    from scipy import stats
+    d, lo, hi = 10, 1.0, 1.05
+    p = fs.from_functions(lambda x: x.norm(dim=1, keepdim=True), lo, hi, (d,), dtype=torch.float64)
+    s = fs.sample(p, n=300, k=30, seed=0, method="cover", dtype="float64",
+                  options={"schedule": ("manifold", "level"), "burn": 30, "thin": 20})
+    assert s.status == "success" and bool(s.feasible.all())
+    assert s.stats["acceptance_manifold"] > 0.2
+    r = s.x.norm(dim=1).numpy()
+    assert stats.kstest(r, lambda v: (v.clip(lo, hi) ** d - lo ** d) / (hi ** d - lo ** d)).pvalue > 1e-3
+    assert float((s.x / s.x.norm(dim=1, keepdim=True)).mean(0).norm()) * math.sqrt(len(s)) < 4.0
+
+
+def test_digits_inverse_set_is_feasible_and_more_diverse_than_the_paper_walk():
+    from feassample.models.neurons import digits_neuron, embed
+    q = digits_neuron("classifier.fc2", 3, 8.0, 12.0)
+    ours = fs.sample(q, n=150, k=10, seed=0, method="cover")
+    paper = fs.sample(q, n=150, k=10, seed=0, method="walk")
+    assert ours.status == "success" and bool(ours.feasible.all()) and len(ours) == 150
+    assert bool(q.check(ours.codes)[1].all())
+    assert ours.stats["schedule"] == ["level"]  # a wide band off a box: the level move alone
+    d_ours = metrics.diversity(embed(q, ours.x))["mean_nn"]
+    d_paper = metrics.diversity(embed(q, paper.x))["mean_nn"]
+    assert d_ours > 2 * d_paper
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="schedule"):
+        CoverConfig(schedule=("jump",))
+    with pytest.raises(ValueError, match="directions"):
+        CoverConfig(directions="mine")
+    p = fs.from_functions(lambda x: x.norm(dim=1, keepdim=True), 1.0, 2.0, (3,))
+    with pytest.raises(ValueError, match="box"):
+        fs.sample(p, n=20, k=4, method="cover", options={"schedule": "pairs,level"})
