@@ -3,7 +3,6 @@ samples of the logistic slab, reproducibility, checkpoint/resume, intersections,
 set. Fast (a few seconds each on one thread); the full measurements are in docs/coverage.md."""
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
