@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .samplers.cover import CoverState
 from .samplers.seeds import SeedState
 from .samplers.walk import WalkState
 
@@ -22,7 +23,7 @@ class ProgressBar:
             viol = float(state.best_violation.max()) if state.best_violation.numel() else 0.0
             self._bar.set_postfix_str(f"{phase} step {state.steps} outer {state.outer} "
                                       f"max viol {viol:.3g}", refresh=False)
-        elif isinstance(state, WalkState):
+        elif isinstance(state, (WalkState, CoverState)):
             got = state.accepted
             self._bar.set_postfix_str(f"{phase} round {state.rounds}", refresh=False)
         else:

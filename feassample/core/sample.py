@@ -164,6 +164,19 @@ def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg: SamplerConfig,
     return SampleSet(x.detach(), codes.detach(), values.detach(), feasible.detach(), stats, config)
 
 
+def interrupted_seeding(problem, state: seeding.SeedState, usable: Tensor, stats: dict,
+                        cfg: SamplerConfig, callbacks, t0: float) -> SampleSet:
+    """Ctrl-C while seeding: let the callbacks keep the seeding state (for a resume) and return
+    the seeds that are inside the band, with status ``"interrupted"``."""
+    for cb in callbacks:
+        cb("seed_final", state)
+    stats.update(walk_steps=0, walk_evals=0, model_evals=state.model_evals, status="interrupted",
+                 message=(f"interrupted while seeding ({int(usable.sum())} of {cfg.k} seeds "
+                          "inside the band); resume to continue"))
+    log.warning(stats["message"])
+    return finish(problem, state.codes[usable], stats, cfg, t0)
+
+
 def _infeasible(problem, state: seeding.SeedState, stats: dict, cfg, t0) -> SampleSet:
     best = float(state.best_violation.min())
     stats.update(status="infeasible", message=(
@@ -268,15 +281,8 @@ def _seeds_and_walk(problem, cfg: SamplerConfig, device, dtype, callbacks, t0,
         usable = bands.feasible(state.values)
         stats["seeds_accepted"] = int(usable.sum())
         seed_evals = state.model_evals
-        if interrupted:  # keep the seeding state for a resume; return the seeds that are inside
-            for cb in callbacks:
-                cb("seed_final", state)
-            stats.update(walk_steps=0, walk_evals=0, model_evals=state.model_evals,
-                         status="interrupted", message=(
-                             f"interrupted while seeding ({int(usable.sum())} of {cfg.k} seeds "
-                             "inside the band); resume to continue"))
-            log.warning(stats["message"])
-            return finish(problem, state.codes[usable], stats, cfg, t0)
+        if interrupted:
+            return interrupted_seeding(problem, state, usable, stats, cfg, callbacks, t0)
         if not bool(usable.any()):
             stats.update(walk_steps=0, walk_evals=0, model_evals=state.model_evals)
             return _infeasible(problem, state, stats, cfg, t0)

@@ -719,15 +719,8 @@ def run_cover(problem: FeasibleSet, cfg, device, dtype, callbacks, t0, *, initia
         usable = bands.feasible(sstate.values)
         stats.update(seed_steps=sstate.steps, seed_outer=sstate.outer, seed_evals=sstate.model_evals,
                      seeds_accepted=int(usable.sum()))
-        if seed_interrupted:  # Ctrl-C while seeding: keep the seeding state, return the seeds inside
-            for cb in callbacks:
-                cb("seed_final", sstate)
-            stats.update(walk_steps=0, walk_evals=0, model_evals=sstate.model_evals,
-                         status="interrupted", message=(
-                             f"interrupted while seeding ({int(usable.sum())} of {cfg.k} seeds "
-                             "inside the band); resume to continue"))
-            log.warning(stats["message"])
-            return core.finish(problem, sstate.codes[usable], stats, cfg, t0)
+        if seed_interrupted:
+            return core.interrupted_seeding(problem, sstate, usable, stats, cfg, callbacks, t0)
         if not bool(usable.any()):
             stats.update(walk_steps=0, walk_evals=0, model_evals=sstate.model_evals)
             return core._infeasible(problem, sstate, stats, cfg, t0)
