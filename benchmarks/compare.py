@@ -261,7 +261,7 @@ def machine() -> str:
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ours", default="walk", help="the reference method (default: walk)")
+    parser.add_argument("--ours", default="cover", help="the reference method (default: cover, the default of fs.sample)")
     parser.add_argument("--n", type=int, default=None, help="samples per run (default 300; quick: 100)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
