@@ -22,6 +22,17 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig``, write it to ``path`` (folders created) as PNG, close it, return the path."""
+    plt = _pyplot()
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _grid_bounds(problem: FeasibleSet, codes: np.ndarray) -> tuple[float, float, float, float]:
     if problem.box is not None:
         lo, hi = problem.box
@@ -145,11 +156,7 @@ def image_grid(problem: FeasibleSet, samples: SampleSet, path: str | Path, ncols
         ax = fig.add_subplot(grid[rows, j * per:(j + 1) * per - (1 if per > 2 else 0)])
         plot_values(samples, problem, [ax], columns=[j])
     fig.suptitle(f"{problem.describe()}\n{samples.summary()}", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_run(problem: FeasibleSet, samples: SampleSet, path: str | Path,
@@ -176,11 +183,7 @@ def plot_run(problem: FeasibleSet, samples: SampleSet, path: str | Path,
     for ax in axes[first + m:]:
         ax.axis("off")
     fig.suptitle(f"{problem.describe()}\n{samples.summary()}", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def sample_rows(rows: list, path: str | Path, per_row: int = 10, title: str = "",
@@ -212,8 +215,4 @@ def sample_rows(rows: list, path: str | Path, per_row: int = 10, title: str = ""
         ax_row[0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
