@@ -2,23 +2,34 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Optional
 
 from .core.problem import FeasibleSet
 from .core.result import SampleSet
-from .core.sample import SamplerConfig
-from .core.sample import sample as core_sample
-from .io import RunWriter, checkpoint_config, has_checkpoint, load_checkpoint
+from .core.sampling import SamplerConfig
+from .core.sampling import sample as core_sample
+from .io import RunWriter, checkpoint_record, has_checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
+
+
+def _saved_config(saved: dict, n: int) -> SamplerConfig:
+    """The ``SamplerConfig`` a run directory was written with (``n`` replaced)."""
+    rec = dict(saved["sampler"])
+    return SamplerConfig(method=rec["method"], n=max(n, rec.get("k", 1)), k=rec["k"], seed=rec["seed"],
+                         objective=rec.get("objective", "sum_squared"),
+                         diversity_weight=rec.get("diversity_weight", 1.0),
+                         normalize=rec.get("normalize", True),
+                         objective_options=rec.get("objective_options"),
+                         seeding=rec.get("seeding") or {}, options=rec.get("options") or {},
+                         device=rec.get("device"), dtype=rec.get("dtype", "float32"))
 
 
 def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
            run_dir: Optional[str | Path] = None, resume: Optional[str | Path] = None,
            config: Optional[SamplerConfig] = None, callbacks: Iterable = (), **settings) -> SampleSet:
-    """Sample ``n`` certified points of a feasible set (see ``feassample.core.sample.sample``).
+    """Sample ``n`` certified points of a feasible set (see ``feassample.core.sampling.sample``).
 
     Args:
         problem: the feasible set.
@@ -26,48 +37,40 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
         run_dir: write the run as it goes (accepted samples after every round, the sampler state)
             and the final ``SampleSet`` into ``run_dir/samples``.
         resume: a run directory written with ``run_dir``: continue from its saved state to ``n``
-            samples (settings not given here are taken from the saved run); the run keeps
-            writing into the same directory.
+            samples (the saved settings are used; settings given here override them, except the
+            method); the run keeps writing into the same directory.
         config, callbacks, settings: as for the core ``sample`` (``method``, ``objective``, ``lr``,
-            ``dtype``, ``progress``...).
+            ``dtype``, ``progress``, ``options``...).
     """
-    resume_state = None
+    checkpoint = None
     if resume is not None:
         resume = Path(resume)
         if not has_checkpoint(resume):
             raise FileNotFoundError(f"resume={str(resume)!r}: no checkpoint there "
                                     f"(expected {resume / 'checkpoint'} written by run_dir=...)")
-        resume_state, saved = load_checkpoint(resume)
-        saved_sampler = {key: v for key, v in saved["sampler"].items()
-                         if key in SamplerConfig.__dataclass_fields__ and key not in ("n",)}
+        checkpoint, saved = load_checkpoint(resume)
         if saved["problem"].get("code_shape") != list(problem.code_shape) or \
                 saved["problem"].get("bands") != problem.config().get("bands"):
             raise ValueError(f"resume={str(resume)!r} was a run of another problem "
                              f"({saved['problem'].get('problem')} with bands "
                              f"{saved['problem'].get('bands')}); refusing to mix samples")
-        config = replace(config or SamplerConfig(**{**saved_sampler, "n": max(n, saved_sampler.get("k", 1))}),
-                         **{key: v for key, v in settings.items() if key in SamplerConfig.__dataclass_fields__})
-        settings = {key: v for key, v in settings.items() if key not in SamplerConfig.__dataclass_fields__}
+        base = _saved_config(saved, n)
+        method = settings.get("method")
+        if method is not None and method != base.method_name:
+            raise ValueError(f"resume={str(resume)!r} is a run of method {base.method_name!r}, not "
+                             f"{method!r}: resume it with its own method, or start a new run_dir")
+        config = SamplerConfig.build(config or base, n=base.n if n < base.k else n)
         k, seed = config.k, config.seed
         run_dir = run_dir or resume
-        log.info("resuming %s from the %s phase", resume, resume_state["phase"])
-    callbacks = list(callbacks)
-    writer = None
+        log.info("resuming %s from the %s phase", resume, checkpoint.phase)
+    store = None
     if run_dir is not None:
-        cfg_for_record = replace(config or SamplerConfig(), n=n, k=k, seed=seed,
-                                 **{key: v for key, v in settings.items() if key in SamplerConfig.__dataclass_fields__})
-        writer = RunWriter(run_dir, checkpoint_config(problem, cfg_for_record))
-        callbacks.append(writer)
-        if resume_state is not None and resume_state["phase"] == "walk":
-            writer("walk_rebase", resume_state["walk"])
-        if resume_state is not None and resume_state["phase"] == "cover":
-            writer("cover_rebase", resume_state["cover"])
-    if resume_state is not None and resume_state["phase"] == "cover":
-        # the covering walk takes its saved state as an option of the method
-        settings["options"] = dict(settings.get("options") or {}, resume=resume_state.pop("cover"))
-        resume_state = None
+        record = checkpoint_record(problem, SamplerConfig.build(config, n=n, k=k, seed=seed, **{
+            key: v for key, v in settings.items() if key not in ("progress", "initial_codes")}))
+        written = 0 if checkpoint is None or checkpoint.rows is None else int(checkpoint.rows["codes"].shape[0])
+        store = RunWriter(run_dir, record, written=written)
     result = core_sample(problem, n=n, k=k, seed=seed, config=config, callbacks=callbacks,
-                         resume_state=resume_state, **settings)
+                         store=store, resume=checkpoint, **settings)
     if run_dir is not None:
         result.save(Path(run_dir) / "samples")
     return result

@@ -1,69 +1,38 @@
 """Crash-safe runs: accepted samples reach disk as they are accepted, and a run resumes from its
-saved sampler state.
+saved sampler state. ``RunWriter`` is the core driver's ``Store``; it knows no sampler.
 
 Layout of a run directory::
 
-    RUN/checkpoint/sampler.json      the SamplerConfig and the problem's description
-    RUN/checkpoint/seed.pt           the seeding state (while seeding)
-    RUN/checkpoint/walk.pt           the walkers, multipliers, optimizer moments, pool sums, counters
-    RUN/checkpoint/walk.json         the seeding phase's statistics
-    RUN/checkpoint/shards/NNNNNN.pt  accepted samples, append-only, one file per round with news
+    RUN/checkpoint/run.json          the run's settings (SamplerConfig.record()) and the problem
+    RUN/checkpoint/state.pt          {"phase": name, "state": the phase's state_dict(), "stats": ...}
+    RUN/checkpoint/shards/NNNNNN.pt  accepted rows, append-only: exactly the rows of one write
     RUN/samples/                     the final SampleSet
 
 Every file is written to a temporary name, fsynced and renamed, so a ``kill -9`` leaves either
-the old or the new version: at most the round in progress is lost. Everything is loaded with
-``torch.load(weights_only=True)``.
+the old or the new version: at most the round in progress is lost. Shards are written before the
+state that counts them; rows beyond the state's count (a shard whose state write was lost) are
+trimmed on resume by rewriting that shard (write new, fsync, rename: nothing is deleted before
+its replacement is durable). Only regular files named ``NNNNNN.pt`` are read as shards; stray,
+symlinked and temporary files are ignored, and temporaries of killed writes are removed on open.
+Everything is loaded with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import asdict, fields
+import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
-from .core.diversity import PoolStats
+from .core.driver import Checkpoint
 from .core.result import atomic_write_bytes
-from .core.samplers.common import Moments
-from .core.samplers.seeds import SeedState
-from .core.samplers.walk import WalkState
-from .core.samplers.cover import CoverState
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
-
-
-def _flatten(state) -> dict:
-    out: dict[str, Any] = {}
-    for f in fields(state):
-        value = getattr(state, f.name)
-        if isinstance(value, Moments):
-            out.update({f"{f.name}.first": value.first, f"{f.name}.second": value.second,
-                        f"{f.name}.count": value.count})
-        elif isinstance(value, PoolStats):
-            out.update({f"{f.name}.count": value.count, f"{f.name}.total": value.total,
-                        f"{f.name}.sq_norms": value.sq_norms})
-        else:
-            out[f.name] = value
-    return out
-
-
-def _unflatten(cls, data: dict):
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f"{f.name}.first" in data:
-            kwargs[f.name] = Moments(data[f"{f.name}.first"], data[f"{f.name}.second"],
-                                     data[f"{f.name}.count"])
-        elif f"{f.name}.total" in data:
-            kwargs[f.name] = PoolStats(data[f"{f.name}.count"], data[f"{f.name}.total"],
-                                       data[f"{f.name}.sq_norms"])
-        elif f.name in data:
-            kwargs[f.name] = data[f.name]
-    return cls(**kwargs)
+SHARD = re.compile(r"^\d{6}\.pt$")
 
 
 def _save(path: Path, obj) -> None:
@@ -75,134 +44,118 @@ def _save_json(path: Path, obj) -> None:
     atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 
 
+def _load(path: Path, device="cpu") -> dict:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # truncated, empty or foreign file: name it, do not crash deep inside
+        raise ValueError(f"{path} is not a readable feassample checkpoint file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'empty'}); move it away or "
+                         "start a new run") from err
+
+
+def shard_files(folder: Path) -> list[Path]:
+    """The shard files of a run, in order: regular files named ``NNNNNN.pt`` (no links)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if SHARD.match(p.name) and p.is_file() and not p.is_symlink())
+
+
+def _clean_temporaries(folder: Path) -> None:
+    """Remove the temporary files of writes that a kill interrupted (``.NAME.XXXX``)."""
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(".") and p.is_file() and not p.is_symlink():
+                p.unlink()
+
+
 class RunWriter:
-    """A callback that keeps a run directory up to date while the sampler runs.
+    """The driver's ``Store`` for a run directory (see the module docstring).
 
     Args:
         run_dir: the run directory (created).
-        config: the sampler's settings (JSON-able) and the problem's description.
-        seed_every_s: how often the seeding state is written (seconds; it is also written when
-            seeding ends). The walk is written after every round.
+        record: the run's settings and the problem's description (``run.json``).
+        written: rows already in the shards (a resumed run: ``load_checkpoint``'s count).
     """
 
-    def __init__(self, run_dir: str | Path, config: dict, seed_every_s: float = 2.0) -> None:
+    def __init__(self, run_dir: str | Path, record: dict, written: int = 0) -> None:
         self.dir = Path(run_dir) / CHECKPOINT
         self.shards = self.dir / "shards"
         self.shards.mkdir(parents=True, exist_ok=True)
-        self.seed_every_s = seed_every_s
-        self._last_seed_write = 0.0
-        # A resumed run calls the writer with "walk_rebase" first, which rewrites the shards.
-        self._written, self._next_shard = 0, 0
-        _save_json(self.dir / "sampler.json", config)
+        _clean_temporaries(self.dir)
+        _clean_temporaries(self.shards)
+        self.written = 0
+        self._next_shard = 0
+        self._trim_to(written)
+        _save_json(self.dir / "run.json", record)
 
-    def __call__(self, phase: str, state) -> None:
-        if phase in ("seed", "seed_final"):
-            now = time.monotonic()
-            if phase == "seed_final" or now - self._last_seed_write >= self.seed_every_s:
-                _save(self.dir / "seed.pt", _flatten(state))
-                self._last_seed_write = now
-        elif phase == "walk_start":
-            wstate, stats = state
-            _save_json(self.dir / "walk.json", stats)
-            self._write_walk(wstate)
-            seed_file = self.dir / "seed.pt"
-            if seed_file.exists():
-                seed_file.unlink()
-        elif phase == "walk":
-            self._write_walk(state)
-        elif phase == "walk_rebase":
-            self._clear_shards()
-            self._write_walk(state)
-        elif phase in ("cover_start", "cover", "cover_final"):
-            if phase == "cover_start":
-                seed_file = self.dir / "seed.pt"
-                if seed_file.exists():
-                    seed_file.unlink()
-            self._write_cover(state)
-        elif phase == "cover_rebase":
-            self._clear_shards()
-            self._write_cover(state)
+    def _trim_to(self, count: int) -> None:
+        """Keep exactly ``count`` rows in the shards (rewrite the shard that crosses it)."""
+        total = 0
+        files = shard_files(self.shards)
+        for f in files:
+            rows = _load(f)
+            size = int(rows["codes"].shape[0])
+            if total >= count and size:
+                f.unlink()  # rows past the saved state: never counted, never loaded
+                continue
+            if total + size > count:
+                _save(f, {k: v[: count - total].clone() for k, v in rows.items()})
+                size = count - total
+            total += size
+            self._next_shard = int(f.name[:6]) + 1
+        if total < count:
+            raise ValueError(f"{self.shards} holds {total} rows but the state counts {count}")
+        self.written = count
 
-    def _clear_shards(self) -> None:
-        for f in self.shards.glob("*.pt"):
-            f.unlink()
-        self._written, self._next_shard = 0, 0
-
-    def _write_shard(self, rows: dict) -> None:
+    # the Store protocol ------------------------------------------------------------------------
+    def append(self, rows: dict) -> None:
         _save(self.shards / f"{self._next_shard:06d}.pt", rows)
         self._next_shard += 1
+        self.written += int(rows["codes"].shape[0])
 
-    def _write_cover(self, state: CoverState) -> None:
-        if state.accepted > self._written:
-            a, b = self._written, state.accepted
-            self._write_shard({"codes": state.sample_codes[a:b].detach().cpu(),
-                               "values": state.sample_values[a:b].detach().cpu()})
-            self._written = b
-        walkers = {f.name: getattr(state, f.name) for f in fields(state)
-                   if not f.name.startswith("sample_")}
-        _save(self.dir / "cover.pt", walkers)
+    def save_state(self, phase: str, state: dict, stats: dict, rows: Optional[int]) -> None:
+        _save(self.dir / "state.pt", {"phase": phase, "state": state, "stats": _plain(stats), "rows": rows})
 
-    def _write_walk(self, state: WalkState) -> None:
-        if state.accepted > self._written:
-            a, b = self._written, state.accepted
-            self._write_shard({"codes": state.sample_codes[a:b].detach().cpu(),
-                               "values": state.sample_values[a:b].detach().cpu(),
-                               "embedding": state.sample_embedding[a:b].detach().cpu()})
-            self._written = b
-        walkers = {k: v for k, v in _flatten(state).items() if not k.startswith("sample_")}
-        _save(self.dir / "walk.pt", walkers)
+
+def _plain(stats: dict) -> dict:
+    """Statistics as plain values (what ``weights_only`` loading accepts)."""
+    return json.loads(json.dumps(stats, default=str))
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a resumable checkpoint."""
     d = Path(run_dir) / CHECKPOINT
-    return (d / "sampler.json").is_file() and any((d / f).is_file() for f in ("walk.pt", "cover.pt", "seed.pt"))
+    return (d / "run.json").is_file() and (d / "state.pt").is_file()
 
 
-def load_checkpoint(run_dir: str | Path, device: Optional[torch.device] = None) -> tuple[dict, dict]:
-    """``(resume_state, saved_config)`` of a run directory written by ``RunWriter``.
-
-    The walk's samples are rebuilt from the shards up to the count recorded in ``walk.pt``
-    (a shard written just before a crash, whose state write was lost, is ignored).
-    """
+def load_checkpoint(run_dir: str | Path, device: Optional[torch.device] = None) -> tuple[Checkpoint, dict]:
+    """``(checkpoint, saved record)`` of a run directory written by ``RunWriter``: the phase,
+    its state dict, the accepted rows (up to the state's count) and the earlier phases' stats."""
     d = Path(run_dir) / CHECKPOINT
-    if not (d / "sampler.json").is_file():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint to resume ({d / 'sampler.json'} is missing)")
-    config = json.loads((d / "sampler.json").read_text())
+    if not has_checkpoint(run_dir):
+        raise FileNotFoundError(f"{run_dir} has no checkpoint to resume (expected {d / 'run.json'} "
+                                f"and {d / 'state.pt'}, written by run_dir=...)")
+    record = json.loads((d / "run.json").read_text())
     device = device or torch.device("cpu")
-
-    def load(path: Path) -> dict:
-        return torch.load(path, map_location=device, weights_only=True)
-
-    def samples(count: int, keys) -> dict:
-        parts = [load(f) for f in sorted((d / "shards").glob("*.pt"))]
+    saved = _load(d / "state.pt", device)
+    if not isinstance(saved, dict) or not {"phase", "state"} <= set(saved):
+        raise ValueError(f"{d / 'state.pt'} is not a feassample state file")
+    state, count, rows = saved["state"], saved.get("rows"), None
+    if count is not None:
+        parts = [_load(f, device) for f in shard_files(d / "shards")]
+        for f, p in zip(shard_files(d / "shards"), parts):
+            if not isinstance(p, dict) or "codes" not in p or "values" not in p:
+                raise ValueError(f"{f} is not a feassample shard (no codes/values); move it away")
         if count and not parts:
             raise FileNotFoundError(f"{d / 'shards'} has no samples but the state says {count}")
-        out = {f"sample_{k}": torch.cat([p[k] for p in parts])[:count] for k in keys} if parts else {}
-        if parts and out["sample_codes"].shape[0] < count:
-            raise ValueError(f"{d} is inconsistent: the state counts {count} samples, the shards "
-                             f"hold {out['sample_codes'].shape[0]}")
-        return out
-
-    if (d / "cover.pt").is_file():
-        walkers = load(d / "cover.pt")
-        accepted = int(walkers["accepted"])
-        rows = samples(accepted, ("codes", "values"))
-        if not rows:
-            dim, m = walkers["codes"].shape[1], walkers["values"].shape[1]
-            rows = {"sample_codes": walkers["codes"].new_zeros(0, dim),
-                    "sample_values": walkers["values"].new_zeros(0, m)}
-        return {"phase": "cover", "cover": CoverState(**walkers, **rows)}, config
-    if (d / "walk.pt").is_file():
-        walkers = load(d / "walk.pt")
-        walkers.update(samples(int(walkers["accepted"]), ("codes", "values", "embedding")))
-        state = _unflatten(WalkState, walkers)
-        stats = json.loads((d / "walk.json").read_text()) if (d / "walk.json").is_file() else {}
-        return {"phase": "walk", "walk": state, "stats": stats}, config
-    return {"phase": "seed", "seed": _unflatten(SeedState, load(d / "seed.pt"))}, config
+        if parts:
+            rows = {key: torch.cat([p[key] for p in parts])[:count] for key in parts[0]}
+            if rows["codes"].shape[0] < count:
+                raise ValueError(f"{d} is inconsistent: the state counts {count} samples, the shards "
+                                 f"hold {rows['codes'].shape[0]}")
+    return Checkpoint(saved["phase"], state, rows, dict(saved.get("stats") or {})), record
 
 
-def checkpoint_config(problem, cfg) -> dict:
-    """What ``sampler.json`` records: the sampler's fields and the problem's description."""
-    sampler = {k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}
-    return {"sampler": sampler, "problem": problem.config()}
+def checkpoint_record(problem, cfg) -> dict:
+    """What ``run.json`` records: the run's settings and the problem's description."""
+    return {"sampler": cfg.record(), "problem": problem.config()}

@@ -16,24 +16,14 @@ Every method counts per-sample model evaluations in ``stats["model_evals"]``, st
 core's certificate (``finish``), which sets ``feasible``; ``status`` is ``"success"`` (n certified),
 ``"partial"`` or ``"infeasible"``. See ``docs/baselines.md``.
 """
-from ..core.sample import register_method
-from .activation import activation_max, multifaceted
-from .common import DEFAULT_EVALS_PER_SAMPLE
-from .hit_and_run import hit_and_run
-from .kmeans import kmeans
-from .langevin import langevin
-from .rejection import rejection
+from ..core.samplers import register_sampler
+from .common import DEFAULT_EVALS_PER_SAMPLE, Baseline, BaselineState
+from .rejection import Rejection, RejectionConfig
 
-BASELINES = {
-    "activation_max": activation_max,
-    "multifaceted": multifaceted,
-    "langevin": langevin,
-    "rejection": rejection,
-    "hit_and_run": hit_and_run,
-}
+BASELINES = {cls.name: cls for cls in (Rejection,)}
 
-for _name, _fn in BASELINES.items():
-    register_method(_name, _fn)
+for _cls in BASELINES.values():
+    register_sampler(_cls)
 
-__all__ = ["BASELINES", "DEFAULT_EVALS_PER_SAMPLE", "activation_max", "multifaceted", "langevin",
-           "rejection", "hit_and_run", "kmeans"]
+__all__ = ["BASELINES", "DEFAULT_EVALS_PER_SAMPLE", "Baseline", "BaselineState", "Rejection",
+           "RejectionConfig"]

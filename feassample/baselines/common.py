@@ -1,64 +1,137 @@
-"""Pieces shared by the baselines: the evaluation budget, one measured forward pass, the band
-objectives, the collector of accepted codes and the common ending (certify, status, message).
+"""Pieces shared by the baselines: ``Baseline``, a ``Sampler`` base with the evaluation budget,
+the run's random generator kept in the state, the accepted rows and the closest iterates; one
+measured forward pass; the band objectives.
 
 Every baseline touches a problem only through the ``FeasibleSet`` contract (``decode``,
 ``measure``, ``bands``, ``project``, ``init_codes``, ``box``, ``check``), except ``hit_and_run``,
-which needs the linear slab's ``w64``, ``a`` and ``b`` and says so.
+which needs the linear slab's ``w64``, ``a`` and ``b`` and says so. Status and message come from
+the core's certificate (``feassample.core.driver.finish``), like every other method.
 """
 from __future__ import annotations
 
-import logging
 import math
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from ..core.problem import FeasibleSet, Measurement
-from ..core.result import SampleSet
-from ..core.sample import SamplerConfig, finish
-
-log = logging.getLogger(__name__)
+from ..core.samplers import Sampler
+from ..core.state import SampleBuffer, State
 
 #: the default budget of a baseline, in model evaluations per requested sample
 DEFAULT_EVALS_PER_SAMPLE = 200
 
 
-class Budget:
-    """Counts per-sample model evaluations (a forward pass, or a forward+backward pass, of one
-    sample costs 1) against ``max_evals``."""
-
-    def __init__(self, max_evals: Optional[int], cfg: SamplerConfig) -> None:
-        if max_evals is None:
-            max_evals = DEFAULT_EVALS_PER_SAMPLE * cfg.n
-        if isinstance(max_evals, bool) or not isinstance(max_evals, (int, float)) or not max_evals >= 1:
-            raise ValueError(f"max_evals must be a number >= 1 (per-sample model evaluations), got {max_evals!r}")
-        self.max = int(max_evals)
-        self.used = 0
-
-    @property
-    def left(self) -> int:
-        return self.max - self.used
-
-    def spend(self, count: int) -> None:
-        self.used += int(count)
-        if self.used > self.max:  # a bug in a baseline, never the user's fault
-            raise AssertionError(f"budget overrun: {self.used} > {self.max} model evaluations")
+def check_budget(max_evals) -> None:
+    """``max_evals``: ``None`` (the default per sample) or a number >= 1."""
+    if max_evals is None:
+        return
+    if isinstance(max_evals, bool) or not isinstance(max_evals, (int, float)) or not max_evals >= 1:
+        raise ValueError(f"max_evals must be a number >= 1 (per-sample model evaluations), got {max_evals!r}")
 
 
-def generator(cfg: SamplerConfig) -> torch.Generator:
-    """The run's CPU generator, seeded from ``cfg.seed`` (every random draw comes from it)."""
-    return torch.Generator(device="cpu").manual_seed(int(cfg.seed))
+@dataclass
+class BaselineState(State):
+    """What every baseline carries: accepted rows, the generator's state, the budget, the closest
+    iterates seen (returned when nothing was ever inside the band) and a round counter.
+
+    Subclasses add their own fields (chains, step counters...)."""
+
+    samples: SampleBuffer
+    rng: Tensor
+    max_evals: int
+    used: int = 0
+    rounds: int = 0
+    closest_codes: Optional[Tensor] = None
+    closest_violation: Optional[Tensor] = None
+
+
+class Baseline(Sampler):
+    """Base of the baselines: budget, generator, rows, closest iterates, ``finalize``."""
+
+    def start(self, problem: FeasibleSet, run, key: int, **fields) -> dict:
+        """The common fields of a fresh state (pass them on to the subclass's state)."""
+        self.bind(problem, run)
+        self.device, self.dtype = run.device_dtype(problem)
+        max_evals = self.config.max_evals
+        max_evals = int(max_evals) if max_evals is not None else DEFAULT_EVALS_PER_SAMPLE * run.n
+        like = torch.zeros((1, *problem.code_shape), dtype=self.dtype, device=self.device)
+        samples = SampleBuffer.empty(run.n, like, like.new_zeros(1, problem.bands.m))
+        gen = torch.Generator(device="cpu").manual_seed(int(key))
+        return dict(samples=samples, rng=gen.get_state(), max_evals=max_evals, **fields)
+
+    def bind(self, problem, run) -> None:
+        super().bind(problem, run)
+        self.device, self.dtype = run.device_dtype(problem)
+
+    @contextmanager
+    def generator(self, state: BaselineState):
+        """The run's generator at the state's position; its new position is saved on exit."""
+        gen = torch.Generator(device="cpu")
+        gen.set_state(state.rng)
+        yield gen
+        state.rng = gen.get_state()
+
+    def left(self, state: BaselineState) -> int:
+        return state.max_evals - state.used
+
+    def spend(self, state: BaselineState, count: int) -> None:
+        state.used += int(count)
+        if state.used > state.max_evals:  # a bug in a baseline, never the user's fault
+            raise AssertionError(f"budget overrun: {state.used} > {state.max_evals} model evaluations")
+
+    def accept(self, state: BaselineState, codes: Tensor, values: Tensor) -> int:
+        """Keep rows judged inside the band (certified at the end by the core)."""
+        return state.samples.append(codes.detach(), values.detach())
+
+    def consider(self, state: BaselineState, codes: Tensor, values: Tensor) -> None:
+        """Remember the ``k`` iterates closest to the band so far."""
+        viol = worst_violation(self.problem, values.detach())
+        codes = codes.detach()
+        if state.closest_codes is not None:
+            viol = torch.cat([state.closest_violation, viol.to(state.closest_violation.dtype)])
+            codes = torch.cat([state.closest_codes, codes.to(state.closest_codes.dtype)])
+        keep = torch.topk(viol, min(self.run.k, viol.shape[0]), largest=False).indices
+        state.closest_codes, state.closest_violation = codes[keep].clone(), viol[keep].clone()
+
+    def done(self, state: BaselineState) -> bool:
+        return state.samples.full or self.left(state) < 1
+
+    def why_short(self, state: BaselineState) -> str:
+        return f"the budget of {state.max_evals} model evaluations ran out ({self.name})"
+
+    def method_stats(self, state: BaselineState) -> dict:
+        """A baseline's own statistics (override)."""
+        return {}
+
+    def finalize(self, state: BaselineState) -> tuple[Tensor, dict]:
+        """The accepted rows; when there are none, the closest iterates that were inside the band
+        (judged between two keeps), or the closest iterates, closest first."""
+        buf = state.samples
+        stats = {"model_evals": state.used, "max_evals": state.max_evals, "accepted": buf.count,
+                 **self.method_stats(state)}
+        if state.closest_violation is not None:
+            stats["best_violation"] = float(state.closest_violation.min())
+        codes = buf.codes[: buf.count]
+        if buf.count == 0 and state.closest_codes is not None:
+            inside = state.closest_violation <= self.problem.bands.tol
+            if bool(inside.any()):
+                codes = state.closest_codes[inside][: self.run.n]
+            else:
+                codes = state.closest_codes
+                stats["returned_closest"] = True
+        if not buf.full:
+            stats["why"] = self.why_short(state)
+        return codes, stats
 
 
 def random_codes(problem: FeasibleSet, count: int, gen: torch.Generator, device, dtype) -> Tensor:
     """``count`` codes from the problem's prior (``init_codes``), projected."""
     codes = problem.init_codes(count, gen, dtype=dtype, device=device)
     return problem.project(codes.to(device=device, dtype=dtype))
-
-
-def given_codes(problem: FeasibleSet, codes: Tensor, device, dtype) -> Tensor:
-    return problem.project(codes.detach().to(device=device, dtype=dtype).clone())
 
 
 def measure(problem: FeasibleSet, codes: Tensor) -> tuple[Measurement, Tensor]:
@@ -110,112 +183,3 @@ def mean_cosine(embedding: Tensor) -> Tensor:
     unit = embedding / embedding.norm(dim=1, keepdim=True).clamp(min=1e-12)
     gram = unit @ unit.T
     return (gram.sum() - gram.diagonal().sum()) / (b * (b - 1))
-
-
-class Collector:
-    """Accepted codes, in order, up to ``n``."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.parts: list[Tensor] = []
-        self.count = 0
-
-    def add(self, codes: Tensor) -> None:
-        need = self.n - self.count
-        if need <= 0 or codes.shape[0] == 0:
-            return
-        part = codes[:need].detach().clone()
-        self.parts.append(part)
-        self.count += int(part.shape[0])
-
-    @property
-    def full(self) -> bool:
-        return self.count >= self.n
-
-    def codes(self, problem: FeasibleSet, device, dtype) -> Tensor:
-        if self.parts:
-            return torch.cat(self.parts, dim=0)
-        return torch.zeros((0, *problem.code_shape), device=device, dtype=dtype)
-
-
-class Closest:
-    """The ``size`` iterates closest to the band seen so far (returned, closest first, when no
-    iterate was ever inside: the core's ``"infeasible"`` convention)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.codes: Optional[Tensor] = None
-        self.violation: Optional[Tensor] = None
-
-    def update(self, problem: FeasibleSet, codes: Tensor, values: Tensor) -> None:
-        viol = worst_violation(problem, values.detach())
-        codes = codes.detach()
-        if self.codes is not None:
-            viol = torch.cat([self.violation, viol.to(self.violation.dtype)])
-            codes = torch.cat([self.codes, codes.to(self.codes.dtype)])
-        keep = torch.topk(viol, min(self.size, viol.shape[0]), largest=False).indices
-        self.codes, self.violation = codes[keep].clone(), viol[keep].clone()
-
-    @property
-    def best(self) -> float:
-        return math.inf if self.violation is None else float(self.violation.min())
-
-
-def notify(callbacks, method: str, collector: Collector, budget: Budget) -> None:
-    """Tell the callbacks how far the run is (phase = the method's name, state = a dict)."""
-    if callbacks:
-        state = {"accepted": collector.count, "model_evals": budget.used, "max_evals": budget.max}
-        for cb in callbacks:
-            cb(method, state)
-
-
-def conclude(problem: FeasibleSet, cfg: SamplerConfig, t0: float, method: str,
-             collector: Collector, budget: Budget, stats: dict, device, dtype,
-             closest: Optional[Closest] = None, why_short: str = "") -> SampleSet:
-    """Certify the accepted codes (``finish``) and set ``status`` / ``message`` from the certificate:
-    ``"success"`` (n certified), ``"partial"`` (fewer), ``"infeasible"`` (none).
-
-    When nothing was accepted, the closest iterates (``closest``) that were inside the band are
-    returned, or, when none ever was, the closest iterates, closest first, as the core does for
-    ``"infeasible"`` runs (their ``feasible`` is then False).
-    """
-    best_violation = closest.best if closest is not None else math.nan
-    if collector.count == 0 and closest is not None and closest.codes is not None:
-        inside = closest.violation <= problem.bands.tol
-        if bool(inside.any()):  # inside the band between two keeps (thinning): judged inside
-            collector.add(closest.codes[inside])
-            codes = collector.codes(problem, device, dtype)
-        else:
-            codes = closest.codes
-            stats["returned_closest"] = True
-    else:
-        codes = collector.codes(problem, device, dtype)
-    stats.update(method=method, n_requested=cfg.n, k=cfg.k, model_evals=budget.used,
-                 max_evals=budget.max, accepted=collector.count)
-    if math.isfinite(best_violation):
-        stats["best_violation"] = float(best_violation)
-    result = finish(problem, codes, stats, cfg, t0)
-    certified = int(result.feasible.sum())
-    rejected = collector.count - certified if collector.count else 0
-    stats["rejected_by_check"] = rejected
-    if certified >= cfg.n:
-        stats.update(status="success", message=f"{cfg.n} samples, all certified inside the band")
-    else:
-        why = why_short or f"the budget of {budget.max} model evaluations ran out"
-        if certified > 0:
-            status, head = "partial", f"{certified} of {cfg.n} samples certified"
-        else:
-            status, head = "infeasible", f"no certified sample of {cfg.n}"
-            if math.isfinite(best_violation):
-                head += (f" (the closest iterate came within {best_violation:.4g} of the band: "
-                         f"{problem.bands.describe()}; the closest iterates are returned)")
-        stats.update(status=status, message=f"{head}: {why} ({method}, {budget.used} model evaluations)")
-        log.warning(stats["message"])
-    if rejected:
-        stats["message"] += f"; {rejected} accepted sample(s) failed the certificate"
-    return result
-
-
-def reject_initial_codes(method: str, initial_codes) -> None:
-    if initial_codes is not None:
-        raise ValueError(f"method {method!r} does not take initial_codes (it draws its own starts)")

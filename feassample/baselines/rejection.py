@@ -4,47 +4,69 @@ set (for the slab: exactly uniform on it)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-from ..core.problem import FeasibleSet
-from ..core.sample import SamplerConfig
 from . import common
-from .common import Budget, Collector
+from .common import Baseline, BaselineState
 
 
-def rejection(problem: FeasibleSet, cfg: SamplerConfig, device, dtype, callbacks, t0, *,
-              batch: int = 1024, max_evals: Optional[int] = None, initial_codes=None):
-    """Rejection sampling.
+@dataclass(frozen=True)
+class RejectionConfig:
+    """Options of ``method="rejection"``.
 
-    Options:
+    Attributes:
         batch: largest number of draws per forward pass (the batch shrinks to what the estimated
             acceptance rate says is still needed, so few draws are wasted past ``n``).
         max_evals: budget of draws, i.e. forward passes (default ``200 * n``).
     """
-    common.reject_initial_codes("rejection", initial_codes)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
-    gen = common.generator(cfg)
-    budget = Budget(max_evals, cfg)
-    collector = Collector(cfg.n)
-    closest = common.Closest(cfg.k)
-    drawn = hits = 0
-    while not collector.full and budget.left > 0:
-        need = cfg.n - collector.count
-        rate = (hits + 1) / (drawn + 2)  # a smoothed acceptance estimate
-        size = min(batch, budget.left, max(64, math.ceil(1.2 * need / rate)))
-        codes = common.random_codes(problem, size, gen, device, dtype)
+
+    batch: int = 1024
+    max_evals: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise ValueError(f"batch must be an integer >= 1, got {self.batch!r}")
+        common.check_budget(self.max_evals)
+
+
+@dataclass
+class RejectionState(BaselineState):
+    drawn: int = 0
+    hits: int = 0
+
+
+class Rejection(Baseline):
+    """Rejection sampling (``method="rejection"``)."""
+
+    name = "rejection"
+    Config = RejectionConfig
+    state_class = RejectionState
+
+    def init(self, problem, run, key: int, seeds=None) -> RejectionState:
+        return RejectionState(**self.start(problem, run, key))
+
+    def step(self, state: RejectionState) -> tuple[RejectionState, dict]:
+        need = self.run.n - state.samples.count
+        rate = (state.hits + 1) / (state.drawn + 2)  # a smoothed acceptance estimate
+        size = min(self.config.batch, self.left(state), max(64, math.ceil(1.2 * need / rate)))
+        with self.generator(state) as gen:
+            codes = common.random_codes(self.problem, size, gen, self.device, self.dtype)
         with torch.no_grad():
-            values = common.measure(problem, codes)[0].values
-        budget.spend(size)
-        drawn += size
-        inside = problem.bands.feasible(values)
-        hits += int(inside.sum())
-        collector.add(codes[inside])
-        closest.update(problem, codes, values)
-        common.notify(callbacks, "rejection", collector, budget)
-    stats = {"drawn": drawn, "acceptance": hits / max(drawn, 1)}
-    return common.conclude(problem, cfg, t0, "rejection", collector, budget, stats, device, dtype,
-                           closest=closest)
+            values = common.measure(self.problem, codes)[0].values
+        self.spend(state, size)
+        state.drawn += size
+        inside = self.problem.bands.feasible(values)
+        state.hits += int(inside.sum())
+        new = self.accept(state, codes[inside], values[inside])
+        self.consider(state, codes, values)
+        state.rounds += 1
+        return state, {"drawn": size, "accepted": new}
+
+    def method_stats(self, state: RejectionState) -> dict:
+        return {"drawn": state.drawn, "acceptance": state.hits / max(state.drawn, 1)}
+
+
+__all__ = ["RejectionConfig", "Rejection"]

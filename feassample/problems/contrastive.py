@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from ..core.bands import Bands
 from ..core.diversity import CodeObjective
 from ..core.problem import FeasibleSet, Measurement
-from ..core.sample import sample
+from ..core.sampling import sample
 
 CONSTRAINTS = ("cdeepex", "xgems")
 

@@ -1,16 +1,17 @@
 """Pieces shared by the samplers: the per-step loss, the batched optimizer, the driver loop."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Callable, Iterable, Optional, Protocol
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from ..bands import Bands
-from ..diversity import Diversity, PoolStats
+from ..diversity import Diversity, Pool
 from ..lagrangian import SideMasks, penalty_terms, residuals, side_masks
 from ..problem import FeasibleSet
+from ..state import State
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class StepConfig:
 
 
 @dataclass
-class Moments:
+class Moments(State):
     """Adam's running moments, one entry per code coordinate, and per-row step counts ``(B,)``."""
 
     first: Tensor
@@ -107,7 +108,7 @@ class Loss:
         return embedding.reshape(embedding.shape[0], -1)
 
     def evaluate(self, codes: Tensor, multipliers: Tensor, penalty: Tensor,
-                 pool: Optional[PoolStats], select: Optional[Tensor] = None) -> Evaluation:
+                 pool: Optional[Pool], select: Optional[Tensor] = None) -> Evaluation:
         """Forward and backward for codes ``(B, ...)``.
 
         ``select`` (a ``(B,)`` bool) limits the loss to some rows (the others still count in
@@ -135,24 +136,4 @@ class Loss:
         return Evaluation(values.detach(), emb.detach(), grad, c.detach())
 
 
-class Callback(Protocol):
-    def __call__(self, phase: str, state) -> None: ...
-
-
-def drive(state, step: Callable, done: Callable[[object], bool], phase: str,
-          callbacks: Iterable[Callback] = ()):
-    """Run ``state = step(state)`` until ``done(state)``, calling each callback after each step."""
-    callbacks = list(callbacks)
-    while not done(state):
-        state = step(state)
-        for cb in callbacks:
-            cb(phase, state)
-    return state
-
-
-def state_dict(state) -> dict:
-    """A dataclass state as a plain dict (for ``torch.save`` checkpoints)."""
-    return {f.name: getattr(state, f.name) for f in fields(state)}
-
-
-__all__ = ["StepConfig", "Moments", "descend", "Evaluation", "Loss", "drive", "state_dict", "replace"]
+__all__ = ["StepConfig", "Moments", "descend", "Evaluation", "Loss"]

@@ -45,10 +45,9 @@ resumed bit-identically. See ``docs/coverage.md`` for the measurements behind th
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -56,6 +55,8 @@ from torch import Tensor
 
 from ..bands import Bands
 from ..problem import FeasibleSet
+from ..state import SampleBuffer, State
+from .base import Sampler, Seeds
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class CoverConfig:
 
 
 @dataclass
-class CoverState:
+class CoverState(State):
     """Everything the covering walk carries from round to round (a value you can save).
 
     Attributes:
@@ -134,8 +135,7 @@ class CoverState:
         level_scale, pairs_scale, tangent_scale: ``(K,)`` step sizes of the level, pairs
             (window fraction of the chord; 1 = Gibbs) and manifold moves, shared by the walkers,
             adapted during the burn-in from the pooled acceptance, then frozen.
-        sample_codes: ``(n, D)`` certified samples (the first ``accepted`` rows); sample_values
-            ``(n, m)``.
+        samples: the certified samples, codes ``(n, D)`` and values ``(n, m)``.
         rng: the state of the run's ``torch.Generator`` (``generator.get_state()``).
         spans: ``(m,)`` level scale of each constraint (band width, or a typical change of h over
             a tangent step for one-sided bands), fixed at init.
@@ -157,12 +157,10 @@ class CoverState:
     level_scale: Tensor
     pairs_scale: Tensor
     tangent_scale: Tensor
-    sample_codes: Tensor
-    sample_values: Tensor
+    samples: SampleBuffer
     rng: Tensor
     spans: Optional[Tensor] = None
     schedule: tuple = ()
-    accepted: int = 0
     rounds: int = 0
     burn: int = 0
     thin: int = 0
@@ -552,7 +550,7 @@ def init(problem: FeasibleSet, seeds: Tensor, n: int, cfg: CoverConfig, seed: in
         raise ValueError("the pairs move needs a box domain (problem.box); use the manifold move")
     state = CoverState(codes=x, values=x.new_zeros(K, problem.bands.m), grads=x.new_zeros(K, problem.bands.m, D),
                        level_scale=x.new_zeros(K), pairs_scale=x.new_ones(K), tangent_scale=x.new_zeros(K),
-                       sample_codes=x.new_zeros(n, D), sample_values=x.new_zeros(n, problem.bands.m),
+                       samples=SampleBuffer.empty(n, x, x.new_zeros(1, problem.bands.m)),
                        rng=gen.get_state(), schedule=tuple(schedule), burn=cfg.burn, seed_evals=seed_evals,
                        auto=cfg.schedule is None,
                        alive=torch.ones(K, dtype=torch.bool, device=x.device))
@@ -591,7 +589,7 @@ def _plan_thin(state: CoverState, cfg: CoverConfig, n: int) -> int:
             for kind, c in cost.items()}
     per_round = sum(cost[kind] for kind in state.schedule) / len(state.schedule)
     spent = state.model_evals + state.seed_evals
-    per_walker = math.ceil((n - state.accepted) / max(k, 1))
+    per_walker = math.ceil((n - state.samples.count) / max(k, 1))
     left = cfg.budget * n - spent
     thin = int(left / max(per_walker * k * per_round, 1e-9))
     return max(cfg.min_thin, thin)
@@ -612,7 +610,7 @@ def _choose_schedule(state: CoverState, box: bool) -> tuple:
     return ("manifold", "level") if rate(state.jump2, "manifold") > rate(state.jump2, "level") else ("level",)
 
 
-def step(state: CoverState, problem: FeasibleSet, cfg: CoverConfig) -> CoverState:
+def step(state: CoverState, problem: FeasibleSet, cfg: CoverConfig) -> tuple[CoverState, dict]:
     """One round: every walker that the round's move concerns proposes once; after the burn-in,
     every ``thin`` rounds the walkers' current codes are certified and kept as samples."""
     gen = torch.Generator(device="cpu")
@@ -620,7 +618,8 @@ def step(state: CoverState, problem: FeasibleSet, cfg: CoverConfig) -> CoverStat
     kind = state.schedule[state.rounds % len(state.schedule)]
     band = _band_tensors(problem.bands, state.values)
     live = state.alive.nonzero().squeeze(1)
-    n = state.sample_codes.shape[0]
+    n = state.samples.capacity
+    before = state.samples.count
     if kind == "level":
         _level_move(state, problem, live, gen, band, cfg)
     elif kind == "manifold":
@@ -642,18 +641,16 @@ def step(state: CoverState, problem: FeasibleSet, cfg: CoverConfig) -> CoverStat
             state.schedule = _choose_schedule(state, problem.box is not None)
         state.thin = _plan_thin(state, cfg, n)
         state.next_emit = state.rounds + state.thin
-    elif state.thin and state.rounds >= state.next_emit and state.accepted < n:
+    elif state.thin and state.rounds >= state.next_emit and not state.samples.full:
         _emit(state, problem)
         state.next_emit = state.rounds + state.thin
     state.rng = gen.get_state()
-    return state
+    return state, {"round": state.rounds, "move": kind, "accepted": state.samples.count - before}
 
 
 def _emit(state: CoverState, problem: FeasibleSet) -> None:
     live = state.alive.nonzero().squeeze(1)
-    n = state.sample_codes.shape[0]
-    want = n - state.accepted
-    rows = live[:want]
+    rows = live[: state.samples.capacity - state.samples.count]
     if rows.numel() == 0:
         return
     codes = state.codes[rows].reshape(rows.numel(), *problem.code_shape)
@@ -661,109 +658,66 @@ def _emit(state: CoverState, problem: FeasibleSet) -> None:
     state.check_evals += rows.numel()
     state.rejected_by_check += int((~ok).sum())
     take = rows[ok.to(rows.device)]
-    a, b = state.accepted, state.accepted + take.numel()
-    state.sample_codes[a:b] = state.codes[take]
-    state.sample_values[a:b] = state.values[take]
-    state.accepted = b
+    state.samples.append(state.codes[take], state.values[take])
 
 
 def done(state: CoverState, max_rounds: int) -> bool:
     """The walk ends with ``n`` samples, after ``max_rounds`` rounds, or with no walker left."""
-    return (state.accepted >= state.sample_codes.shape[0] or state.rounds >= max_rounds
-            or not bool(state.alive.any()))
+    return state.samples.full or state.rounds >= max_rounds or not bool(state.alive.any())
 
 
-def resize(state: CoverState, n: int) -> CoverState:
-    """The same walk with room for ``n`` samples (to continue a resumed run to a larger n)."""
-    if n < state.accepted:
-        raise ValueError(f"cannot resume to n={n}: the run already has {state.accepted} samples")
-    codes = state.sample_codes.new_zeros(n, state.sample_codes.shape[1])
-    values = state.sample_values.new_zeros(n, state.sample_values.shape[1])
-    codes[: state.accepted], values[: state.accepted] = state.sample_codes[: state.accepted], \
-        state.sample_values[: state.accepted]
-    state.sample_codes, state.sample_values = codes, values
-    return state
+# -- the sampler ------------------------------------------------------------------------------
+class Cover(Sampler):
+    """``method="cover"`` (the default): the shared seed phase for ``K`` feasible seeds, then the
+    covering walk; ``options`` are ``CoverConfig`` fields."""
+
+    name = "cover"
+    Config = CoverConfig
+    state_class = CoverState
+    needs_seeds = True
+    mcmc = True
+
+    def bind(self, problem, run) -> None:
+        super().bind(problem, run)
+        self.max_rounds = None
+
+    def init(self, problem, run, key: int, seeds: Optional[Seeds] = None) -> CoverState:
+        self.bind(problem, run)
+        state = init(problem, seeds.codes, run.n, self.config, key, seeds.model_evals)
+        if not bool(state.alive.any()):
+            raise RuntimeError("no seed was inside the band when measured with gradients")
+        return state
+
+    def _budget(self, state: CoverState) -> int:
+        cfg = self.config
+        if self.max_rounds is None:
+            self.max_rounds = cfg.max_rounds or (state.burn + 4 * max(cfg.thin or 0, int(cfg.budget) + 2) *
+                                                 math.ceil(self.run.n / max(int(state.alive.sum()), 1)) + 100)
+        return self.max_rounds
+
+    def step(self, state: CoverState) -> tuple[CoverState, dict]:
+        return step(state, self.problem, self.config)
+
+    def done(self, state: CoverState) -> bool:
+        return done(state, self._budget(state))
+
+    def finalize(self, state: CoverState) -> tuple[Tensor, dict]:
+        proposed = sum(state.proposed.values())
+        accepted_moves = sum(state.accepted_moves.values())
+        count = state.samples.count
+        stats = dict(
+            walk_steps=state.rounds, walk_evals=state.model_evals, model_evals=state.model_evals,
+            vjp_evals=state.vjp_evals, check_evals=state.check_evals,
+            rejected_by_check=state.rejected_by_check, burn=state.burn, thin=state.thin,
+            schedule=list(state.schedule), acceptance=accepted_moves / max(proposed, 1),
+            **{f"acceptance_{k}": state.accepted_moves[k] / max(v, 1) for k, v in state.proposed.items()},
+            evals_per_sample=(state.seed_evals + state.model_evals) / max(count, 1),
+            nan_walkers=int((~state.alive).sum()))
+        if not state.samples.full:
+            stats["why"] = (f"the round budget ({self._budget(state)}) ran out or every walker stopped. "
+                            "Raise the options max_rounds or budget")
+        codes = state.samples.codes[:count].reshape(count, *self.problem.code_shape)
+        return codes, stats
 
 
-def state_dict(state: CoverState) -> dict:
-    """The state as a plain dict (``torch.save``-able); ``CoverState(**d)`` restores it."""
-    return {f.name: getattr(state, f.name) for f in fields(state)}
-
-
-# -- the registered method --------------------------------------------------------------------
-def run_cover(problem: FeasibleSet, cfg, device, dtype, callbacks, t0, *, initial_codes=None,
-              resume: Optional[CoverState] = None, **options):
-    """``fs.sample(problem, method="cover", options={...})``: the seeding phase of the paper
-    (``feassample.core.samplers.seeds``) for ``K`` feasible seeds, then the covering walk.
-
-    ``options`` are ``CoverConfig`` fields; ``resume`` a saved ``CoverState`` to continue."""
-    core = importlib.import_module("feassample.core.sample")  # imported lazily: it imports us
-    from . import seeds as seeding
-    from .common import Loss, drive
-
-    ccfg = CoverConfig(**options)
-    bands = problem.bands
-    n = cfg.n
-    stats: dict = {"method": "cover", "n_requested": n, "k": cfg.k}
-    if resume is None:
-        al = cfg.al()
-        seed_loss = Loss(problem, cfg.diversity(), bands.shrink(cfg.seed_margin))
-        sstate = seeding.init(core._initial_codes(problem, cfg.k, cfg, device, dtype, initial_codes), bands.m, al)
-        try:
-            sstate = drive(sstate, lambda s: seeding.step(s, seed_loss, bands, al, cfg.step_rule()),
-                           lambda s: seeding.done(s, al), "seed", callbacks)
-            seed_interrupted = False
-        except KeyboardInterrupt:
-            seed_interrupted = True
-        seeding.refresh(sstate, seed_loss)
-        usable = bands.feasible(sstate.values)
-        stats.update(seed_steps=sstate.steps, seed_outer=sstate.outer, seed_evals=sstate.model_evals,
-                     seeds_accepted=int(usable.sum()))
-        if seed_interrupted:
-            return core.interrupted_seeding(problem, sstate, usable, stats, cfg, callbacks, t0)
-        if not bool(usable.any()):
-            stats.update(walk_steps=0, walk_evals=0, model_evals=sstate.model_evals)
-            return core._infeasible(problem, sstate, stats, cfg, t0)
-        state = init(problem, sstate.codes[usable], n, ccfg, cfg.seed, sstate.model_evals)
-        for cb in callbacks:
-            cb("cover_start", state)
-    else:
-        state = resize(resume, n)
-        stats.update(seed_steps=0, seed_evals=state.seed_evals, seeds_accepted=int(state.alive.numel()),
-                     resumed=True)
-    if not bool(state.alive.any()):
-        raise RuntimeError("no seed was inside the band when measured with gradients")
-    max_rounds = ccfg.max_rounds or (state.burn + 4 * max(ccfg.thin or 0, int(ccfg.budget) + 2) *
-                                     math.ceil(n / max(int(state.alive.sum()), 1)) + 100)
-    interrupted = False
-    try:
-        state = drive(state, lambda s: step(s, problem, ccfg), lambda s: done(s, max_rounds), "cover", callbacks)
-    except KeyboardInterrupt:
-        interrupted = True
-    proposed = sum(state.proposed.values())
-    accepted_moves = sum(state.accepted_moves.values())
-    stats.update(
-        walk_steps=state.rounds, walk_evals=state.model_evals, model_evals=state.seed_evals + state.model_evals,
-        vjp_evals=state.vjp_evals, check_evals=state.check_evals, rejected_by_check=state.rejected_by_check,
-        burn=state.burn, thin=state.thin, schedule=list(state.schedule),
-        acceptance=accepted_moves / max(proposed, 1),
-        **{f"acceptance_{k}": state.accepted_moves[k] / max(v, 1) for k, v in state.proposed.items()},
-        evals_per_sample=(state.seed_evals + state.model_evals) / max(state.accepted, 1),
-        nan_walkers=int((~state.alive).sum()))
-    for cb in callbacks:
-        cb("cover_final", state)
-    codes = state.sample_codes[: state.accepted].reshape(state.accepted, *problem.code_shape)
-    if interrupted:
-        stats.update(status="interrupted", message=f"interrupted with {state.accepted} of {n} samples; "
-                     "resume with options={'resume': state} (the state the callbacks receive)")
-    elif state.accepted >= n:
-        stats.update(status="success", message=f"{n} samples, all certified inside the band")
-    else:
-        stats.update(status="partial", message=(
-            f"{state.accepted} of {n} samples: the round budget ({max_rounds}) ran out or every "
-            "walker stopped. Raise options max_rounds or budget."))
-        log.warning(stats["message"])
-    return core.finish(problem, codes, stats, cfg, t0)
-
-
-__all__ = ["CoverConfig", "CoverState", "init", "step", "done", "resize", "state_dict", "run_cover", "evaluate"]
+__all__ = ["CoverConfig", "CoverState", "Cover", "init", "step", "done", "evaluate"]

@@ -8,21 +8,53 @@ as all K are feasible", done per row so no model evaluation is spent on finished
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Optional
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor
 
 from ..bands import Bands
-from ..diversity import PoolStats
+from ..diversity import Pool
 from ..lagrangian import (ALConfig, grow_penalty, initial_multipliers, max_violation,
                           residuals, side_masks, update_multipliers)
+from ..state import State
+from .base import Sampler, Seeds
 from .common import Loss, Moments, StepConfig, descend
 
 
+@dataclass(frozen=True)
+class SeedConfig(ALConfig):
+    """Settings of the seed phase (and of the joint solve): the augmented Lagrangian's fields
+    (``ALConfig``: penalty0, growth, inner_steps, max_outer, penalty_rule, lr_decay...) plus the
+    step rule and the margin.
+
+    Attributes:
+        optimizer, lr: the step rule (``"adam"`` or the paper's plain ``"gd"``) and its length.
+        seed_margin: fraction of the band's width kept free on each side by the target band
+            (0.5 is the paper's ``eps0 = eps/2``).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 0.05
+    seed_margin: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.step_rule()  # validates optimizer and lr
+        if not 0 <= self.seed_margin < 1:
+            raise ValueError(f"seed_margin must be in [0, 1), got {self.seed_margin}")
+
+    def al(self) -> ALConfig:
+        """The augmented-Lagrangian part of these settings."""
+        return ALConfig(**{f.name: getattr(self, f.name) for f in fields(ALConfig)})
+
+    def step_rule(self, lr: Optional[float] = None) -> StepConfig:
+        return StepConfig(optimizer=self.optimizer, lr=self.lr if lr is None else lr)
+
+
 @dataclass
-class SeedState:
+class SeedState(State):
     """Everything the seeding phase carries from step to step (a value you can save).
 
     Attributes:
@@ -87,7 +119,7 @@ def _projected_grad_norm(codes: Tensor, grad: Tensor, box) -> Tensor:
 
 
 def step(state: SeedState, loss: Loss, bands: Bands, al: ALConfig, move: StepConfig,
-         freeze: bool = True, pool: Optional[PoolStats] = None) -> SeedState:
+         freeze: bool = True, pool: Optional[Pool] = None) -> SeedState:
     """One batched gradient step on the unfinished rows (and the outer update when it is due).
 
     Args:
@@ -104,14 +136,14 @@ def step(state: SeedState, loss: Loss, bands: Bands, al: ALConfig, move: StepCon
     codes = state.codes[active]
     mult, pen = state.multipliers[active], state.penalty[active]
 
-    # Frozen rows enter the objective through their pool statistics only.
+    # Frozen rows enter the objective as the pool (their statistics, and their points for
+    # objectives that need them).
     frozen_pool = pool
     pooled = state.frozen & ~state.dead
     if state.embedding is not None and bool(pooled.any()):
-        frozen_stats = PoolStats.of(state.embedding[pooled])
-        frozen_pool = frozen_stats if pool is None else PoolStats(
-            pool.count + frozen_stats.count, pool.total + frozen_stats.total,
-            pool.sq_norms + frozen_stats.sq_norms)
+        frozen_pool = Pool.of(state.embedding[pooled], keep_points=loss.objective.needs_points)
+        if pool is not None:
+            frozen_pool = pool.merge(frozen_pool)
 
     # Outer iteration boundary: update multipliers and penalty from the residuals of the last
     # evaluation (one step old, which saves a forward pass per outer iteration).
@@ -197,3 +229,71 @@ def residual_report(state: SeedState, loss: Loss) -> dict:
     return {"max_violation": float(torch.nan_to_num(viol, nan=float("inf")).max()) if viol.numel() else 0.0,
             "max_stationarity": float(torch.nan_to_num(state.stationarity, nan=0.0).max())
             if state.stationarity is not None and state.stationarity.numel() else 0.0}
+
+
+def initial_codes(problem, count: int, run, key: int) -> Tensor:
+    """Starting codes ``(count, *code_shape)``: ``run.initial_codes`` when given, else draws from
+    the problem's prior (``init_codes``) with a generator seeded by ``key``; projected."""
+    device, dtype = run.device_dtype(problem)
+    if run.initial_codes is not None:
+        return problem.project(run.initial_codes.detach().to(device=device, dtype=dtype).clone())
+    generator = torch.Generator(device="cpu").manual_seed(int(key))
+    codes = problem.init_codes(count, generator, dtype=dtype, device=device)
+    return problem.project(codes.to(device=device, dtype=dtype))
+
+
+class SeedPhase(Sampler):
+    """The shared seed phase: ``k`` codes optimized by the augmented Lagrangian until each is
+    inside the target band (paper §3.4, eq. 8). Methods with ``needs_seeds`` start from it."""
+
+    name = "seeds"
+    Config = SeedConfig
+    state_class = SeedState
+    checkpoint_every_s = 2.0
+
+    def bind(self, problem, run) -> None:
+        super().bind(problem, run)
+        self.al = self.config.al()
+        self.move = self.config.step_rule()
+        self.loss = Loss(problem, run.diversity(), problem.bands.shrink(self.config.seed_margin))
+
+    def init(self, problem, run, key: int, seeds: Optional[Seeds] = None) -> SeedState:
+        self.bind(problem, run)
+        return init(initial_codes(problem, run.k, run, key), problem.bands.m, self.al)
+
+    def step(self, state: SeedState) -> tuple[SeedState, dict]:
+        state = step(state, self.loss, self.problem.bands, self.al, self.move)
+        worst = float(state.best_violation.max()) if state.best_violation.numel() else 0.0
+        return state, {"step": state.steps, "outer": state.outer, "max_violation": worst}
+
+    def done(self, state: SeedState) -> bool:
+        return done(state, self.al)
+
+    def progress(self, state: SeedState) -> tuple[int, int]:
+        return int(state.frozen.sum()), int(state.frozen.numel())
+
+    def samples(self, state: SeedState) -> None:
+        return None
+
+    def finalize(self, state: SeedState) -> tuple[Tensor, dict]:
+        refresh(state, self.loss)
+        usable = self.problem.bands.feasible(state.values)
+        stats = {"seed_steps": state.steps, "seed_outer": state.outer, "seed_evals": state.model_evals,
+                 "seeds_accepted": int(usable.sum()), "model_evals": state.model_evals,
+                 **{f"seed_{k}": v for k, v in residual_report(state, self.loss).items()}}
+        if bool(usable.any()):
+            return state.codes[usable], stats
+        best = float(state.best_violation.min())
+        stats["why"] = (f"no starting point reached the band within {state.steps} steps ({state.outer} "
+                        f"outer iterations); the closest came within {best:.4g} of it "
+                        f"({self.problem.bands.describe()}). The band may be unreachable: widen it, or "
+                        "raise max_outer. The closest iterates are returned, closest first")
+        return state.best_codes[torch.argsort(state.best_violation)], stats
+
+    def handoff(self, state: SeedState) -> Optional[Seeds]:
+        usable = self.problem.bands.feasible(state.values)
+        if not bool(usable.any()):
+            return None
+        idx = usable.nonzero().squeeze(1)
+        return Seeds(state.codes[idx], state.values[idx], state.embedding[idx],
+                     state.multipliers[idx], state.penalty[idx], state.model_evals)

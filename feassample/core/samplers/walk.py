@@ -8,48 +8,78 @@ other and from the pool, the penalty pulls back any walker that left the band.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ..bands import Bands
-from ..diversity import PoolStats
-from .common import Loss, Moments, StepConfig, descend
+from ..diversity import Pool, PoolStats
+from ..state import SampleBuffer, State
+from .base import Sampler, Seeds
+from .common import Loss, Moments, descend
+
+
+@dataclass(frozen=True)
+class WalkConfig:
+    """Settings of the paper's walk (``method="walk"``).
+
+    Attributes:
+        walk_lr: the walk's step length (``None``: the seed phase's ``lr``).
+        walk_margin: fraction of the band's width kept free by the walk's penalty target
+            (``None``: the seed phase's ``seed_margin``).
+        max_rounds: rounds before giving up (``None``: ``10 * ceil((n - k) / k) + 50``).
+        max_idle: rounds in a row without an accepted sample before giving up (``None``: never).
+    """
+
+    walk_lr: Optional[float] = None
+    walk_margin: Optional[float] = None
+    max_rounds: Optional[int] = None
+    max_idle: Optional[int] = 200
+
+    def __post_init__(self) -> None:
+        if self.walk_lr is not None and not self.walk_lr > 0:
+            raise ValueError(f"walk_lr must be > 0, got {self.walk_lr}")
+        if self.walk_margin is not None and not 0 <= self.walk_margin < 1:
+            raise ValueError(f"walk_margin must be in [0, 1), got {self.walk_margin}")
+        for name in ("max_rounds", "max_idle"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
 
 
 @dataclass
-class WalkState:
+class WalkState(State):
     """Everything the walk carries from round to round.
 
     Attributes:
         codes: ``(K, *code_shape)`` the walkers.
         multipliers: ``(K, m, 2)`` and penalty ``(K,)``: fixed at the seeds' final values.
         moments: the optimizer's state.
-        sample_codes: ``(n, *code_shape)`` accepted codes; the first ``accepted`` rows are filled.
-        sample_values: ``(n, m)`` their constraint values (from the walk's forward pass).
-        sample_embedding: ``(n, p)`` their embeddings (the pool).
+        samples: the accepted samples (codes, values and, in ``extra["embedding"]``, the
+            embeddings that form the pool).
         pool: running sums of the pool's embeddings.
-        accepted: number of samples so far; rounds: walk steps taken.
-        model_evals: per-sample forward passes spent in the walk.
+        rounds: walk steps taken; model_evals: per-sample forward passes spent in the walk.
         idle_rounds: rounds since the last acceptance.
         alive: ``(K,)`` walkers still moving (a walker stops when the model returns NaN/inf).
+        seeds: seeds the walk started from; seed_evals: the seed phase's evaluations.
+        check_evals, rejected_by_check: certification passes and refusals.
     """
 
     codes: Tensor
     multipliers: Tensor
     penalty: Tensor
     moments: Moments
-    sample_codes: Tensor
-    sample_values: Tensor
-    sample_embedding: Tensor
+    samples: SampleBuffer
     pool: PoolStats
-    accepted: int = 0
     rounds: int = 0
     model_evals: int = 0
     idle_rounds: int = 0
     alive: Optional[Tensor] = None
+    seeds: int = 0
+    check_evals: int = 0
+    rejected_by_check: int = 0
 
 
 def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers: Tensor,
@@ -59,81 +89,115 @@ def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers
     if k > n:
         seeds, seed_values, seed_embedding = seeds[:n], seed_values[:n], seed_embedding[:n]
         multipliers, penalty, k = multipliers[:n], penalty[:n], n
-    sample_codes = seeds.new_zeros((n, *seeds.shape[1:]))
-    sample_values = seed_values.new_zeros((n, seed_values.shape[1]))
-    sample_embedding = seed_embedding.new_zeros((n, seed_embedding.shape[1]))
-    sample_codes[:k], sample_values[:k], sample_embedding[:k] = seeds, seed_values, seed_embedding
+    buffer = SampleBuffer.empty(n, seeds, seed_values, embedding=seed_embedding)
+    buffer.append(seeds, seed_values, embedding=seed_embedding)
     return WalkState(codes=seeds.detach().clone(), multipliers=multipliers.clone(),
-                     penalty=penalty.clone(), moments=Moments.zeros(seeds),
-                     sample_codes=sample_codes, sample_values=sample_values,
-                     sample_embedding=sample_embedding, pool=PoolStats.of(seed_embedding),
-                     accepted=k, alive=torch.ones(k, dtype=torch.bool, device=seeds.device))
+                     penalty=penalty.clone(), moments=Moments.zeros(seeds), samples=buffer,
+                     pool=PoolStats.of(seed_embedding), seeds=k,
+                     alive=torch.ones(k, dtype=torch.bool, device=seeds.device))
 
 
-def step(state: WalkState, loss: Loss, bands: Bands, move: StepConfig) -> WalkState:
-    """One round: evaluate the walkers, accept those inside the band, take one step."""
+def step(state: WalkState, loss: Loss, move, certify=None) -> tuple[WalkState, dict]:
+    """One round: evaluate the walkers, accept those inside the band (and, with ``certify``, those
+    its independent check confirms), take one step."""
+    problem = loss.problem
     live = state.alive.nonzero().squeeze(1)
     codes = state.codes[live]
-    ev = loss.evaluate(codes, state.multipliers[live], state.penalty[live], state.pool)
+    buf = state.samples
+    pool = Pool(state.pool, buf.extra["embedding"][: buf.count] if loss.objective.needs_points else None)
+    ev = loss.evaluate(codes, state.multipliers[live], state.penalty[live], pool)
     state.model_evals += codes.shape[0]
     broken = ~torch.isfinite(ev.values).all(1) | ~torch.isfinite(ev.embedding).all(1)
+    new = 0
     if state.rounds > 0:
-        inside = bands.feasible(ev.values) & ~broken
-        if loss.problem.box is not None:
+        inside = problem.bands.feasible(ev.values) & ~broken
+        if problem.box is not None:
             flat = codes.flatten(1)
-            inside &= ((flat >= loss.problem.box[0]) & (flat <= loss.problem.box[1])).all(1)
-        take = inside.nonzero().squeeze(1)[: state.sample_codes.shape[0] - state.accepted]
+            inside &= ((flat >= problem.box[0]) & (flat <= problem.box[1])).all(1)
+        take = inside.nonzero().squeeze(1)[: buf.capacity - buf.count]
+        if certify is not None and take.numel():
+            _, ok = certify(codes[take])
+            state.check_evals += int(take.numel())
+            state.rejected_by_check += int((~ok).sum())
+            take = take[ok.to(take.device)]
         if take.numel():
-            a, b = state.accepted, state.accepted + take.numel()
-            state.sample_codes[a:b] = codes[take]
-            state.sample_values[a:b] = ev.values[take]
-            state.sample_embedding[a:b] = ev.embedding[take]
+            new = buf.append(codes[take], ev.values[take], embedding=ev.embedding[take])
             state.pool = state.pool.add(ev.embedding[take])
-            state.accepted = b
             state.idle_rounds = 0
         else:
             state.idle_rounds += 1
     moments = state.moments.rows(live)
     new_codes, moments = descend(codes, ev.grad, moments, move)
-    state.codes[live] = loss.problem.project(new_codes)
+    state.codes[live] = problem.project(new_codes)
     state.moments.put(live, moments)
     if bool(broken.any()):  # stop walkers whose model output is NaN/inf; the others go on
         state.alive[live[broken]] = False
     state.rounds += 1
-    return state
+    return state, {"round": state.rounds, "accepted": new}
 
 
 def done(state: WalkState, max_rounds: int, max_idle: Optional[int] = None) -> bool:
     """The walk ends with ``n`` samples, after ``max_rounds``, after ``max_idle`` idle rounds, or
     when no walker is left."""
-    if state.accepted >= state.sample_codes.shape[0] or state.rounds >= max_rounds:
+    if state.samples.full or state.rounds >= max_rounds:
         return True
     if not bool(state.alive.any()):
         return True
     return max_idle is not None and state.idle_rounds >= max_idle
 
 
-def drop(state: WalkState, keep: Tensor) -> WalkState:
-    """Remove samples that failed certification (``keep``: ``(accepted,)`` bool) from the pool."""
-    a = state.accepted
-    kept = keep.nonzero().squeeze(1)
-    codes, values, emb = state.sample_codes[:a][kept], state.sample_values[:a][kept], state.sample_embedding[:a][kept]
-    state.sample_codes[: kept.numel()], state.sample_values[: kept.numel()] = codes, values
-    state.sample_embedding[: kept.numel()] = emb
-    state.accepted = kept.numel()
-    state.pool = PoolStats.of(emb) if kept.numel() else PoolStats.empty(emb.shape[1], emb)
-    return state
+class Walk(Sampler):
+    """The paper's K-at-a-time walk (``method="walk"``): seeds, then one augmented-Lagrangian step
+    per round with the seeds' multipliers fixed, accepting the walkers inside the band."""
+
+    name = "walk"
+    Config = WalkConfig
+    state_class = WalkState
+    needs_seeds = True
+
+    def bind(self, problem, run) -> None:
+        super().bind(problem, run)
+        seeding, cfg = run.seeding, self.config
+        margin = seeding.seed_margin if cfg.walk_margin is None else cfg.walk_margin
+        self.loss = Loss(problem, run.diversity(), problem.bands.shrink(margin))
+        self.move = seeding.step_rule(lr=cfg.walk_lr)
+        self.max_rounds = cfg.max_rounds or 10 * math.ceil(max(run.n - run.k, 0) / run.k) + 50
+
+    def init(self, problem, run, key: int, seeds: Optional[Seeds] = None) -> WalkState:
+        self.bind(problem, run)
+        _, ok = problem.check(seeds.codes)  # seeds are the first samples: certify them too
+        ok = ok.to(seeds.codes.device)
+        state = init(seeds.codes[ok], seeds.values[ok], seeds.embedding[ok], seeds.multipliers[ok],
+                     seeds.penalty[ok], run.n)
+        state.check_evals = int(seeds.codes.shape[0])
+        state.rejected_by_check = int((~ok).sum())
+        state.seeds = int(seeds.codes.shape[0])
+        return state
+
+    def step(self, state: WalkState) -> tuple[WalkState, dict]:
+        return step(state, self.loss, self.move, certify=self.problem.check)
+
+    def done(self, state: WalkState) -> bool:
+        return done(state, self.max_rounds, self.config.max_idle)
+
+    def finalize(self, state: WalkState) -> tuple[Tensor, dict]:
+        n, k = self.run.n, self.run.k
+        stats = {"walk_steps": state.rounds, "walk_evals": state.model_evals,
+                 "model_evals": state.model_evals, "check_evals": state.check_evals,
+                 "rejected_by_check": state.rejected_by_check,
+                 "nan_walkers": int((~state.alive).sum()),
+                 "walk_steps_min": math.ceil(max(n - state.seeds, 0) / k)}
+        if not state.samples.full:
+            if not bool(state.alive.any()):
+                why = "every walker's model output became NaN or infinite"
+            elif self.config.max_idle is not None and state.idle_rounds >= self.config.max_idle:
+                why = f"the walk stalled ({self.config.max_idle} rounds without a new sample)"
+            else:
+                why = f"the round budget ({self.max_rounds}) ran out"
+            stats["why"] = f"{why}. Raise max_rounds, lower walk_lr, or widen the band"
+        elif stats["nan_walkers"]:
+            stats["why"] = f"{stats['nan_walkers']} walker(s) stopped: non-finite model output"
+        return state.samples.codes[: state.samples.count], stats
 
 
-def resize(state: WalkState, n: int) -> WalkState:
-    """The same walk with room for ``n`` samples (to continue a resumed run to a larger n)."""
-    if n < state.accepted:
-        raise ValueError(f"cannot resume to n={n}: the run already has {state.accepted} samples")
-    def grow(t: Tensor) -> Tensor:
-        out = t.new_zeros((n, *t.shape[1:]))
-        out[: state.accepted] = t[: state.accepted]
-        return out
-    state.sample_codes = grow(state.sample_codes)
-    state.sample_values = grow(state.sample_values)
-    state.sample_embedding = grow(state.sample_embedding)
-    return state
+__all__ = ["WalkConfig", "WalkState", "Walk", "init", "step", "done"]

@@ -1,0 +1,246 @@
+"""``sample``: the one entry point, and ``SamplerConfig``: the settings of a run.
+
+A run's settings come in three typed parts, each defined once:
+
+* ``SamplerConfig`` itself: the method, ``n``, ``k``, ``seed``, the diversity objective, device
+  and dtype;
+* ``seeding``: a ``SeedConfig`` (the shared seed phase: the augmented Lagrangian's ``ALConfig``
+  fields plus ``optimizer``, ``lr``, ``seed_margin``), also used by the joint solve;
+* ``options``: the method's own ``Config`` (``CoverConfig``, ``WalkConfig``, ``JointConfig``,
+  a baseline's...), given as that dataclass or as a dict that is validated against it.
+
+``fs.sample(problem, lr=0.1, max_outer=4, joint_until="converged", method="joint")`` routes each
+flat keyword to the part whose field it names; an unknown keyword is refused with the valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import operator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterable, Optional, Union
+
+import torch
+from torch import Tensor
+
+from . import driver
+from .diversity import Diversity, make_objective
+from .problem import FeasibleSet
+from .result import SampleSet
+from .samplers import SAMPLERS, Sampler, check_keys, sampler_class
+from .samplers.seeds import SeedConfig
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _count(name: str, value: Any) -> int:
+    """An integer setting >= 1 (numpy and 0-d tensor integers accepted; bools and floats not)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    try:
+        value = operator.index(value.item() if isinstance(value, Tensor) and value.dim() == 0 else value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Every setting of a run (the Hydra ``sampler`` and ``objective`` groups mirror these fields).
+
+    Attributes:
+        method: a registered method name (``"cover"``, the default: seeds, then the covering
+            walk, whose samples are spread like uniform samples of the set; ``"walk"``, the
+            paper's walk; ``"joint"``; the baselines), a ``Sampler`` subclass or instance.
+        n: samples wanted; k: walkers (seeds) per round, ``1 <= k <= n``.
+        seed: the run's seed (same seed, settings and device: same samples).
+        objective: a registered objective name (``"sum_squared"``, eq. 5/6; ``"codes"``, eq. 13;
+            ``"none"``, eq. 14; ``"repulsive"``) or a ``Diversity`` instance.
+        diversity_weight, normalize, objective_options: passed to the objective's factory.
+        seeding: the seed phase's settings (``SeedConfig``).
+        options: the method's settings: its ``Config`` dataclass, or a dict validated against it.
+        device: ``None`` (the problem's, else CPU), ``"cpu"``, ``"cuda"``...
+        dtype: ``"float32"`` or ``"float64"``.
+        initial_codes: starting codes instead of random ones, ``(k, *code_shape)`` for methods
+            with a seed phase, ``(n, *code_shape)`` for the joint solve.
+    """
+
+    method: Any = "cover"
+    n: int = 500
+    k: int = 10
+    seed: int = 0
+    objective: Union[str, Diversity] = "sum_squared"
+    diversity_weight: float = 1.0
+    normalize: bool = True
+    objective_options: Optional[dict] = None
+    seeding: SeedConfig = field(default_factory=SeedConfig)
+    options: Any = None
+    device: Optional[str] = None
+    dtype: str = "float32"
+    initial_codes: Optional[Tensor] = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
+        set_("n", _count("n", self.n))
+        set_("k", _count("k", self.k))
+        if self.k > self.n:
+            raise ValueError(f"k (walkers per round) must be <= n (samples wanted), got k={self.k} > n={self.n}")
+        if isinstance(self.seed, bool) or isinstance(self.seed, float):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        try:
+            set_("seed", operator.index(self.seed))
+        except TypeError:
+            raise ValueError(f"seed must be an integer, got {self.seed!r}") from None
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if isinstance(self.seeding, dict):
+            check_keys("seeding", self.seeding, [f.name for f in fields(SeedConfig)])
+            set_("seeding", SeedConfig(**self.seeding))
+        elif not isinstance(self.seeding, SeedConfig):
+            raise TypeError(f"seeding must be a SeedConfig or a dict, got {type(self.seeding).__name__}")
+        cls = sampler_class(self.method)
+        if isinstance(self.method, Sampler):
+            built = self.method if self.options is None else cls(self.method.config, **dict(self.options))
+        else:
+            built = cls(self.options)
+        set_("options", built.config)
+        self.diversity()  # validates the objective
+
+    # -- parts ------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, base: Optional["SamplerConfig"] = None, **settings) -> "SamplerConfig":
+        """``base`` (or the defaults) with ``settings`` applied; flat keywords that name a field of
+        ``SeedConfig`` go to ``seeding``, those of the method's ``Config`` to ``options``."""
+        base = base or cls()
+        own = {f.name for f in fields(cls)}
+        direct = {k: v for k, v in settings.items() if k in own}
+        rest = {k: v for k, v in settings.items() if k not in own}
+        method = direct.get("method", base.method)
+        method_cls = sampler_class(method)
+        seed_fields = {f.name for f in fields(SeedConfig)}
+        option_fields = {f.name for f in fields(method_cls.Config)}
+        check_keys(f"fs.sample (method {method_cls.name!r})", rest,
+                   sorted(own | seed_fields | option_fields))
+        given = direct.pop("seeding", None)
+        if isinstance(given, SeedConfig):
+            seeding = asdict(given)
+        elif isinstance(given, dict):
+            check_keys("seeding", given, sorted(seed_fields))
+            seeding = {**asdict(base.seeding), **given}
+        else:
+            seeding = asdict(base.seeding)
+        seeding.update({k: v for k, v in rest.items() if k in seed_fields})
+        options = direct.pop("options", None)
+        if options is None and "method" not in direct and base.options is not None:
+            options = asdict(base.options)
+        if dataclasses.is_dataclass(options) and not isinstance(options, type):
+            options = asdict(options)
+        options = dict(options or {})
+        options.update({k: v for k, v in rest.items() if k in option_fields and k not in seed_fields})
+        return dataclasses.replace(base, **direct, seeding=SeedConfig(**seeding), options=options)
+
+    def sampler(self) -> Sampler:
+        """A fresh sampler of this run's method with its options."""
+        if isinstance(self.method, Sampler):
+            return type(self.method)(self.options)
+        return sampler_class(self.method)(self.options)
+
+    @property
+    def method_name(self) -> str:
+        return sampler_class(self.method).name
+
+    def diversity(self) -> Diversity:
+        """The diversity objective of this run."""
+        return make_objective(self.objective, self.diversity_weight, self.normalize, self.objective_options)
+
+    def device_dtype(self, problem: FeasibleSet) -> tuple[torch.device, torch.dtype]:
+        """The device and dtype the run works in (checked against the problem's model)."""
+        dtype = DTYPES[self.dtype]
+        home = getattr(problem, "device", None)
+        try:
+            device = torch.device(self.device) if self.device else (home or torch.device("cpu"))
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device={self.device!r} is not a device name (try 'cpu' or 'cuda'): {err}") from err
+        if device.type == "meta":
+            raise ValueError("device='meta' holds no data: sample on 'cpu' or 'cuda'")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} was asked for but CUDA is not available here")
+        if home is not None and torch.device(home).type != device.type:
+            raise ValueError(f"device={self.device!r} does not match the problem's model, which is on "
+                             f"{home}: move the model (model.to(device)) or sample on {home}")
+        return device, dtype
+
+    def record(self) -> dict:
+        """A JSON-able record of the settings (stored with samples and checkpoints)."""
+        objective = self.objective if isinstance(self.objective, str) else type(self.objective).__name__
+        return {"method": self.method_name, "n": self.n, "k": self.k, "seed": self.seed,
+                "objective": objective, "diversity_weight": self.diversity_weight,
+                "normalize": self.normalize, "objective_options": self.objective_options,
+                "seeding": asdict(self.seeding),
+                "options": {k: v for k, v in asdict(self.options).items()
+                            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))},
+                "device": self.device, "dtype": self.dtype}
+
+
+def _adapt_callback(cb):
+    """Callbacks take ``(phase, state, info)``; older two-argument ones ``(phase, state)`` still work."""
+    if not callable(cb):
+        raise TypeError(f"callbacks must be callables (phase, state, info), got {cb!r}")
+    try:
+        params = inspect.signature(cb).parameters.values()
+    except (TypeError, ValueError):
+        return cb
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(positional) >= 3:
+        return cb
+    return lambda phase, state, info: cb(phase, state)
+
+
+def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
+           config: Optional[SamplerConfig] = None, callbacks: Iterable = (),
+           progress: bool = False, options: Optional[dict] = None,
+           initial_codes: Optional[Tensor] = None, store=None,
+           resume: Optional[driver.Checkpoint] = None, **settings) -> SampleSet:
+    """Sample ``n`` certified points of a feasible set.
+
+    Args:
+        problem: a ``FeasibleSet`` (``fs.LogisticHalfspace``, ``fs.from_functions(...)``, ...).
+        n: samples wanted. k: walkers per round (the paper's K).
+        seed: the run's seed (same seed, config and device: same samples).
+        config: a full ``SamplerConfig``; keyword ``settings`` override it (``method="joint"``,
+            ``objective="none"``, ``lr=0.1``, ``dtype="float64"``...; see ``SamplerConfig.build``).
+        callbacks: callables ``(phase, state, info)`` run after each step.
+        progress: show a tqdm progress bar.
+        options: the method's settings (a dict of its ``Config`` fields, or that dataclass).
+        initial_codes: starting codes instead of random ones (see ``SamplerConfig``).
+        store, resume: a checkpoint store and a saved run to continue (``feassample.io``; use
+            ``fs.sample(..., run_dir=..., resume=...)`` from the top-level package).
+
+    Returns:
+        A ``SampleSet`` whose ``feasible`` comes from ``problem.check`` (a fresh pass), with
+        ``stats["status"]`` ``"success"``, ``"partial"``, ``"infeasible"`` or ``"interrupted"``.
+    """
+    if not isinstance(problem, FeasibleSet):
+        raise TypeError(f"problem must be a feassample FeasibleSet (e.g. fs.LogisticHalfspace or "
+                        f"fs.from_functions(...)), got {type(problem).__name__}")
+    if options is not None:
+        settings["options"] = options
+    cfg = SamplerConfig.build(config, n=n, k=k, seed=seed, initial_codes=initial_codes, **settings)
+    sampler = cfg.sampler()
+    cfg.device_dtype(problem)
+    if initial_codes is not None:
+        rows = {"k": cfg.k, "n": cfg.n}.get("k" if sampler.needs_seeds else sampler.initial_rows)
+        if rows is None:
+            raise ValueError(f"method {sampler.name!r} does not take initial_codes (it draws its own starts)")
+        want = (rows, *problem.code_shape)
+        if not isinstance(initial_codes, Tensor) or tuple(initial_codes.shape) != want:
+            got = tuple(initial_codes.shape) if isinstance(initial_codes, Tensor) else type(initial_codes).__name__
+            raise ValueError(f"initial_codes must be a tensor of shape {want}, got {got}")
+    callbacks = [_adapt_callback(cb) for cb in callbacks]
+    return driver.run(problem, cfg, sampler, callbacks=callbacks, store=store, resume=resume,
+                      progress=progress)
+
+
+__all__ = ["SamplerConfig", "sample", "DTYPES", "SAMPLERS"]
