@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Iterable, Optional
 
+from .core.driver import Checkpoint
 from .core.problem import FeasibleSet
 from .core.result import SampleSet
 from .core.sampling import SamplerConfig
@@ -38,11 +39,14 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             and the final ``SampleSet`` into ``run_dir/samples``.
         resume: a run directory written with ``run_dir``: continue from its saved state to ``n``
             samples (the saved settings are used; settings given here override them, except the
-            method); the run keeps writing into the same directory.
+            method); the run keeps writing into the same directory. Or a ``Checkpoint`` (a
+            phase name, a state dict and rows, e.g. kept by a callback), with the same settings.
         config, callbacks, settings: as for the core ``sample`` (``method``, ``objective``, ``lr``,
             ``dtype``, ``progress``, ``options``...).
     """
     checkpoint = None
+    if isinstance(resume, Checkpoint):  # a state kept by a callback, not a directory
+        checkpoint, resume = resume, None
     if resume is not None:
         resume = Path(resume)
         if not has_checkpoint(resume):

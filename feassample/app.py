@@ -9,7 +9,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import hydra
 import torch
@@ -21,7 +21,9 @@ from .config import register
 from .core.problem import FeasibleSet
 from .core.result import SampleSet, atomic_write_bytes
 from .api import sample
-from .core.sample import SamplerConfig
+from .core.diversity import Diversity
+from .core.samplers import Sampler
+from .core.sampling import SamplerConfig
 from .models.files import load_model_file, load_object
 
 log = logging.getLogger("feassample")
@@ -97,13 +99,34 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
     return problem
 
 
-def sampler_config(cfg: DictConfig) -> SamplerConfig:
-    """``fs.SamplerConfig`` from the ``sampler`` and ``objective`` groups (validated)."""
-    fields = OmegaConf.to_container(cfg.sampler, resolve=True)
-    fields.pop("options", None)
-    obj = cfg.objective
-    return SamplerConfig(**fields, objective=obj.name, diversity_weight=float(obj.weight),
-                         normalize=bool(obj.normalize))
+def load_plugin(spec: str, kind: type, what: str, base: Optional[Path] = None):
+    """The class named by ``spec`` (``path/to/file.py:Class`` or ``package.module:Class``),
+    checked to be a subclass of ``kind`` before anything is built from it."""
+    obj = load_object(spec, base)
+    if not (isinstance(obj, type) and issubclass(obj, kind)):
+        raise TypeError(f"{what}={spec!r} names {obj!r}, not a subclass of feassample's "
+                        f"{kind.__name__}")
+    return obj
+
+
+def sampler_config(cfg: DictConfig, base: Optional[Path] = None) -> SamplerConfig:
+    """``fs.SamplerConfig`` from the ``sampler`` and ``objective`` groups (validated: a plug-in's
+    options against its own Config)."""
+    node = OmegaConf.to_container(cfg.sampler, resolve=True)
+    target = node.pop("_target_", None)
+    method = node.pop("method")
+    if target:
+        method = load_plugin(target, Sampler, "sampler._target_", base)
+    elif method == "plugin":
+        raise ValueError("sampler=plugin needs sampler._target_=path/to/file.py:Class (a Sampler subclass)")
+    obj = OmegaConf.to_container(cfg.objective, resolve=True)
+    objective = obj["name"]
+    if obj.get("_target_"):
+        cls = load_plugin(obj["_target_"], Diversity, "objective._target_", base)
+        objective = cls(weight=float(obj["weight"]), **(obj.get("options") or {}))
+    return SamplerConfig(method=method, **node, objective=objective,
+                         diversity_weight=float(obj["weight"]), normalize=bool(obj["normalize"]),
+                         objective_options=obj.get("options") or None)
 
 
 def coverage(problem, samples: SampleSet, draws: int, seed: int) -> tuple[dict, Any]:
@@ -143,19 +166,17 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
         metrics_out = run_config(cfg.problem, build_model(cfg, base), out_dir)
         log.info("%s; outputs in %s", metrics_out["message"], out_dir)
         return metrics_out
-    scfg = sampler_config(cfg)  # validated before any work
+    scfg = sampler_config(cfg, base)  # validated before any work
     problem = build_problem(cfg, base)
     log.info("problem: %s", problem.describe())
-    log.info("sampler: method=%s n=%d k=%d seed=%d", scfg.method, scfg.n, scfg.k, scfg.seed)
+    log.info("sampler: method=%s n=%d k=%d seed=%d", scfg.method_name, scfg.n, scfg.k, scfg.seed)
     resume = None
     if cfg.get("resume"):
         resume = Path(cfg.resume)
         resume = resume if resume.is_absolute() else base / resume
     # The run directory is written as the run goes: a killed run resumes with resume=<dir>.
-    options = OmegaConf.to_container(cfg.sampler.options, resolve=True) if "options" in cfg.sampler else {}
     result = sample(problem, n=scfg.n, k=scfg.k, seed=scfg.seed, config=scfg,
-                    progress=bool(cfg.progress), run_dir=resume or out_dir, resume=resume,
-                    options=options or None)
+                    progress=bool(cfg.progress), run_dir=resume or out_dir, resume=resume)
     result.config["app"] = OmegaConf.to_container(cfg, resolve=True)
     result.save(out_dir / "samples")
     log.info(result.summary())

@@ -2,13 +2,15 @@
 misspelled key or a wrong type fails before any work starts."""
 from __future__ import annotations
 
+import typing
+from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Dict, List, Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from .core.sample import SamplerConfig
+from .core.samplers import SAMPLERS, SeedConfig
 
 
 @dataclass
@@ -99,30 +101,86 @@ class ContrastiveProblemSchema:
     seed: int = 0
 
 
-SAMPLER_ONLY = ("objective", "diversity_weight", "normalize")
+_PLAIN = (int, float, str, bool)
 
 
-def _sampler_schema():
-    """The fields of ``fs.SamplerConfig`` (the one definition of the sampler's settings), less
-    the objective's (they form the ``objective`` group), plus ``options`` for plug-in methods."""
+def _schema_type(kind):
+    """An OmegaConf-compatible annotation for a dataclass field's type (sequences become lists,
+    unions and non-plain types ``Any``)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind in _PLAIN or kind is Any:
+        return kind
+    if origin is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and type(None) in args:
+            inner = _schema_type(rest[0])
+            return Optional[inner] if inner is not Any else Any
+        return Any
+    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence):
+        item = _schema_type(args[0]) if args and args[0] is not Ellipsis else Any
+        return List[item] if item in _PLAIN else List[Any]
+    if origin is dict:
+        return Dict[str, Any]
+    return Any
+
+
+def schema_of(cls, name: str, extra: tuple = ()):
+    """A Hydra schema mirroring the dataclass ``cls`` (the one definition of those settings):
+    same fields, defaults and (OmegaConf-compatible) types, not frozen, plus ``extra`` fields."""
+    hints = get_type_hints(cls)
+    specs = []
+    for f in fields(cls):
+        if f.default is not NO_DEFAULT:
+            value = f.default
+            if isinstance(value, tuple):
+                value = field(default_factory=lambda v=value: list(v))
+            else:
+                value = field(default=value)
+        elif f.default_factory is not NO_DEFAULT:
+            value = field(default_factory=f.default_factory)
+        else:
+            value = field(default=MISSING)
+        specs.append((f.name, _schema_type(hints[f.name]), value))
+    return make_dataclass(name, list(specs) + list(extra))
+
+
+SeedSchema = schema_of(SeedConfig, "SeedSchema")
+RUN_FIELDS = ("n", "k", "seed", "device", "dtype")
+
+
+def sampler_schema(method: Optional[str], options) -> type:
+    """The ``sampler`` node's schema for one method: the run's fields of ``SamplerConfig``, the
+    seed phase's ``seeding`` and the method's typed ``options`` (``Dict`` for a plug-in named by
+    ``_target_``, whose options are validated against its own Config before sampling)."""
+    from .core.sampling import SamplerConfig
+
     hints = get_type_hints(SamplerConfig)
-    specs = [(f.name, hints[f.name], field(default=f.default)) for f in fields(SamplerConfig)
-             if f.name not in SAMPLER_ONLY]
-    specs.append(("options", Dict[str, Any], field(default_factory=dict)))
-    return make_dataclass("SamplerSchema", specs)
-
-
-SamplerSchema = _sampler_schema()
+    run = {f.name: f for f in fields(SamplerConfig)}
+    specs = [("method", str, field(default=method or MISSING))]
+    specs += [(n, _schema_type(hints[n]), field(default=run[n].default)) for n in RUN_FIELDS]
+    specs.append(("seeding", SeedSchema, field(default_factory=SeedSchema)))
+    if options is None:
+        specs.append(("options", Dict[str, Any], field(default_factory=dict)))
+        specs.append(("_target_", Optional[str], field(default=None)))
+    else:
+        specs.append(("options", options, field(default_factory=options)))
+    title = "".join(part.title() for part in (method or "plugin").split("_"))
+    return make_dataclass(f"{title}SamplerSchema", specs)
 
 
 @dataclass
 class ObjectiveSchema:
     """The diversity term: ``name`` in ``sum_squared`` (eq. 5/6), ``codes`` (eq. 13), ``none``
-    (eq. 14); ``normalize: false`` with weight 1 is the paper's plain sum."""
+    (eq. 14), ``repulsive`` (a kernel energy against the pool's points) or another registered
+    name; ``normalize: false`` with weight 1 is the paper's plain sum; ``options`` go to the
+    objective's factory; ``_target_: path/to/file.py:Class`` names a ``Diversity`` subclass of
+    your own (built as ``Class(weight=..., **options)``)."""
 
     name: str = "sum_squared"
     weight: float = 1.0
     normalize: bool = True
+    options: Dict[str, Any] = field(default_factory=dict)
+    _target_: Optional[str] = None
 
 
 @dataclass
@@ -131,7 +189,7 @@ class AppConfig:
 
     problem: Any = MISSING
     model: Any = None
-    sampler: SamplerSchema = field(default_factory=SamplerSchema)
+    sampler: Any = MISSING
     objective: ObjectiveSchema = field(default_factory=ObjectiveSchema)
     threads: int = 1
     progress: bool = True
@@ -151,5 +209,8 @@ def register() -> None:
     cs.store(group="problem", name="contrastive_schema", node=ContrastiveProblemSchema)
     cs.store(group="model", name="digits_schema", node=DigitsModelSchema)
     cs.store(group="model", name="file_schema", node=FileModelSchema)
-    cs.store(group="sampler", name="sampler_schema", node=SamplerSchema)
+    cs.store(group="sampler", name="plugin_schema", node=sampler_schema(None, None))
+    for name, cls in SAMPLERS.items():
+        cs.store(group="sampler", name=f"{name}_schema", node=sampler_schema(name, schema_of(
+            cls.Config, f"{cls.Config.__name__}Schema")))
     cs.store(group="objective", name="objective_schema", node=ObjectiveSchema)

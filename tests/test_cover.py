@@ -10,16 +10,8 @@ import torch
 
 import feassample as fs
 from feassample import metrics
-from feassample.core.sample import METHODS, register_method
-from feassample.core.samplers import cover
-from feassample.core.samplers.cover import CoverConfig, CoverState, run_cover
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _registered():
-    if "cover" not in METHODS:
-        register_method("cover", run_cover)
-    yield
+from feassample.core.driver import Checkpoint
+from feassample.core.samplers.cover import CoverConfig, CoverState
 
 
 def _coverage(p: fs.LogisticHalfspace, s, seed: int = 0) -> dict:
@@ -71,15 +63,17 @@ def test_checkpoint_and_resume_is_bit_identical(tmp_path):
     p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
     saved = {}
 
-    def keep(phase, state):
+    def keep(phase, state, info):
         if phase == "cover" and state.rounds == 25:
-            torch.save(cover.state_dict(state), tmp_path / "state.pt")
-            saved["accepted"] = state.accepted
+            assert isinstance(state, CoverState)
+            torch.save({"state": state.state_dict(), "rows": state.samples.rows()}, tmp_path / "state.pt")
+            saved["accepted"] = state.samples.count
 
     full = fs.sample(p, n=60, k=6, seed=1, method="cover", callbacks=[keep])
-    state = CoverState(**torch.load(tmp_path / "state.pt", weights_only=True))
+    disk = torch.load(tmp_path / "state.pt", weights_only=True)
     assert 0 < saved["accepted"] < 60
-    resumed = fs.sample(p, n=60, k=6, seed=1, method="cover", options={"resume": state})
+    resumed = fs.sample(p, n=60, k=6, seed=1, method="cover",
+                        resume=Checkpoint("cover", disk["state"], disk["rows"]))
     assert resumed.stats.get("resumed") and torch.equal(full.codes, resumed.codes)
 
 
