@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import feassample as fs
+from feassample.core.problem import SharedForward
 
 
 class TupleNet(nn.Module):
@@ -90,6 +91,68 @@ def test_an_intersection_on_one_model_satisfies_every_band_with_one_forward_per_
     steps = s.stats["seed_steps"] + s.stats["walk_steps"]
     # one model call per step for both members, plus refresh and the certification passes
     assert calls["n"] <= steps + 4 + 2 * 2
+
+
+class SumDiffNet(nn.Module):
+    """x (B, 2) -> (x0 + x1, x0 - x1) and a hidden tanh(x); counts its own calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return torch.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], dim=1), torch.tanh(x)
+
+
+class OutputBand(SharedForward, fs.FeasibleSet):
+    """A third-party problem (not a NeuronInverseSet): output ``unit`` of a model in a band,
+    sharing the model's forward pass through the public protocol only."""
+
+    def __init__(self, model, unit, lo, hi):
+        self.model, self.unit = model, unit
+        self.bands = fs.Bands((lo,), (hi,), names=(f"out[{unit}]",))
+        self.code_shape = self.input_shape = (2,)
+        self.box = (-1.0, 1.0)
+
+    def forward_key(self):
+        return ("SumDiffNet", id(self.model))
+
+    def forward_needs(self):
+        return ("out", "hidden")
+
+    def run_forward(self, x, needs):
+        out, hidden = self.model(x)
+        seen = {"out": out, "hidden": hidden}
+        return {name: seen[name] for name in needs}
+
+    def measure_from(self, seen, x):
+        return fs.Measurement(seen["out"][:, self.unit:self.unit + 1], seen["hidden"])
+
+
+def test_a_third_party_problem_shares_one_forward_pass_in_an_intersection():
+    model = SumDiffNet()
+    both = fs.Intersection([OutputBand(model, 0, 0.0, 0.2), OutputBand(model, 1, -0.1, 0.1)])
+    x = torch.rand(5, 2)
+    model.calls = 0
+    m = both.measure(x)
+    assert model.calls == 1
+    assert torch.equal(m.values, torch.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], dim=1))
+    other = SumDiffNet()   # another model: another key, its own pass
+    apart = fs.Intersection([OutputBand(model, 0, 0.0, 0.2), OutputBand(other, 1, -0.1, 0.1)])
+    model.calls = other.calls = 0
+    apart.measure(x)
+    assert (model.calls, other.calls) == (1, 1)
+
+    model.calls = 0
+    s = fs.sample(both, n=40, k=8, seed=0, method="walk")
+    assert s.status == "success"
+    sums, diffs = s.x[:, 0] + s.x[:, 1], s.x[:, 0] - s.x[:, 1]   # by hand, not by the model
+    assert bool(((sums >= 0.0) & (sums <= 0.2) & (diffs.abs() <= 0.1)).all())
+    steps = s.stats["seed_steps"] + s.stats["walk_steps"]
+    # the same budget as the neuron intersection above: one call per step for both members,
+    # plus refresh and the certification passes (each member checks on its own)
+    assert model.calls <= steps + 4 + 2 * 2
 
 
 def test_an_intersection_across_two_models(net):

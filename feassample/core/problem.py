@@ -8,6 +8,7 @@ by the diversity objective, so a model runs once per step.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -161,3 +162,66 @@ def from_functions(constraints: Callable[[Tensor], Tensor], lo, hi, code_shape: 
                                  lo=[1.0, 0.0], hi=[2.0, math.inf], code_shape=(2,), box=(-3, 3))
     """
     return FunctionSet(constraints, lo, hi, code_shape, **kwargs)
+
+
+class SharedForward:
+    """Mixin for feasible sets whose measurement is read from one forward pass that others can
+    share: the members of an ``Intersection`` on the same model run it once per step.
+
+    A problem that mixes this in (``class MySet(SharedForward, FeasibleSet)``: the mixin first,
+    so that its ``measure`` is the one used) implements:
+
+    * ``forward_key()``: a hashable; members with equal keys run the same forward pass (the same
+      model, on the same inputs), so one pass serves them all.
+    * ``forward_needs()``: the names of what this member reads from the pass (e.g. layer names).
+    * ``run_forward(x, needs)``: runs the pass ONCE on inputs ``x (B, *input_shape)`` and returns
+      a mapping with an entry for every name in ``needs`` (the union over the group, so any
+      member of the group must accept any other member's names).
+    * ``measure_from(seen, x)``: this member's ``Measurement`` from that mapping (and ``x``).
+
+    ``measure(x)`` then comes for free as ``measure_from(run_forward(x, forward_needs()), x)``;
+    ``measure_shared`` measures a list of problems with one pass per group.
+    """
+
+    def forward_key(self) -> Hashable:
+        """Members with equal keys share one forward pass."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_key()")
+
+    def forward_needs(self) -> tuple:
+        """The names this member reads from the forward pass (e.g. layer names)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_needs()")
+
+    def run_forward(self, x: Tensor, needs: Sequence[Hashable]) -> Mapping[Hashable, Tensor]:
+        """One forward pass on inputs ``x``, returning an entry for every name in ``needs``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement run_forward(x, needs)")
+
+    def measure_from(self, seen: Mapping[Hashable, Tensor], x: Tensor) -> Measurement:
+        """This member's measurement from the outputs of a (shared) forward pass."""
+        raise NotImplementedError(f"{type(self).__name__} must implement measure_from(seen, x)")
+
+    def measure(self, x: Tensor) -> Measurement:
+        """Constraint values and embedding from this member's own forward pass."""
+        return self.measure_from(self.run_forward(x, self.forward_needs()), x)
+
+
+def measure_shared(problems: Sequence[FeasibleSet], x: Tensor) -> list[Measurement]:
+    """One ``Measurement`` per problem for the same inputs ``x``, in order.
+
+    ``SharedForward`` problems with equal ``forward_key()`` share one ``run_forward`` call (on
+    the union of their ``forward_needs()``); every other problem, and a group of one, runs its
+    own ``measure``.
+    """
+    groups: dict = {}
+    for i, p in enumerate(problems):
+        key = ("shared", p.forward_key()) if isinstance(p, SharedForward) else ("own", i)
+        groups.setdefault(key, []).append(i)
+    out: list[Optional[Measurement]] = [None] * len(problems)
+    for key, members in groups.items():
+        if len(members) == 1:
+            out[members[0]] = problems[members[0]].measure(x)
+            continue
+        needs = tuple(dict.fromkeys(n for i in members for n in problems[i].forward_needs()))
+        seen = problems[members[0]].run_forward(x, needs)
+        for i in members:
+            out[i] = problems[i].measure_from(seen, x)
+    return out  # type: ignore[return-value]

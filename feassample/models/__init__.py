@@ -5,10 +5,10 @@ SHA-256 in ``manifest.json``; nothing is ever downloaded.
 """
 from .digits import (WEIGHTS_DIR, DigitsClassifier, DigitsDecoder, DigitsEncoder,
                      DigitsGenerator, DigitsVAE, WeightsChecksumError, cache_dir, digits_data,
-                     load_classifier, load_generator, load_state_dict_file, load_vae,
-                     read_manifest, sha256_file)
+                     load_state_dict_file, read_manifest, sha256_file)
 from .files import load_model_file, load_object
 from .neurons import digits_neuron, embed
+from .zoo import load_classifier, load_generator, load_vae
 
 __all__ = ["WEIGHTS_DIR", "DigitsClassifier", "DigitsDecoder", "DigitsEncoder",
            "DigitsGenerator", "DigitsVAE", "WeightsChecksumError", "cache_dir", "digits_data",

@@ -38,9 +38,10 @@ import torch
 from torch import Tensor
 
 from .digits import (MANIFEST, WEIGHTS_DIR, DigitsClassifier, DigitsGenerator, DigitsVAE,
-                     cache_dir, digits_data, load_classifier, load_vae, read_manifest)
+                     cache_dir, digits_data, read_manifest)
 from .train_digits import (SEED, _entry, evaluate_classifier, train_classifier,
                            train_vae, write_manifest)
+from .zoo import load_classifier, load_vae
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Optional, Union
 import torch
 
 from ..problems.neuron import NeuronInverseSet
-from .digits import load_classifier, load_generator
+from .zoo import load_classifier, load_generator
 
 
 def digits_neuron(layer: str = "classifier.fc2", unit: Union[int, tuple] = 3, z1: float = 8.0,

@@ -6,15 +6,16 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..core.problem import FeasibleSet, Measurement
-from .neuron import LayerProbe
+from ..core.problem import FeasibleSet, Measurement, measure_shared
 
 
 class Intersection(FeasibleSet):
     """Codes that satisfy every member's bands: the constraints are stacked, ``(B, sum m_i)``.
 
     Members must share the code space (same ``code_shape`` and box) and the decoder; the first
-    member's decoder, initial codes and embedding are used.
+    member's decoder, initial codes and embedding are used. Members that implement
+    ``core.problem.SharedForward`` with equal ``forward_key()`` (e.g. neuron inverse sets of
+    one model) share one forward pass per step; the others each run their own ``measure``.
     """
 
     def __init__(self, members: Sequence[FeasibleSet]) -> None:
@@ -43,26 +44,12 @@ class Intersection(FeasibleSet):
         self.box, self.dtype = first.box, first.dtype
         self.embedding_space = first.embedding_space
         self.device = getattr(first, "device", torch.device("cpu"))
-        # Members on the same model (and generator) share one forward pass: one probe per group.
-        self._groups: dict = {}
-        for p in members:
-            key = p.shared_forward() if hasattr(p, "shared_forward") else ("own", id(p))
-            self._groups.setdefault(key, []).append(p)
-        self._probes = {}
-        for key, group in self._groups.items():
-            if key[0] != "own":
-                layers = [l for p in group for l in p._probe.layers]
-                self._probes[key] = LayerProbe(group[0].model, layers)
 
     def decode(self, codes: Tensor) -> Tensor:
         return self.members[0].decode(codes)
 
     def measure(self, x: Tensor) -> Measurement:
-        seen = {key: probe(x.to(self._groups[key][0].dtype)) for key, probe in self._probes.items()}
-        parts = []
-        for p in self.members:
-            key = p.shared_forward() if hasattr(p, "shared_forward") else ("own", id(p))
-            parts.append(p.measure_from(seen[key], x) if key in seen else p.measure(x))
+        parts = measure_shared(self.members, x)
         embedding = next((m.embedding for m in parts if m.embedding is not None), None)
         return Measurement(torch.cat([m.values for m in parts], dim=1), embedding)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Hashable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from ..core.bands import Bands
-from ..core.problem import FeasibleSet, Measurement
+from ..core.problem import FeasibleSet, Measurement, SharedForward
 
 Unit = Union[int, tuple]
 
@@ -141,7 +141,7 @@ def unit_reader(unit: Unit, shape: Sequence[int], layer: str) -> Callable[[Tenso
                      f"{shape}: use (channel,) or a full index of {len(shape)} numbers")
 
 
-class NeuronInverseSet(FeasibleSet):
+class NeuronInverseSet(SharedForward, FeasibleSet):
     """Inputs whose unit activation lies in ``[z1, z2]``: the inverse set of a neuron.
 
     Args:
@@ -227,10 +227,11 @@ class NeuronInverseSet(FeasibleSet):
 
         # Probe the layer shapes once, validating input_shape and the unit.
         needed = [layer] + ([self.encoder_layer] if self.encoder_layer else [])
-        self._probe = LayerProbe(model, needed)
+        self._needs = tuple(dict.fromkeys(needed))
+        self._probes: dict[tuple, LayerProbe] = {self._needs: LayerProbe(model, self._needs)}
         with torch.no_grad():
             try:
-                seen = self._probe(torch.zeros((2, *self.input_shape), dtype=self.dtype, device=self.device))
+                seen = self._probes[self._needs](torch.zeros((2, *self.input_shape), dtype=self.dtype, device=self.device))
             except (RuntimeError, ValueError) as err:
                 if isinstance(err, RuntimeError) and "produced no output" in str(err):
                     raise
@@ -246,11 +247,25 @@ class NeuronInverseSet(FeasibleSet):
             return codes
         return self.generator(codes.to(self.dtype))
 
-    def capture(self, x: Tensor) -> dict[str, Tensor]:
-        """Outputs of the needed layers for inputs ``x`` (one forward pass, stopped early)."""
-        return self._probe(x.to(self.dtype))
+    # -- the shared-forward protocol (core.problem.SharedForward) ------------------------------
+    def forward_key(self) -> tuple:
+        """Members of an intersection on the same model and generator share one forward pass."""
+        return (id(self.model), id(self.generator))
 
-    def measure_from(self, seen: dict[str, Tensor], x: Tensor) -> Measurement:
+    def forward_needs(self) -> tuple[str, ...]:
+        """The layers this set reads: its unit's layer, and the encoder layer if any."""
+        return self._needs
+
+    def run_forward(self, x: Tensor, needs: Sequence[Hashable]) -> dict[str, Tensor]:
+        """Outputs of the layers ``needs`` for inputs ``x``: one forward pass, stopped early
+        once every layer has been seen."""
+        needs = tuple(needs)
+        probe = self._probes.get(needs)
+        if probe is None:
+            probe = self._probes[needs] = LayerProbe(self.model, needs)
+        return probe(x.to(self.dtype))
+
+    def measure_from(self, seen: Mapping[Hashable, Tensor], x: Tensor) -> Measurement:
         """The measurement from captured layer outputs (shared by intersections)."""
         values = self._read(seen[self.layer]).unsqueeze(1)
         if self.encoder_layer is not None:
@@ -263,12 +278,12 @@ class NeuronInverseSet(FeasibleSet):
             emb = emb.reshape(emb.shape[0], -1)
         return Measurement(values, emb)
 
+    def capture(self, x: Tensor) -> dict[str, Tensor]:
+        """Outputs of the needed layers for inputs ``x`` (one forward pass, stopped early)."""
+        return self.run_forward(x, self._needs)
+
     def measure(self, x: Tensor) -> Measurement:
         return self.measure_from(self.capture(x), x)
-
-    def shared_forward(self) -> tuple:
-        """Members of an intersection with equal keys share one forward pass."""
-        return (id(self.model), id(self.generator))
 
     def init_codes(self, n, generator, dtype=None, device="cpu"):
         if self.generator is None:
