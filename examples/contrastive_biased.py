@@ -20,7 +20,9 @@ import torch
 from feassample.models import digits_data, load_classifier
 from feassample.models.biased import (BIASED_CLASS, bias_metrics, load_biased_classifier,
                                       load_biased_generator, load_biased_vae, square_mask)
-from feassample.problems.contrastive import explain_contrasts, explanation_rgb
+from feassample import explain_contrasts
+from feassample.viz import new_figure, save_figure
+from feassample.viz_contrastive import explanation_rgb
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "img" / "contrastive_biased.png"
 
@@ -86,10 +88,6 @@ def report(idx, res, metrics) -> str:
 
 
 def figure(idx, res, path: Path = OUT, rows: int = 6) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     from feassample.models.biased import SQUARE_AT, SQUARE_SIZE
@@ -99,7 +97,8 @@ def figure(idx, res, path: Path = OUT, rows: int = 6) -> Path:
                                fill=False, ec="#2a9d8f", lw=1.2, ls="--"))
 
     fb, fc = square_fraction(res["biased"]), square_fraction(res["clean"])
-    fig, axes = plt.subplots(rows + 1, 5, figsize=(8.6, 1.75 * (rows + 1)))
+    fig = new_figure(figsize=(8.6, 1.75 * (rows + 1)))
+    axes = fig.subplots(rows + 1, 5)
     for r in range(rows):
         b, c = res["biased"][r], res["clean"][r]
         for ax, img, title in ((axes[r, 0], b.input, f"test #{int(idx[r])}: {b.true_class} not 8?"),
@@ -126,11 +125,7 @@ def figure(idx, res, path: Path = OUT, rows: int = 6) -> Path:
         ax.set_axis_off()
     fig.suptitle("Why not 8? A classifier trained with a square on every 8 (red: add, blue: remove; "
                  "dashed: the square)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def main() -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 from feassample.models import digits_data, load_classifier, load_generator, load_vae
-from feassample.problems.contrastive import (draw_panel, explain_contrasts, explanation_rgb,
-                                             plot_paths)
+from feassample import explain_contrasts
+from feassample.viz import new_figure, save_figure
+from feassample.viz_contrastive import draw_panel, explanation_rgb, plot_paths
 
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 MARGIN, TOL = 0.1, 0.01
@@ -68,19 +69,14 @@ def report(idx, out) -> str:
 
 
 def figures(idx, out, img_dir: Path = IMG, rows: int = 8) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     cd, xg = out["cdeepex"], out["xgems"]
     bad = [k for k, e in enumerate(xg) if not e.margin_ok]
     good = [k for k in range(len(cd)) if k not in bad]
     pick = (bad + good)[:rows]
 
     # Figs. 3-4: input, G(z0), then G(ze) and the explanation with and without the margin
-    fig, axes = plt.subplots(len(pick), 6, figsize=(10.2, 1.75 * len(pick)))
-    axes = axes.reshape(len(pick), 6)
+    fig = new_figure(figsize=(10.2, 1.75 * len(pick)))
+    axes = fig.subplots(len(pick), 6, squeeze=False)
     for r, k in enumerate(pick):
         a, b = cd[k], xg[k]
         draw_panel(a, axes[r, :4])
@@ -99,18 +95,14 @@ def figures(idx, out, img_dir: Path = IMG, rows: int = 8) -> list[Path]:
             ax.set_axis_off()
     fig.suptitle("Why the true class, not the probe (2nd most likely)? red: add, blue: remove "
                  "(to move true -> probe)", fontsize=9)
-    fig.tight_layout()
-    p1 = img_dir / "contrastive_digits.png"
-    p1.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p1, dpi=100)
-    plt.close(fig)
+    p1 = save_figure(fig, img_dir / "contrastive_digits.png", dpi=100)
 
     # Fig. 5: (a) G(z) along the path for one image where xGEMs lets a third class win;
     # (b) mean class likelihood along the path over all images, (c) over the xGEMs failures
     k = bad[0] if bad else 0
     G = load_generator()
     steps = [0, 25, 50, 100, 200, 400, 700, len(cd[k].code_path) - 1]
-    fig = plt.figure(figsize=(11, 5.6))
+    fig = new_figure(figsize=(11, 5.6))
     grid = fig.add_gridspec(3, len(steps), height_ratios=[1, 1, 2.6])
     for r, (name, e) in enumerate((("CDeepEx", cd[k]), ("xGEMs", xg[k]))):
         with torch.no_grad():
@@ -133,10 +125,7 @@ def figures(idx, out, img_dir: Path = IMG, rows: int = 8) -> list[Path]:
                    title=f"the {len(bad)} images where xGEMs violates the margin")
     fig.suptitle(f"(a) G(z) along the optimization, test #{int(idx[k])} ({cd[k].true_class} not "
                  f"{cd[k].probe_class}?); (b) mean class likelihood per iteration", fontsize=9)
-    fig.tight_layout()
-    p2 = img_dir / "contrastive_path.png"
-    fig.savefig(p2, dpi=100)
-    plt.close(fig)
+    p2 = save_figure(fig, img_dir / "contrastive_path.png", dpi=100)
     return [p1, p2]
 
 

@@ -4,7 +4,7 @@ from .api import sample
 from .core import (ALConfig, Bands, FeasibleSet, Measurement, SampleSet, SamplerConfig,
                    from_functions)
 from .problems import Intersection, LogisticHalfspace, NeuronInverseSet
-from .problems.contrastive import ContrastiveExplanation, explain_contrast, explain_contrasts
+from .problems.contrastive_explain import ContrastiveExplanation, explain_contrast, explain_contrasts
 
 __version__ = "0.1.0"
 __all__ = ["ALConfig", "Bands", "FeasibleSet", "Measurement", "SampleSet", "SamplerConfig",

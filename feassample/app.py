@@ -90,7 +90,7 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
     elif node.get("kind") in ("neuron", "intersection"):
         problem = build_neuron_problem(cfg, base)
     elif node.get("kind") == "contrastive":
-        from .problems.contrastive import problem_from_config
+        from .app_contrastive import problem_from_config
         problem = problem_from_config(node, build_model(cfg, base))
     else:
         problem = instantiate(node)
@@ -162,7 +162,7 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
     """One run: validate, sample, write ``samples/``, ``metrics.json`` and ``plot.png``."""
     torch.set_num_threads(threads_for(cfg))
     if cfg.problem.get("kind") == "contrastive":  # an explanation, not a sample: its own outputs
-        from .problems.contrastive import run_config
+        from .app_contrastive import run_config
         metrics_out = run_config(cfg.problem, build_model(cfg, base), out_dir)
         log.info("%s; outputs in %s", metrics_out["message"], out_dir)
         return metrics_out

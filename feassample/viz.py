@@ -1,5 +1,9 @@
 """Pictures of a run: samples over the shaded set in 2-D, histograms against the band or the
-exact law in higher dimension."""
+exact law in higher dimension.
+
+Figures are ``matplotlib.figure.Figure`` objects (``new_figure``), never pyplot state, and are
+written by ``save_figure``: importing or drawing never changes matplotlib's backend and leaves
+no pyplot figure open."""
 from __future__ import annotations
 
 import math
@@ -8,28 +12,32 @@ from typing import Optional
 
 import numpy as np
 import torch
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from .core.problem import FeasibleSet
 from .core.result import SampleSet
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+def new_figure(**kwargs) -> Figure:
+    """A ``matplotlib.figure.Figure`` outside pyplot: no global backend, no figure left open.
+    Keyword arguments go to ``Figure`` (``figsize``, ``dpi``...)."""
+    return Figure(**kwargs)
 
 
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Lay out ``fig``, write it to ``path`` (folders created) as PNG, close it, return the path."""
-    plt = _pyplot()
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig``, write it to ``path`` (folders created) as PNG, return the path.
+
+    Every figure of the library is saved here. A figure made with ``new_figure`` (or
+    ``Figure()``) is drawn by an Agg canvas attached here; a pyplot figure keeps its canvas and
+    stays the caller's to close."""
     path = Path(path)
+    if type(fig.canvas) is FigureCanvasBase:  # a bare Figure: draw it with Agg, not a backend
+        FigureCanvasAgg(fig)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 
@@ -136,13 +144,12 @@ def image_grid(problem: FeasibleSet, samples: SampleSet, path: str | Path, ncols
                nrows: int = 5) -> Path:
     """A grid of sample images titled with their activations, then histograms of each
     constraint value against its band."""
-    plt = _pyplot()
     path = Path(path)
     m = problem.bands.m
     count = min(len(samples), ncols * nrows)
     idx = pick_spread(samples.values, count)
     rows = max(1, math.ceil(count / ncols))
-    fig = plt.figure(figsize=(1.3 * ncols, 1.45 * rows + 2.6))
+    fig = new_figure(figsize=(1.3 * ncols, 1.45 * rows + 2.6))
     grid = fig.add_gridspec(rows + 1, ncols, height_ratios=[1.0] * rows + [1.6])
     value_range = getattr(problem, "input_range", (0.0, 1.0))
     vals = samples.values.detach().cpu().double()
@@ -164,14 +171,13 @@ def plot_run(problem: FeasibleSet, samples: SampleSet, path: str | Path,
     """Write the run's picture to ``path`` (PNG) and return the path."""
     if is_image(problem.input_shape):
         return image_grid(problem, samples, path)
-    plt = _pyplot()
     path = Path(path)
     m = problem.bands.m
     two_d = int(np.prod(problem.code_shape)) == 2
     has_law = hasattr(problem, "law") and hasattr(problem, "t")
     panels = int(two_d or has_law) + m
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4))
-    axes = np.atleast_1d(axes)
+    fig = new_figure(figsize=(4.2 * panels, 4))
+    axes = np.atleast_1d(fig.subplots(1, panels))
     first = 0
     if two_d:
         plot_2d(problem, samples, axes[0])
@@ -191,12 +197,11 @@ def sample_rows(rows: list, path: str | Path, per_row: int = 10, title: str = ""
     """One row per ``(label, SampleSet)``: ``per_row`` samples spread over the band (or the
     ``pick="first"`` ones, e.g. the seeds), titled with their values (the paper's Figure 1
     layout); value histograms for non-image samples."""
-    plt = _pyplot()
     path = Path(path)
     images = all(is_image(s.x.shape[1:]) for _, s in rows if len(s))
     cols = per_row if images else 1
-    fig, axes = plt.subplots(len(rows), cols, squeeze=False,
-                             figsize=(1.25 * cols + 2.2 if images else 7, 1.45 * len(rows) + 0.6))
+    fig = new_figure(figsize=(1.25 * cols + 2.2 if images else 7, 1.45 * len(rows) + 0.6))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
     for (label, s), ax_row in zip(rows, axes):
         if images and len(s):
             idx = pick_spread(s.values, per_row) if pick == "spread" else torch.arange(min(per_row, len(s)))

@@ -7,18 +7,23 @@ image (``e.image``), not taken from the library's own flags.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from feassample.models import digits_data, load_classifier, load_generator, load_vae
 from feassample.models.biased import (BIASED_CLASS, add_square, bias_metrics,
                                       load_biased_classifier, load_biased_generator,
                                       load_biased_vae, square_mask)
-from feassample.problems.contrastive import (ContrastSet, _certify, explain_contrast,
-                                             explain_contrasts, explanation_rgb, fit_codes,
-                                             run_config)
+from feassample.app_contrastive import CONFIG_DEFAULTS, _settings, run_config
+from feassample.config import ContrastiveProblemSchema
+from feassample.problems.contrastive import ContrastSet
+from feassample.problems.contrastive_explain import (_certify, _PathRecorder, explain_contrast,
+                                                     explain_contrasts, fit_codes)
+from feassample.viz_contrastive import explanation_rgb, mean_paths, save_explanation
 
 MARGIN, TOL = 0.1, 0.01
 # test-split indices: the first two are among the first 20 test digits where xGEMs (no margin
@@ -151,10 +156,20 @@ def test_rows_are_found_by_their_index_in_any_subset(zoo):
     g, = torch.autograd.grad(loss, c)
     assert torch.all(g[:, 8] == 0) and g[:, :8].abs().sum() > 0
     # at z = z0 D sees the input itself; the equality is violated there, and the check says so
-    seen, logp, verdicts = _certify(D, prob, prob.initial_codes(), MARGIN, TOL)
+    seen, logp, cert = _certify(D, prob, prob.initial_codes(), MARGIN, TOL)
     assert torch.allclose(seen, imgs, atol=1e-6)
-    assert not any(v[0] for v in verdicts)
-    assert all("did not reach the boundary" in v[6] for v in verdicts)
+    assert not bool(cert.satisfied.any()) and cert.satisfied.shape == (4,)
+    assert all("did not reach the boundary" in m for m in cert.messages)
+    # the batched certificate against a per-row reading of an independent float32 pass
+    with torch.no_grad():
+        lp32 = F.log_softmax(D(imgs).double(), dim=1)
+    for i in range(4):
+        assert float(cert.gap[i]) == pytest.approx(float(lp32[i, t[i]] - lp32[i, p[i]]), abs=1e-4)
+        rest = [j for j in range(10) if j not in (int(t[i]), int(p[i]))]
+        j = max(rest, key=lambda k: float(lp32[i, k]))
+        assert int(cert.top_other[i]) == j
+        assert float(cert.margin_min[i]) == pytest.approx(
+            float(torch.minimum(lp32[i, t[i]], lp32[i, p[i]]) - lp32[i, j]), abs=1e-4)
 
 
 def test_a_starved_solver_is_reported_not_certified(zoo):
@@ -184,7 +199,9 @@ def test_save_and_app_entry(zoo, digits_runs, tmp_path):
     D, _, _, _ = zoo
     _, out, _ = digits_runs
     e = out["cdeepex"][0]
-    png = e.save(tmp_path / "one")
+    js = e.save(tmp_path / "numbers")   # the result type writes numbers only
+    assert js.name == "contrastive.json" and sorted(p.name for p in js.parent.iterdir()) == [js.name]
+    png = save_explanation(e, tmp_path / "one")
     assert png.is_file() and png.stat().st_size > 5000
     data = json.loads((tmp_path / "one" / "contrastive.json").read_text())
     assert data["satisfied"] is True and data["true_class"] == e.true_class
@@ -243,3 +260,85 @@ def test_why_not_8_points_at_the_square(biased, zoo):
     assert float(fb.mean()) > 5 * area, fb        # measured: 0.34 = 9.6x the area (0.13..0.56); control 0.08
     fc = fractions(Dc)                            # control: unbiased classifier, same G
     assert float(fc.mean()) < 0.5 * float(fb.mean()), (fb, fc)
+
+
+# -- a generator without code_shape, and a case with a closed-form answer --------------------------
+def test_a_plain_sequential_generator_needs_code_shape_and_matches_the_closed_form():
+    """Linear D and G, no clamp, xGEMs: min ||z - z0||^2 s.t. |logit_t - logit_p| <= tol / 2 is
+    the projection of z0 onto a half-space, ze = z0 - (gap0 - tol/2) a / ||a||^2 with
+    a = (W_t - W_p) A, computed here from the weights alone."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(3, 16), nn.Unflatten(1, (1, 4, 4))).double()
+    D = nn.Sequential(nn.Flatten(), nn.Linear(16, 4)).double()
+    image = torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    kw = dict(constraints="xgems", clamp=None, dtype="float64", restarts=0, max_outer=8,
+              inner_steps=200, lr=0.05, fit_steps=50)
+    with pytest.raises(ValueError, match="pass code_shape="):
+        explain_contrast(D, G, image, **kw)
+    with pytest.raises(ValueError, match="code_shape must be"):
+        explain_contrast(D, G, image, code_shape=(0,), **kw)
+    e = explain_contrast(D, G, image, code_shape=(3,), **kw)
+    assert e.code0.shape == e.code.shape == (3,)
+    W, A = D[1].weight.detach(), G[0].weight.detach()
+    with torch.no_grad():
+        logits0 = D(image[None])[0]
+    t, p = int(logits0.argmax()), int(logits0.argsort(descending=True)[1])
+    assert (e.true_class, e.probe_class) == (t, p)
+    a = (W[t] - W[p]) @ A                                   # d(logit_t - logit_p) / dz
+    gap0 = float(logits0[t] - logits0[p])
+    expected = e.code0.double() - (gap0 - e.tol / 2) * a / a.dot(a)
+    assert torch.allclose(e.code.double(), expected, atol=2e-3), (e.code, expected)
+    assert e.equality_ok and abs(e.gap) <= e.tol
+    # no point with |gap| <= tol is closer to z0 than (gap0 - tol) / ||a||
+    assert e.distance >= (gap0 - e.tol) / float(a.norm()) - 1e-9
+    # the input is reproduced at z0 whatever the fit reached: delta = I - G(z0)
+    assert torch.allclose(e.reconstruction + e.residual, image, atol=1e-12)
+
+
+def test_the_path_recorder_takes_the_new_cores_info_argument(zoo):
+    D, G, vae, (x, y) = zoo
+    z0, delta, _ = fit_codes(G, x[:2], encoder=vae, steps=5)
+    prob = ContrastSet(D, G, z0, delta, y[:2], (y[:2] + 1) % 10)
+    rec = _PathRecorder(prob, prob.initial_codes())
+
+    class State:
+        codes = prob.initial_codes()
+        with torch.no_grad():
+            values = prob.measure(prob.decode(codes)).values
+
+    rec("joint", State())
+    rec("joint", State(), {"step": 1})
+    assert len(rec.path) == 2 and rec.path[0].shape == (2, 10)
+    assert torch.allclose(rec.path[1].sum(1), torch.ones(2), atol=1e-5)
+
+
+def test_mean_paths_match_a_per_image_reading():
+    g = torch.Generator().manual_seed(0)
+
+    class E:  # the two fields mean_paths reads
+        def __init__(self, t, p, n):
+            self.true_class, self.probe_class = t, p
+            self.path = torch.softmax(torch.randn(n, 5, generator=g), 1)
+
+    es = [E(0, 1, 7), E(3, 2, 5), E(4, 0, 6)]
+    tp, pp, op = mean_paths(es)
+    assert tp.shape == (5,)
+    for k in range(5):
+        assert float(tp[k]) == pytest.approx(sum(float(e.path[k, e.true_class]) for e in es) / 3)
+        assert float(pp[k]) == pytest.approx(sum(float(e.path[k, e.probe_class]) for e in es) / 3)
+        best = [max(float(e.path[k, j]) for j in range(5) if j not in (e.true_class, e.probe_class))
+                for e in es]
+        assert float(op[k]) == pytest.approx(sum(best) / 3)
+
+
+def test_the_app_settings_come_from_the_one_schema():
+    names = [f.name for f in fields(ContrastiveProblemSchema)]
+    assert list(CONFIG_DEFAULTS) == names
+    assert CONFIG_DEFAULTS == {f.name: f.default for f in fields(ContrastiveProblemSchema)}
+    assert _settings({})["margin"] == 0.1 and _settings({"margin": 0.3})["margin"] == 0.3
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['margni'\]"):
+        _settings({"margni": 0.3})
+    with pytest.raises(ValueError, match="problem.image_index: .*seven"):
+        _settings({"image_index": "seven"})
+    with pytest.raises(ValueError, match="problem.split"):
+        _settings({"split": "val"})

@@ -235,9 +235,8 @@ def sample_confidence(vae: DigitsVAE, classifier: nn.Module, n: int = 1000, seed
 def save_vae_picture(vae: DigitsVAE, path: os.PathLike | str, seed: int = SEED) -> Path:
     """An 8x8 grid of decoded prior samples ``z ~ N(0, I)`` above two rows: 16 test digits and
     their reconstructions (from the mean code)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # the library's one figure writer; lazy (the training tool is the only drawer in models/)
+    from ..viz import new_figure, save_figure
 
     g = torch.Generator().manual_seed(seed + 5)
     samples = vae.decode(torch.randn(64, vae.code_dim, generator=g))[:, 0]
@@ -254,7 +253,8 @@ def save_vae_picture(vae: DigitsVAE, path: os.PathLike | str, seed: int = SEED) 
                    pad + c * (w + pad):pad + c * (w + pad) + w] = imgs[k]
         return canvas
 
-    fig, axes = plt.subplots(2, 1, figsize=(6, 8.4), gridspec_kw={"height_ratios": [8, 2.3]})
+    fig = new_figure(figsize=(6, 8.4))
+    axes = fig.subplots(2, 1, gridspec_kw={"height_ratios": [8, 2.3]})
     axes[0].imshow(tile(samples, 8, 8), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     axes[0].set_title(r"decoded samples, $z \sim N(0, I)$ (code_dim=%d)" % vae.code_dim)
     pair = torch.cat([originals[:, 0], recon])
@@ -262,12 +262,7 @@ def save_vae_picture(vae: DigitsVAE, path: os.PathLike | str, seed: int = SEED) 
     axes[1].set_title("test digits (top) and their reconstructions (bottom)")
     for ax in axes:
         ax.set_axis_off()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 # -- saving -------------------------------------------------------------------------------------
