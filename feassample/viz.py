@@ -221,3 +221,36 @@ def sample_rows(rows: list, path: str | Path, per_row: int = 10, title: str = ""
     if title:
         fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
+
+
+@torch.no_grad()
+def save_vae_picture(vae, path: str | Path, seed: int = 0) -> Path:
+    """An 8x8 grid of decoded prior samples ``z ~ N(0, I)`` above two rows: 16 test digits and
+    their reconstructions (from the mean code)."""
+    from .models.digits import digits_data
+
+    g = torch.Generator().manual_seed(seed + 5)
+    samples = vae.decode(torch.randn(64, vae.code_dim, generator=g))[:, 0]
+    xt, _ = digits_data("test")
+    originals = xt[torch.randperm(len(xt), generator=g)[:16]]
+    recon = vae(originals)[0][:, 0]
+
+    def tile(imgs: torch.Tensor, rows: int, cols: int, pad: int = 1) -> torch.Tensor:
+        h, w = imgs.shape[-2:]
+        canvas = torch.full((rows * (h + pad) + pad, cols * (w + pad) + pad), 0.3)
+        for k in range(min(len(imgs), rows * cols)):
+            r, c = divmod(k, cols)
+            canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
+                   pad + c * (w + pad):pad + c * (w + pad) + w] = imgs[k]
+        return canvas
+
+    fig = new_figure(figsize=(6, 8.4))
+    axes = fig.subplots(2, 1, gridspec_kw={"height_ratios": [8, 2.3]})
+    axes[0].imshow(tile(samples, 8, 8), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    axes[0].set_title(r"decoded samples, $z \sim N(0, I)$ (code_dim=%d)" % vae.code_dim)
+    pair = torch.cat([originals[:, 0], recon])
+    axes[1].imshow(tile(pair, 2, 16), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    axes[1].set_title("test digits (top) and their reconstructions (bottom)")
+    for ax in axes:
+        ax.set_axis_off()
+    return save_figure(fig, path, dpi=110)

@@ -147,7 +147,7 @@ def test_manifest_checksums_match_committed_files():
         data = path.read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
         assert len(data) == entry["bytes"] < 1_000_000, name
-        assert entry["command"].startswith(("python -m feassample.models.train_digits",
+        assert entry["command"].startswith(("python -m feassample.train_zoo",
                                              "python -m feassample.models.biased"))
 
 
@@ -278,7 +278,7 @@ def test_retraining_reproduces_the_committed_weights(tmp_path, request):
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("retrains both models (about a minute): run with -m slow")
     out = tmp_path / "w"
-    subprocess.run([sys.executable, "-m", "feassample.models.train_digits", "--out", str(out),
+    subprocess.run([sys.executable, "-m", "feassample.train_zoo", "--out", str(out),
                     "--quiet"], check=True, timeout=900)
     new = json.loads((out / "manifest.json").read_text())["models"]
     old = _manifest()["models"]

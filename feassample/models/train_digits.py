@@ -1,6 +1,6 @@
 """Train the digits model zoo deterministically on CPU and record it in a manifest.
 
-    python -m feassample.models.train_digits --out feassample/models/weights \\
+    python -m feassample.train_zoo --out feassample/models/weights \\
         [--which classifier,vae] [--picture docs/img/zoo_vae_samples.png]
 
 Everything is seeded (model initialisation, data order, augmentation, the VAE's noise), runs
@@ -12,14 +12,11 @@ CPU capability and the command.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
 import os
 import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -230,41 +227,6 @@ def sample_confidence(vae: DigitsVAE, classifier: nn.Module, n: int = 1000, seed
             "prior_sample_class_counts": counts.tolist()}
 
 
-# -- picture ------------------------------------------------------------------------------------
-@torch.no_grad()
-def save_vae_picture(vae: DigitsVAE, path: os.PathLike | str, seed: int = SEED) -> Path:
-    """An 8x8 grid of decoded prior samples ``z ~ N(0, I)`` above two rows: 16 test digits and
-    their reconstructions (from the mean code)."""
-    # the library's one figure writer; lazy (the training tool is the only drawer in models/)
-    from ..viz import new_figure, save_figure
-
-    g = torch.Generator().manual_seed(seed + 5)
-    samples = vae.decode(torch.randn(64, vae.code_dim, generator=g))[:, 0]
-    xt, _ = digits_data("test")
-    originals = xt[torch.randperm(len(xt), generator=g)[:16]]
-    recon = vae(originals)[0][:, 0]
-
-    def tile(imgs: Tensor, rows: int, cols: int, pad: int = 1) -> Tensor:
-        h, w = imgs.shape[-2:]
-        canvas = torch.full((rows * (h + pad) + pad, cols * (w + pad) + pad), 0.3)
-        for k in range(min(len(imgs), rows * cols)):
-            r, c = divmod(k, cols)
-            canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
-                   pad + c * (w + pad):pad + c * (w + pad) + w] = imgs[k]
-        return canvas
-
-    fig = new_figure(figsize=(6, 8.4))
-    axes = fig.subplots(2, 1, gridspec_kw={"height_ratios": [8, 2.3]})
-    axes[0].imshow(tile(samples, 8, 8), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    axes[0].set_title(r"decoded samples, $z \sim N(0, I)$ (code_dim=%d)" % vae.code_dim)
-    pair = torch.cat([originals[:, 0], recon])
-    axes[1].imshow(tile(pair, 2, 16), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    axes[1].set_title("test digits (top) and their reconstructions (bottom)")
-    for ax in axes:
-        ax.set_axis_off()
-    return save_figure(fig, path, dpi=110)
-
-
 # -- saving -------------------------------------------------------------------------------------
 def _entry(name: str, model: nn.Module, arch: str, config: dict, metrics: dict, out: Path,
            command: str) -> dict:
@@ -281,10 +243,13 @@ def _entry(name: str, model: nn.Module, arch: str, config: dict, metrics: dict, 
 
 
 def train_and_save(out: os.PathLike | str, which: Sequence[str] = ("classifier", "vae"),
-                   picture: Optional[os.PathLike | str] = None, command: Optional[str] = None,
+                   picture: Optional[Callable[[nn.Module], Path]] = None, command: Optional[str] = None,
                    verbose: bool = True) -> dict:
     """Train the models named in ``which`` (``"classifier"``, ``"vae"``), write
-    ``<out>/<name>.pt`` and update ``<out>/manifest.json``; returns the manifest."""
+    ``<out>/<name>.pt`` and update ``<out>/manifest.json``; returns the manifest.
+
+    ``picture``: called with the trained VAE to draw it (``feassample.train_zoo`` passes the
+    viz layer's ``save_vae_picture``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     unknown = set(which) - set(NAMES)
@@ -317,7 +282,7 @@ def train_and_save(out: os.PathLike | str, which: Sequence[str] = ("classifier",
         manifest["models"][NAMES["vae"]] = _entry(
             NAMES["vae"], vae, "DigitsVAE", {"code_dim": vae.code_dim, "hidden": vae.decoder.hidden}, m, out, command)
         if picture is not None:
-            path = save_vae_picture(vae, picture)
+            path = picture(vae)
             if verbose:
                 print(f"picture: {path}", flush=True)
     return write_manifest(out, manifest)
@@ -331,28 +296,3 @@ def write_manifest(out: Path, manifest: dict) -> dict:
         f.write("\n")
     os.replace(tmp, out / MANIFEST)
     return manifest
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m feassample.models.train_digits",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="folder for the .pt files and manifest.json")
-    parser.add_argument("--which", default="classifier,vae",
-                        help="comma-separated subset of: classifier, vae (default: both)")
-    parser.add_argument("--picture", default=None,
-                        help="also save the VAE samples/reconstructions grid to this PNG")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    which = tuple(w.strip() for w in args.which.split(",") if w.strip())
-    argv_list = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["python", "-m", "feassample.models.train_digits", *argv_list])
-    t0 = time.perf_counter()
-    train_and_save(args.out, which, picture=args.picture, command=command,
-                   verbose=not args.quiet)
-    if not args.quiet:
-        print(f"total {time.perf_counter() - t0:.1f} s; wrote {Path(args.out) / MANIFEST}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

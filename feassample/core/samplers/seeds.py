@@ -9,7 +9,7 @@ as all K are feasible", done per row so no model evaluation is spent on finished
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
