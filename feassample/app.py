@@ -14,6 +14,7 @@ from typing import Any, Optional
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -127,6 +128,26 @@ def sampler_config(cfg: DictConfig, base: Optional[Path] = None) -> SamplerConfi
     return SamplerConfig(method=method, **node, objective=objective,
                          diversity_weight=float(obj["weight"]), normalize=bool(obj["normalize"]),
                          objective_options=obj.get("options") or None)
+
+
+class ValidateCallback(Callback):
+    """Hydra callback: check the sampler and objective settings (a plug-in's class and options
+    included) when a run or a sweep starts, before Hydra creates any output directory."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config)
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
+        if config.problem.get("kind") == "contrastive":
+            return
+        try:
+            sampler_config(config, Path.cwd())
+        except (ValueError, TypeError, FileNotFoundError, AttributeError) as err:
+            raise SystemExit(f"feassample: {err}") from None
 
 
 def coverage(problem, samples: SampleSet, draws: int, seed: int) -> tuple[dict, Any]:
