@@ -11,7 +11,7 @@ from torch import nn
 import feassample as fs
 import feassample.baselines as fb
 from feassample import metrics
-from feassample.core.sample import METHODS
+from feassample.core.samplers import SAMPLERS
 
 torch.set_num_threads(1)
 
@@ -60,7 +60,7 @@ def toy_range(problem, draws: int = 4000) -> torch.Tensor:
 
 def test_registered_at_import():
     for name in ("activation_max", "multifaceted", "langevin", "rejection", "hit_and_run"):
-        assert METHODS[name] is fb.BASELINES[name]
+        assert SAMPLERS[name] is fb.BASELINES[name]
     fs.SamplerConfig(method="hit_and_run")  # accepted by the config's validation
 
 
@@ -209,8 +209,24 @@ def test_clear_errors_for_bad_options():
         fs.sample(p, n=10, k=5, method="hit_and_run", options={"direction": "diagonal"})
     with pytest.raises(ValueError, match="initial_codes"):
         fs.sample(p, n=10, k=5, method="rejection", initial_codes=torch.zeros(5, 8))
-    with pytest.raises(TypeError, match="unexpected keyword"):
+    with pytest.raises(ValueError, match="initial_codes"):
+        fs.sample(p, n=10, k=5, method="hit_and_run", initial_codes=torch.zeros(5, 8))
+    with pytest.raises(ValueError, match="initial_codes must be a tensor of shape"):
+        fs.sample(p, n=10, k=5, method="langevin", initial_codes=torch.zeros(4, 8))
+    with pytest.raises(ValueError, match="no option 'temperature'"):
         fs.sample(p, n=10, k=5, method="langevin", options={"temperature": 1.0})
+    with pytest.raises(ValueError, match="thin"):
+        fs.sample(p, n=10, k=5, method="langevin", options={"thin": 0})
+    with pytest.raises(ValueError, match="eps3"):
+        fs.sample(p, n=10, k=5, method="langevin", options={"eps3": -1.0})
+    with pytest.raises(ValueError, match="top"):
+        fs.sample(p, n=10, k=5, method="multifaceted", options={"top": 1.5})
+    with pytest.raises(ValueError, match="facets"):
+        fs.sample(p, n=10, k=5, method="multifaceted", options={"facets": 0})
+    with pytest.raises(ValueError, match="burn"):
+        fs.sample(p, n=10, k=5, method="hit_and_run", options={"burn": -1})
+    with pytest.raises(ValueError, match="real_inputs must have shape"):
+        fs.sample(p, n=10, k=5, method="multifaceted", options={"real_inputs": torch.zeros(50, 3)})
 
 
 def test_callbacks_see_progress_and_initial_codes_are_used():
@@ -218,11 +234,40 @@ def test_callbacks_see_progress_and_initial_codes_are_used():
     seen = []
     start = torch.full((5, 4), 0.3)
     s = fs.sample(p, n=10, k=5, seed=0, method="langevin", initial_codes=start,
-                  callbacks=[lambda phase, state: seen.append((phase, dict(state)))])
+                  callbacks=[lambda phase, state, info: seen.append(
+                      (phase, state.samples.count, state.used, state.samples.codes[: state.samples.count].clone()))])
     assert s.status == "success"
-    assert seen and seen[0][0] == "langevin" and seen[-1][1]["accepted"] == 10
-    assert seen[0][1]["model_evals"] == 5
-    assert s.stats["model_evals"] == seen[-1][1]["model_evals"]
+    assert seen and seen[0][0] == "langevin" and seen[-1][1] == 10
+    assert seen[0][2] == 5
+    assert s.stats["model_evals"] == seen[-1][2]
+    # the first step keeps (burn 0) the chains at the given starting codes that are inside the band
+    inside = p.bands.feasible(p.measure(start).values)
+    assert seen[0][1] == int(inside.sum()) and torch.equal(seen[0][3], start[inside])
+    # two-argument callbacks still work
+    two = []
+    fs.sample(p, n=10, k=5, seed=0, method="langevin", callbacks=[lambda phase, state: two.append(state.used)])
+    assert two and two[0] == 5
+
+
+@pytest.mark.parametrize("method", GENERAL + ["hit_and_run"])
+def test_resume_after_ctrl_c_is_bit_identical(tmp_path, method):
+    p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    opts = {"rejection": {"batch": 8}, "activation_max": {"target": "band", "steps": 10},
+            "multifaceted": {"target": "band", "steps": 10, "pool": 100}}.get(method, {})
+    full = fs.sample(p, n=40, k=5, seed=0, method=method, options=opts)
+    calls = []
+
+    def stop(phase, state):
+        calls.append(phase)
+        if len(calls) == 5:  # mid-run (mid-restart for the ascents)
+            raise KeyboardInterrupt
+
+    cut = fs.sample(p, n=40, k=5, seed=0, method=method, options=opts, run_dir=tmp_path, callbacks=[stop])
+    assert cut.status == "interrupted" and "ran out" not in cut.stats["message"]
+    resumed = fs.sample(p, n=40, resume=tmp_path)
+    assert resumed.status == full.status == "success"
+    assert torch.equal(resumed.codes, full.codes)
+    assert resumed.stats["model_evals"] == full.stats["model_evals"]
 
 
 def test_kmeans_recovers_separated_blobs():

@@ -11,36 +11,114 @@ similarity is rewarded; per row it is on the scale of the per-row objective).
 ``multifaceted``: the same ascent, started from cluster means of real inputs: the inputs that
 activate the unit most (``target="max"``) or lie closest to the band (``target="band"``) are
 clustered with k-means in the embedding space, and each facet starts from its cluster's mean
-input (see ``multifaceted`` for generator problems).
+input (see ``Multifaceted`` for generator problems).
+
+One ``step`` is one gradient step of the current batch (a restart is ``steps`` of them); the
+step that ends a restart also measures its final iterates and keeps those inside the band.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from ..core.problem import FeasibleSet
-from ..core.result import SampleSet
-from ..core.sample import SamplerConfig
 from . import common
-from .common import Budget, Collector
+from .common import Baseline, BaselineState
 from .kmeans import kmeans
 
 TARGETS = ("max", "band")
 
 
-def _check_options(target: str, steps: int, diversity: float, l2: float) -> None:
+def _check_ascent(target: str, steps: int, diversity: float, l2: float, max_evals) -> None:
     if target not in TARGETS:
         raise ValueError(f"target must be 'max' (ascend the unit) or 'band' (descend to the middle "
                          f"of the band), got {target!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not (math.isfinite(diversity) and diversity >= 0):
-        raise ValueError(f"diversity must be a finite weight >= 0, got {diversity!r}")
-    if not (math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be a finite weight >= 0, got {l2!r}")
+    for name, value in (("diversity", diversity), ("l2", l2)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite weight >= 0, got {value!r}")
+    common.check_budget(max_evals)
+
+
+@dataclass(frozen=True)
+class ActivationConfig:
+    """Options of ``method="activation_max"``.
+
+    Attributes:
+        target: ``"max"`` (ascend the first constraint's value) or ``"band"`` (descend toward the
+            middle of every band).
+        steps: gradient steps per restart (the run's ``optimizer`` and ``lr``).
+        diversity: weight of Lucid's batch diversity term (mean cosine similarity of the
+            embeddings within the batch, minimized).
+        l2: Simonyan's L2 regularization weight on the codes.
+        max_evals: budget of per-sample model evaluations (default ``200 * n``).
+
+    ``initial_codes`` ``(k, *code_shape)`` (a setting of the run) start the first restart.
+    """
+
+    target: str = "max"
+    steps: int = 50
+    diversity: float = 0.0
+    l2: float = 0.0
+    max_evals: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _check_ascent(self.target, self.steps, self.diversity, self.l2, self.max_evals)
+
+
+@dataclass(frozen=True)
+class MultifacetedConfig:
+    """Options of ``method="multifaceted"`` (see ``Multifaceted`` for what each does).
+
+    Attributes:
+        real_inputs: ``(N, *input_shape)`` candidate inputs (default: ``pool`` decoded prior codes).
+        target, steps, diversity, l2, max_evals: as for ``activation_max``.
+        top: fraction of the candidates kept for clustering (at least ``facets``), in ``(0, 1]``.
+        pool: prior codes drawn (and decoded) when there are no real inputs, or to start a
+            generator problem's facets from.
+        facets: clusters (default ``k``).
+        kmeans_iters: Lloyd iterations of the k-means.
+        jitter: noise (times the box width) added to the facet means after the first restart
+            (input-space problems).
+    """
+
+    real_inputs: Optional[Any] = field(default=None, compare=False, repr=False)
+    target: str = "max"
+    steps: int = 50
+    diversity: float = 0.0
+    l2: float = 0.0
+    top: float = 0.1
+    pool: int = 2000
+    facets: Optional[int] = None
+    kmeans_iters: int = 25
+    jitter: float = 0.05
+    max_evals: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _check_ascent(self.target, self.steps, self.diversity, self.l2, self.max_evals)
+        if self.facets is not None and (isinstance(self.facets, bool) or not isinstance(self.facets, int)
+                                        or self.facets < 1):
+            raise ValueError(f"facets must be an integer >= 1, got {self.facets!r}")
+        if isinstance(self.top, bool) or not isinstance(self.top, (int, float)) or not 0 < self.top <= 1:
+            raise ValueError(f"top must be a fraction in (0, 1], got {self.top!r}")
+        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 1:
+            raise ValueError(f"pool must be an integer >= 1, got {self.pool!r}")
+        if isinstance(self.kmeans_iters, bool) or not isinstance(self.kmeans_iters, int) or self.kmeans_iters < 1:
+            raise ValueError(f"kmeans_iters must be an integer >= 1, got {self.kmeans_iters!r}")
+        if (isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float))
+                or not (math.isfinite(self.jitter) and self.jitter >= 0)):
+            raise ValueError(f"jitter must be a finite number >= 0, got {self.jitter!r}")
+        if self.real_inputs is not None and not isinstance(self.real_inputs, Tensor):
+            try:
+                torch.as_tensor(self.real_inputs)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise ValueError(f"real_inputs must be a tensor (N, *input_shape), got "
+                                 f"{type(self.real_inputs).__name__}: {err}") from None
 
 
 def _objective(problem: FeasibleSet, values: Tensor, target: str) -> Tensor:
@@ -50,103 +128,127 @@ def _objective(problem: FeasibleSet, values: Tensor, target: str) -> Tensor:
     return common.band_loss(problem, values)
 
 
-def ascend(problem: FeasibleSet, codes: Tensor, cfg: SamplerConfig, budget: Budget, *,
-           steps: int, target: str, diversity: float, l2: float) -> tuple[Tensor, Tensor]:
-    """``steps`` gradient steps on a batch of codes, then one forward pass at the final iterate.
+@dataclass
+class AscentState(BaselineState):
+    """A restart in progress: ``codes`` (``None`` between restarts), the gradient steps it has
+    taken and its optimizer's state (``torch.optim``'s per-parameter state, e.g. Adam's moments).
 
-    Costs ``B * (steps + 1)`` model evaluations. Returns ``(final codes, their values)``.
+    Attributes:
+        restarts: restarts finished.
     """
-    codes = codes.detach().clone().requires_grad_(True)
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam([codes], lr=cfg.lr)
-    else:
-        opt = torch.optim.SGD([codes], lr=cfg.lr)
-    b = codes.shape[0]
-    for _ in range(steps):
+
+    restarts: int = 0
+    codes: Optional[Tensor] = None
+    taken: int = 0
+    optim: Optional[dict] = None
+
+
+class _Ascent(Baseline):
+    """Restarts of ``steps`` gradient steps; subclasses say where a restart starts (``starts``)."""
+
+    state_class = AscentState
+
+    @property
+    def per_row(self) -> int:
+        return self.config.steps + 1  # the steps, then one forward pass at the final iterate
+
+    def starts(self, state: AscentState, restart: int, rows: int, gen: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def done(self, state: AscentState) -> bool:
+        return state.samples.full or (state.codes is None and self.left(state) // self.per_row < 1)
+
+    def why_short(self, state: AscentState) -> str:
+        return (f"the budget of {state.max_evals} model evaluations ran out ({self.name}: a restart "
+                f"costs {self.per_row} per code)")
+
+    def _optimizer(self, codes: Tensor, saved: Optional[dict]) -> torch.optim.Optimizer:
+        rule = self.run.seeding
+        if rule.optimizer == "adam":
+            opt = torch.optim.Adam([codes], lr=rule.lr)
+        else:
+            opt = torch.optim.SGD([codes], lr=rule.lr)
+        if saved:
+            opt.load_state_dict({"state": {0: saved}, "param_groups": opt.state_dict()["param_groups"]})
+        return opt
+
+    def step(self, state: AscentState) -> tuple[AscentState, dict]:
+        cfg, problem = self.config, self.problem
+        if state.codes is None:  # a new restart
+            rows = min(self.run.k, self.left(state) // self.per_row)
+            with self.generator(state) as gen:
+                state.codes = self.starts(state, state.restarts, rows, gen).detach().clone()
+            state.taken, state.optim = 0, None
+        codes = state.codes.detach().clone().requires_grad_(True)
+        opt = self._optimizer(codes, state.optim)
+        b = codes.shape[0]
         m, x = common.measure(problem, codes)
-        loss = _objective(problem, m.values, target).sum()
-        if diversity > 0:
-            loss = loss + diversity * b * common.mean_cosine(common.embedding_of(problem, m, x, codes))
-        if l2 > 0:
-            loss = loss + l2 * (codes.reshape(b, -1) ** 2).sum()
+        loss = _objective(problem, m.values, cfg.target).sum()
+        if cfg.diversity > 0:
+            loss = loss + cfg.diversity * b * common.mean_cosine(common.embedding_of(problem, m, x, codes))
+        if cfg.l2 > 0:
+            loss = loss + cfg.l2 * (codes.reshape(b, -1) ** 2).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
             codes.copy_(problem.project(codes))
-        budget.spend(b)
-    with torch.no_grad():
-        values = common.measure(problem, codes)[0].values
-    budget.spend(b)
-    return codes.detach(), values.detach()
-
-
-def _restarts(problem, cfg, callbacks, t0, method, device, dtype, starts, budget, stats, *,
-              steps, target, diversity, l2) -> SampleSet:
-    """Run restarts from ``starts(r, count) -> codes`` until n samples or the budget."""
-    collector = Collector(cfg.n)
-    closest = common.Closest(cfg.k)
-    restart = 0
-    per_row = steps + 1
-    why = ""
-    while not collector.full:
-        rows = min(cfg.k, budget.left // per_row)
-        if rows < 1:
-            why = (f"the budget of {budget.max} model evaluations ran out "
-                   f"(a restart costs {per_row} per code)")
-            break
-        codes = starts(restart, rows)
-        final, values = ascend(problem, codes, cfg, budget, steps=steps, target=target,
-                               diversity=diversity, l2=l2)
+        self.spend(state, b)
+        state.taken += 1
+        saved = opt.state_dict()["state"].get(0)
+        state.optim = {k: v for k, v in saved.items() if v is not None} if saved else None
+        state.codes = codes.detach()
+        info = {"restart": state.restarts, "step": state.taken}
+        if state.taken < cfg.steps:
+            return state, info
+        # the restart's last step: measure the final iterates, keep those inside the band
+        final = state.codes
+        with torch.no_grad():
+            values = common.measure(problem, final)[0].values.detach()
+        self.spend(state, b)
         inside = problem.bands.feasible(values)
-        collector.add(final[inside])
-        closest.update(problem, final, values)
-        restart += 1
-        common.notify(callbacks, method, collector, budget)
-    stats.update(restarts=restart, steps_per_restart=steps, target=target, diversity=diversity)
-    return common.conclude(problem, cfg, t0, method, collector, budget, stats, device, dtype,
-                           closest=closest, why_short=why)
+        info["accepted"] = self.accept(state, final[inside], values[inside])
+        self.consider(state, final, values)
+        state.restarts += 1
+        state.rounds += 1
+        state.codes, state.taken, state.optim = None, 0, None
+        return state, info
+
+    def method_stats(self, state: AscentState) -> dict:
+        return {"restarts": state.restarts, "steps_per_restart": self.config.steps,
+                "target": self.config.target, "diversity": self.config.diversity}
 
 
-def activation_max(problem: FeasibleSet, cfg: SamplerConfig, device, dtype, callbacks, t0, *,
-                   target: str = "max", steps: int = 50, diversity: float = 0.0, l2: float = 0.0,
-                   max_evals: Optional[int] = None, initial_codes: Optional[Tensor] = None):
-    """Activation maximization with random restarts.
+class ActivationMax(_Ascent):
+    """Activation maximization with random restarts (``method="activation_max"``)."""
 
-    Options:
-        target: ``"max"`` (ascend the first constraint's value) or ``"band"`` (descend toward the
-            middle of every band).
-        steps: gradient steps per restart (``cfg.optimizer``, ``cfg.lr``).
-        diversity: weight of Lucid's batch diversity term (mean cosine similarity of the
-            embeddings within the batch, minimized).
-        l2: Simonyan's L2 regularization weight on the codes.
-        max_evals: budget of per-sample model evaluations (default ``200 * n``).
-        initial_codes: ``(k, *code_shape)`` codes for the first restart.
-    """
-    _check_options(target, steps, diversity, l2)
-    gen = common.generator(cfg)
-    budget = Budget(max_evals, cfg)
+    name = "activation_max"
+    Config = ActivationConfig
+    initial_rows = "k"
 
-    def starts(restart: int, rows: int) -> Tensor:
-        if restart == 0 and initial_codes is not None:
-            return common.given_codes(problem, initial_codes[:rows], device, dtype)
-        return common.random_codes(problem, rows, gen, device, dtype)
+    def init(self, problem, run, key: int, seeds=None) -> AscentState:
+        return AscentState(**self.start(problem, run, key))
 
-    return _restarts(problem, cfg, callbacks, t0, "activation_max", device, dtype, starts, budget,
-                     {}, steps=steps, target=target, diversity=diversity, l2=l2)
+    def starts(self, state: AscentState, restart: int, rows: int, gen: torch.Generator) -> Tensor:
+        if restart == 0 and self.run.initial_codes is not None:
+            given = self.run.initial_codes[:rows].detach().to(device=self.device, dtype=self.dtype).clone()
+            return self.problem.project(given)
+        return common.random_codes(self.problem, rows, gen, self.device, self.dtype)
 
 
-def _is_identity_decoder(problem: FeasibleSet, gen: torch.Generator, device, dtype,
-                         budget: Budget) -> bool:
-    """Whether codes are the inputs themselves (no generator): checked by decoding two prior
-    codes (2 evaluations)."""
-    if tuple(problem.code_shape) != tuple(problem.input_shape):
-        return False
-    probe = common.random_codes(problem, 2, gen, device, dtype)
-    with torch.no_grad():
-        x = problem.decode(probe)
-    budget.spend(2)
-    return tuple(x.shape) == tuple(probe.shape) and torch.equal(x.to(probe.dtype), probe)
+@dataclass
+class MultifacetedState(AscentState):
+    """``AscentState`` plus the facets: their mean codes (codes are inputs), or the pool of prior
+    codes and, per facet, the pool ranked by distance of the decoded image to the facet's mean."""
+
+    means: Optional[Tensor] = None
+    pool_codes: Optional[Tensor] = None
+    ranked: Optional[Tensor] = None
+    facets: int = 0
+    candidates: int = 0
+    selected: int = 0
+    start_evals: int = 0
+    codes_are_inputs: bool = False
 
 
 def _select(problem: FeasibleSet, values: Tensor, target: str, count: int) -> Tensor:
@@ -159,12 +261,9 @@ def _select(problem: FeasibleSet, values: Tensor, target: str, count: int) -> Te
     return torch.topk(score, count).indices
 
 
-def multifaceted(problem: FeasibleSet, cfg: SamplerConfig, device, dtype, callbacks, t0, *,
-                 real_inputs: Optional[Tensor] = None, target: str = "max", steps: int = 50,
-                 diversity: float = 0.0, l2: float = 0.0, top: float = 0.1, pool: int = 2000,
-                 facets: Optional[int] = None, kmeans_iters: int = 25, jitter: float = 0.05,
-                 max_evals: Optional[int] = None, initial_codes: Optional[Tensor] = None):
-    """Multifaceted feature visualization: activation maximization from cluster means.
+class Multifaceted(_Ascent):
+    """Multifaceted feature visualization: activation maximization from cluster means
+    (``method="multifaceted"``).
 
     What it does:
       1. Candidate inputs: ``real_inputs`` when given (``(N, *input_shape)``), else the decoded
@@ -184,75 +283,99 @@ def multifaceted(problem: FeasibleSet, cfg: SamplerConfig, device, dtype, callba
          the band are kept, until ``n`` samples or the budget.
 
     Every forward pass above (selection, decoding the pool, and decoding two prior codes to tell
-    whether codes are inputs) is counted in ``model_evals``.
+    whether codes are inputs) is counted in ``model_evals``. Steps 1-4 happen in ``init``.
     """
-    _check_options(target, steps, diversity, l2)
-    reject = common.reject_initial_codes
-    reject("multifaceted", initial_codes)
-    facets = cfg.k if facets is None else int(facets)
-    if facets < 1:
-        raise ValueError(f"facets must be >= 1, got {facets}")
-    if not 0 < top <= 1:
-        raise ValueError(f"top must be a fraction in (0, 1], got {top!r}")
-    gen = common.generator(cfg)
-    budget = Budget(max_evals, cfg)
-    identity = _is_identity_decoder(problem, gen, device, dtype, budget)
-    pool_codes = pool_x = None
 
-    def spend_upfront(count: int, what: str) -> None:
-        if count > budget.left:
-            raise ValueError(f"multifaceted: {what} needs {count} model evaluations, more than the "
-                             f"budget max_evals={budget.max}; lower pool/real_inputs or raise max_evals")
-        budget.spend(count)
+    name = "multifaceted"
+    Config = MultifacetedConfig
+    state_class = MultifacetedState
 
-    if real_inputs is not None:
-        cand = torch.as_tensor(real_inputs).to(device=device, dtype=dtype)
-        if tuple(cand.shape[1:]) != tuple(problem.input_shape):
-            raise ValueError(f"real_inputs must have shape (N, *{tuple(problem.input_shape)}), "
-                             f"got {tuple(cand.shape)}")
-    else:
-        pool_codes = common.random_codes(problem, int(pool), gen, device, dtype)
-        with torch.no_grad():
-            pool_x = problem.decode(pool_codes)
-        cand = pool_x
-    if cand.shape[0] < facets:
-        raise ValueError(f"multifaceted needs at least facets={facets} candidate inputs, got {cand.shape[0]}")
-    spend_upfront(int(cand.shape[0]), "measuring the candidate inputs")
-    with torch.no_grad():
-        m = problem.measure(cand)
-    emb = m.embedding.reshape(cand.shape[0], -1) if m.embedding is not None else cand.reshape(cand.shape[0], -1)
-    keep = _select(problem, m.values, target, max(facets, int(math.ceil(top * cand.shape[0]))))
-    _, assign = kmeans(emb[keep], facets, gen, iters=kmeans_iters)
-    kept = cand[keep].reshape(keep.shape[0], -1).to(torch.float64)
-    sums = torch.zeros(facets, kept.shape[1], dtype=kept.dtype, device=kept.device).index_add_(0, assign, kept)
-    means = sums / torch.bincount(assign, minlength=facets).clamp(min=1).to(kept.dtype)[:, None]
+    def init(self, problem, run, key: int, seeds=None) -> MultifacetedState:
+        cfg = self.config
+        state = MultifacetedState(**self.start(problem, run, key))
+        device, dtype = self.device, self.dtype
+        facets = run.k if cfg.facets is None else int(cfg.facets)
+        pool_codes = pool_x = None
 
-    if identity:
-        means_codes = means.to(dtype).reshape(facets, *problem.code_shape)
-        width = 1.0 if problem.box is None else float(problem.box[1] - problem.box[0])
+        def spend_upfront(count: int, what: str) -> None:
+            if count > self.left(state):
+                raise ValueError(f"multifaceted: {what} needs {count} model evaluations, more than the "
+                                 f"budget max_evals={state.max_evals}; lower pool/real_inputs or raise max_evals")
+            self.spend(state, count)
 
-        def starts(restart: int, rows: int) -> Tensor:
-            order = torch.arange(restart * cfg.k, restart * cfg.k + rows) % facets
-            base = means_codes[order.to(means_codes.device)]
-            if restart > 0 and jitter > 0:
-                noise = torch.randn(base.shape, generator=gen, dtype=dtype).to(device)
-                base = base + jitter * width * noise
-            return problem.project(base)
-    else:
-        if pool_codes is None:
-            pool_codes = common.random_codes(problem, int(pool), gen, device, dtype)
-            spend_upfront(int(pool), "decoding the pool of prior codes")
+        with self.generator(state) as gen:
+            identity = self._is_identity_decoder(state, gen)
+            if cfg.real_inputs is not None:
+                cand = torch.as_tensor(cfg.real_inputs).to(device=device, dtype=dtype)
+                if tuple(cand.shape[1:]) != tuple(problem.input_shape):
+                    raise ValueError(f"real_inputs must have shape (N, *{tuple(problem.input_shape)}), "
+                                     f"got {tuple(cand.shape)}")
+            else:
+                pool_codes = common.random_codes(problem, cfg.pool, gen, device, dtype)
+                with torch.no_grad():
+                    pool_x = problem.decode(pool_codes)
+                cand = pool_x
+            if cand.shape[0] < facets:
+                raise ValueError(f"multifaceted needs at least facets={facets} candidate inputs, "
+                                 f"got {cand.shape[0]}")
+            spend_upfront(int(cand.shape[0]), "measuring the candidate inputs")
             with torch.no_grad():
-                pool_x = problem.decode(pool_codes)
-        dist = torch.cdist(means, pool_x.reshape(pool_x.shape[0], -1).to(torch.float64))
-        ranked = torch.argsort(dist, dim=1)  # (facets, pool): nearest pool codes per facet
+                m = problem.measure(cand)
+            emb = (m.embedding.reshape(cand.shape[0], -1) if m.embedding is not None
+                   else cand.reshape(cand.shape[0], -1))
+            keep = _select(problem, m.values, cfg.target, max(facets, int(math.ceil(cfg.top * cand.shape[0]))))
+            _, assign = kmeans(emb[keep], facets, gen, iters=cfg.kmeans_iters)
+            kept = cand[keep].reshape(keep.shape[0], -1).to(torch.float64)
+            sums = torch.zeros(facets, kept.shape[1], dtype=kept.dtype, device=kept.device).index_add_(0, assign, kept)
+            means = sums / torch.bincount(assign, minlength=facets).clamp(min=1).to(kept.dtype)[:, None]
+            if identity:
+                state.means = means.to(dtype).reshape(facets, *problem.code_shape)
+            else:
+                if pool_codes is None:
+                    pool_codes = common.random_codes(problem, cfg.pool, gen, device, dtype)
+                    spend_upfront(cfg.pool, "decoding the pool of prior codes")
+                    with torch.no_grad():
+                        pool_x = problem.decode(pool_codes)
+                dist = torch.cdist(means, pool_x.reshape(pool_x.shape[0], -1).to(torch.float64))
+                state.pool_codes = pool_codes
+                state.ranked = torch.argsort(dist, dim=1)  # (facets, pool): nearest pool codes per facet
+        state.facets, state.candidates, state.selected = facets, int(cand.shape[0]), int(keep.shape[0])
+        state.start_evals, state.codes_are_inputs = state.used, identity
+        return state
 
-        def starts(restart: int, rows: int) -> Tensor:
-            slot = torch.arange(restart * cfg.k, restart * cfg.k + rows)
-            facet, rank = slot % facets, (slot // facets) % ranked.shape[1]
-            return pool_codes[ranked[facet, rank]]
+    def _is_identity_decoder(self, state: MultifacetedState, gen: torch.Generator) -> bool:
+        """Whether codes are the inputs themselves (no generator): checked by decoding two prior
+        codes (2 evaluations)."""
+        problem = self.problem
+        if tuple(problem.code_shape) != tuple(problem.input_shape):
+            return False
+        probe = common.random_codes(problem, 2, gen, self.device, self.dtype)
+        with torch.no_grad():
+            x = problem.decode(probe)
+        self.spend(state, 2)
+        return tuple(x.shape) == tuple(probe.shape) and torch.equal(x.to(probe.dtype), probe)
 
-    stats = {"facets": facets, "candidates": int(cand.shape[0]), "selected": int(keep.shape[0]),
-             "start_evals": budget.used, "codes_are_inputs": identity}
-    return _restarts(problem, cfg, callbacks, t0, "multifaceted", device, dtype, starts, budget,
-                     stats, steps=steps, target=target, diversity=diversity, l2=l2)
+    def starts(self, state: MultifacetedState, restart: int, rows: int, gen: torch.Generator) -> Tensor:
+        k, facets = self.run.k, state.facets
+        if state.codes_are_inputs:
+            order = torch.arange(restart * k, restart * k + rows) % facets
+            base = state.means[order.to(state.means.device)]
+            jitter = self.config.jitter
+            if restart > 0 and jitter > 0:
+                box = self.problem.box
+                width = 1.0 if box is None else float(box[1] - box[0])
+                noise = torch.randn(base.shape, generator=gen, dtype=self.dtype).to(self.device)
+                base = base + jitter * width * noise
+            return self.problem.project(base)
+        slot = torch.arange(restart * k, restart * k + rows)
+        facet, rank = slot % facets, (slot // facets) % state.ranked.shape[1]
+        return state.pool_codes[state.ranked[facet, rank]]
+
+    def method_stats(self, state: MultifacetedState) -> dict:
+        return {**super().method_stats(state), "facets": state.facets, "candidates": state.candidates,
+                "selected": state.selected, "start_evals": state.start_evals,
+                "codes_are_inputs": state.codes_are_inputs}
+
+
+__all__ = ["ActivationConfig", "MultifacetedConfig", "AscentState", "MultifacetedState",
+           "ActivationMax", "Multifaceted", "TARGETS"]

@@ -52,13 +52,17 @@ class BaselineState(State):
 class Baseline(Sampler):
     """Base of the baselines: budget, generator, rows, closest iterates, ``finalize``."""
 
-    def start(self, problem: FeasibleSet, run, key: int, **fields) -> dict:
-        """The common fields of a fresh state (pass them on to the subclass's state)."""
+    def start(self, problem: FeasibleSet, run, key: int, *, max_evals: Optional[int] = None,
+              codes_dtype: Optional[torch.dtype] = None, **fields) -> dict:
+        """The common fields of a fresh state (pass them on to the subclass's state).
+
+        ``max_evals`` overrides the budget's default (``config.max_evals``, else 200 per sample);
+        ``codes_dtype`` the dtype of the kept codes (default: the run's)."""
         self.bind(problem, run)
-        self.device, self.dtype = run.device_dtype(problem)
-        max_evals = self.config.max_evals
+        if max_evals is None:
+            max_evals = self.config.max_evals
         max_evals = int(max_evals) if max_evals is not None else DEFAULT_EVALS_PER_SAMPLE * run.n
-        like = torch.zeros((1, *problem.code_shape), dtype=self.dtype, device=self.device)
+        like = torch.zeros((1, *problem.code_shape), dtype=codes_dtype or self.dtype, device=self.device)
         samples = SampleBuffer.empty(run.n, like, like.new_zeros(1, problem.bands.m))
         gen = torch.Generator(device="cpu").manual_seed(int(key))
         return dict(samples=samples, rng=gen.get_state(), max_evals=max_evals, **fields)
@@ -120,11 +124,16 @@ class Baseline(Sampler):
             inside = state.closest_violation <= self.problem.bands.tol
             if bool(inside.any()):
                 codes = state.closest_codes[inside][: self.run.n]
+                stats["accepted"] = int(codes.shape[0])  # judged inside (as the old Collector did)
             else:
                 codes = state.closest_codes
                 stats["returned_closest"] = True
-        if not buf.full:
+        if not buf.full and self.done(state):  # stopped short by the budget (not interrupted)
             stats["why"] = self.why_short(state)
+            if stats.get("returned_closest"):
+                stats["why"] += (f"; the closest iterate came within {stats['best_violation']:.4g} of "
+                                 f"the band ({self.problem.bands.describe()}); the closest iterates "
+                                 "are returned, closest first")
         return codes, stats
 
 

@@ -11,22 +11,54 @@ Starting points: ``x(s) = clamp(u0 + s w, 0, 1)`` with ``u0`` uniform in the box
 monotone in ``s``, and a bisection puts each chain on the middle of the slab. Cost accounting: one
 model evaluation per chain and step (the unit's value ``w.x`` along the line), one per chain and
 bisection iteration, and one per kept state (``w.x`` recomputed from scratch, exactly, before a state
-is kept, so rounding cannot accumulate).
+is kept, so rounding cannot accumulate). One ``step`` of the sampler is one step of the ``k`` chains
+(and the keep, when it is due). The values kept with the samples are ``h`` computed from the exact
+``w.x`` (no extra model evaluation).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from ..core.problem import FeasibleSet
-from ..core.sample import SamplerConfig
 from . import common
-from .common import Budget, Collector
+from .common import Baseline, BaselineState
 
 BISECTION_STEPS = 64
+DIRECTIONS = ("random", "coordinate")
+
+
+@dataclass(frozen=True)
+class HitAndRunConfig:
+    """Options of ``method="hit_and_run"``.
+
+    Attributes:
+        direction: ``"random"`` (uniform unit vectors) or ``"coordinate"`` (random axes).
+        thin: steps between kept states of each chain (default ``d``).
+        burn: steps before the first kept state (default ``5 * thin``).
+        max_evals: budget of per-sample model evaluations (default: what ``n`` samples need,
+            ``k * (64 + burn + ceil(n / k) * (thin + 1))``).
+    """
+
+    direction: str = "random"
+    thin: Optional[int] = None
+    burn: Optional[int] = None
+    max_evals: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'random' or 'coordinate', got {self.direction!r}")
+        if self.thin is not None and (isinstance(self.thin, bool) or not isinstance(self.thin, int)
+                                      or self.thin < 1):
+            raise ValueError(f"thin must be an integer >= 1, got {self.thin!r}")
+        if self.burn is not None and (isinstance(self.burn, bool) or not isinstance(self.burn, int)
+                                      or self.burn < 0):
+            raise ValueError(f"burn must be an integer >= 0, got {self.burn!r}")
+        common.check_budget(self.max_evals)
 
 
 def linear_slab(problem: FeasibleSet) -> tuple[Tensor, float, float]:
@@ -79,89 +111,125 @@ def _slab_chord(t: Tensor, wu: Tensor, a: float, b: float) -> tuple[Tensor, Tens
     return torch.nan_to_num(low, nan=-math.inf), torch.nan_to_num(high, nan=math.inf)
 
 
-def hit_and_run(problem: FeasibleSet, cfg: SamplerConfig, device, dtype, callbacks, t0, *,
-                direction: str = "random", thin: Optional[int] = None, burn: Optional[int] = None,
-                max_evals: Optional[int] = None, initial_codes=None):
-    """Hit-and-run chains on a linear slab.
+def slab_values(problem: FeasibleSet, t: Tensor) -> Tensor:
+    """The constraint values ``(B, 1)`` of points whose ``w.x`` is ``t``: ``w.x + c`` (the logit
+    scale) or ``sigmoid(w.x + c)`` (``scale="prob"``), without a model evaluation."""
+    h = t + float(getattr(problem, "c", 0.0) or 0.0)
+    if getattr(problem, "scale", "logit") == "prob":
+        h = torch.sigmoid(h)
+    return h[:, None]
 
-    Options:
-        direction: ``"random"`` (uniform unit vectors) or ``"coordinate"`` (random axes).
-        thin: steps between kept states of each chain (default ``d``).
-        burn: steps before the first kept state (default ``5 * thin``).
-        max_evals: budget of per-sample model evaluations (default: what ``n`` samples need,
-            ``k * (64 + burn + ceil(n / k) * (thin + 1))``).
 
-    Returns float64 codes (the chains' states), whatever ``cfg.dtype``: exact membership holds.
+@dataclass
+class HitAndRunState(BaselineState):
+    """The chains ``x`` ``(k, d)`` (float64), their exact-so-far ``t = w.x``, the steps taken,
+    the refused moves, and ``thin``/``burn`` resolved against ``d``."""
+
+    x: Optional[Tensor] = None
+    t: Optional[Tensor] = None
+    steps: int = 0
+    refused: int = 0
+    start_evals: int = 0
+    thin: int = 1
+    burn: int = 0
+
+
+class HitAndRun(Baseline):
+    """Hit-and-run chains on a linear slab (``method="hit_and_run"``).
+
+    Returns float64 codes (the chains' states), whatever the run's dtype: exact membership holds.
     """
-    w, a, b = linear_slab(problem)
-    common.reject_initial_codes("hit_and_run", initial_codes)
-    if direction not in ("random", "coordinate"):
-        raise ValueError(f"direction must be 'random' or 'coordinate', got {direction!r}")
-    d = w.numel()
-    thin = d if thin is None else thin
-    burn = 5 * thin if burn is None else burn
-    if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
-        raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
-    if isinstance(burn, bool) or not isinstance(burn, int) or burn < 0:
-        raise ValueError(f"burn must be an integer >= 0, got {burn!r}")
-    k = cfg.k
-    rounds = math.ceil(cfg.n / k)
-    if max_evals is None:
-        max_evals = k * (BISECTION_STEPS + burn + rounds * (thin + 1))
-    budget = Budget(max_evals, cfg)
-    gen = common.generator(cfg)
-    w = w.to(device)
-    collector = Collector(cfg.n)
-    f64 = torch.float64
-    start_cost = k * BISECTION_STEPS
-    if start_cost > budget.left:
-        raise ValueError(f"hit_and_run: starting {k} chains costs {start_cost} model evaluations, "
-                         f"more than max_evals={budget.max}")
-    x = _start(w, a, b, k, gen)
-    budget.spend(start_cost)
-    t = x @ w
-    inside = ((t >= a) & (t <= b) & ((x >= 0) & (x <= 1)).all(dim=1))
-    if not bool(inside.all()):  # cannot happen for a slab of positive width; be loud if it does
-        raise RuntimeError(f"hit_and_run could not place {int((~inside).sum())} starting point(s) in the slab")
-    rows = torch.arange(k, device=device)
-    step = refused = 0
-    while not collector.full and budget.left >= k:
-        if direction == "random":
-            # float32 normals (4x cheaper to draw); the direction is then exact in float64
-            u = torch.randn((k, d), generator=gen, dtype=torch.float32).to(device=device, dtype=f64)
-            u = torch.where(u == 0, torch.full_like(u, 1e-300), u)
-            u = u / u.norm(dim=1, keepdim=True)
-            box_lo, box_hi = _box_chord(x, u)
-            wu = u @ w
-        else:
-            j = torch.randint(d, (k,), generator=gen).to(device)
-            xj = x[rows, j]
-            box_lo, box_hi = -xj, 1 - xj
-            wu = w[j]
-        slab_lo, slab_hi = _slab_chord(t, wu, a, b)
-        low, high = torch.maximum(box_lo, slab_lo), torch.minimum(box_hi, slab_hi)
-        lam = low + torch.rand(k, generator=gen, dtype=f64).to(device) * (high - low)
+
+    name = "hit_and_run"
+    Config = HitAndRunConfig
+    state_class = HitAndRunState
+    mcmc = True
+
+    def bind(self, problem, run) -> None:
+        super().bind(problem, run)
+        w, self.a, self.b = linear_slab(problem)
+        self.w = w.to(self.device)
+
+    def init(self, problem, run, key: int, seeds=None) -> HitAndRunState:
+        linear_slab(problem)  # a clear TypeError before anything else
+        cfg, k = self.config, run.k
+        d = int(problem.code_shape[0])
+        thin = d if cfg.thin is None else cfg.thin
+        burn = 5 * thin if cfg.burn is None else cfg.burn
+        max_evals = cfg.max_evals
+        if max_evals is None:
+            max_evals = k * (BISECTION_STEPS + burn + math.ceil(run.n / k) * (thin + 1))
+        state = HitAndRunState(**self.start(problem, run, key, max_evals=max_evals,
+                                            codes_dtype=torch.float64), thin=thin, burn=burn)
+        start_cost = k * BISECTION_STEPS
+        if start_cost > self.left(state):
+            raise ValueError(f"hit_and_run: starting {k} chains costs {start_cost} model evaluations, "
+                             f"more than max_evals={state.max_evals}")
+        with self.generator(state) as gen:
+            x = _start(self.w, self.a, self.b, k, gen)
+        self.spend(state, start_cost)
+        t = x @ self.w
+        inside = ((t >= self.a) & (t <= self.b) & ((x >= 0) & (x <= 1)).all(dim=1))
+        if not bool(inside.all()):  # cannot happen for a slab of positive width; be loud if it does
+            raise RuntimeError(f"hit_and_run could not place {int((~inside).sum())} starting point(s) in the slab")
+        state.x, state.t, state.start_evals = x, t, start_cost
+        return state
+
+    def done(self, state: HitAndRunState) -> bool:
+        return state.samples.full or self.left(state) < self.run.k
+
+    def step(self, state: HitAndRunState) -> tuple[HitAndRunState, dict]:
+        w, a, b, k = self.w, self.a, self.b, self.run.k
+        device, f64 = self.device, torch.float64
+        x, t = state.x, state.t
+        d = w.numel()
+        rows = torch.arange(k, device=device)
+        with self.generator(state) as gen:
+            if self.config.direction == "random":
+                # float32 normals (4x cheaper to draw); the direction is then exact in float64
+                u = torch.randn((k, d), generator=gen, dtype=torch.float32).to(device=device, dtype=f64)
+                u = torch.where(u == 0, torch.full_like(u, 1e-300), u)
+                u = u / u.norm(dim=1, keepdim=True)
+                box_lo, box_hi = _box_chord(x, u)
+                wu = u @ w
+            else:
+                j = torch.randint(d, (k,), generator=gen).to(device)
+                xj = x[rows, j]
+                box_lo, box_hi = -xj, 1 - xj
+                wu = w[j]
+            slab_lo, slab_hi = _slab_chord(t, wu, a, b)
+            low, high = torch.maximum(box_lo, slab_lo), torch.minimum(box_hi, slab_hi)
+            lam = low + torch.rand(k, generator=gen, dtype=f64).to(device) * (high - low)
         lam = torch.where(torch.isfinite(lam), lam, torch.zeros_like(lam))
         # The unit along the line, t + lam w.u: one evaluation per chain and step.
         t_new = t + lam * wu
-        budget.spend(k)
+        self.spend(state, k)
         ok = (t_new >= a) & (t_new <= b)
-        refused += int((~ok).sum())
+        state.refused += int((~ok).sum())
         lam = torch.where(ok, lam, torch.zeros_like(lam))
-        if direction == "random":
+        if self.config.direction == "random":
             x = (x + lam[:, None] * u).clamp(0, 1)
         else:
             x[rows, j] = (xj + lam).clamp(0, 1)
         t = torch.where(ok, t_new, t)
-        step += 1
-        if step > burn and (step - burn) % thin == 0 and budget.left >= k:
+        state.steps += 1
+        state.rounds += 1
+        info = {"step": state.steps}
+        step, burn, thin = state.steps, state.burn, state.thin
+        if step > burn and (step - burn) % thin == 0 and self.left(state) >= k:
             # Resynchronize t exactly (k evaluations) and keep the exact members.
             t = x @ w
-            budget.spend(k)
+            self.spend(state, k)
             member = (t >= a) & (t <= b)
-            refused += int((~member).sum())
-            collector.add(x[member])
-            common.notify(callbacks, "hit_and_run", collector, budget)
-    stats = {"steps": step, "chains": k, "thin": thin, "burn": burn, "direction": direction,
-             "refused_steps": refused, "start_evals": start_cost}
-    return common.conclude(problem, cfg, t0, "hit_and_run", collector, budget, stats, device, f64)
+            state.refused += int((~member).sum())
+            info["accepted"] = self.accept(state, x[member], slab_values(self.problem, t[member]))
+        state.x, state.t = x, t
+        return state, info
+
+    def method_stats(self, state: HitAndRunState) -> dict:
+        return {"steps": state.steps, "chains": self.run.k, "thin": state.thin, "burn": state.burn,
+                "direction": self.config.direction, "refused_steps": state.refused,
+                "start_evals": state.start_evals}
+
+
+__all__ = ["HitAndRunConfig", "HitAndRunState", "HitAndRun", "linear_slab", "BISECTION_STEPS"]

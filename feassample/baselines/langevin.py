@@ -8,20 +8,20 @@ where ``prior(c) = -c`` is the score of the Gaussian prior N(0, I) on codes (for
 box the prior is uniform on the box: no drift, and the chain is reflected into the box), and
 ``penalty = 1/2 * sum_j dist(h_j, band_j)^2`` is zero inside the band, so inside the band the chain
 only diffuses. Every ``thin`` steps (after ``burn``), the chains that are inside the band are
-kept. One step of ``k`` chains costs ``k`` model evaluations (a forward and a backward pass each).
+kept. One step of ``k`` chains costs ``k`` model evaluations (a forward and a backward pass each);
+one ``step`` of the sampler is one step of the ``k`` chains.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ..core.problem import FeasibleSet
-from ..core.sample import SamplerConfig
 from . import common
-from .common import Budget, Collector
+from .common import Baseline, BaselineState
 
 
 def reflect(codes: Tensor, lo: float, hi: float) -> Tensor:
@@ -31,13 +31,16 @@ def reflect(codes: Tensor, lo: float, hi: float) -> Tensor:
     return lo + torch.where(u > width, 2 * width - u, u)
 
 
-def langevin(problem: FeasibleSet, cfg: SamplerConfig, device, dtype, callbacks, t0, *,
-             eps1: float = 0.01, eps2: float = 0.01, eps3: Optional[float] = None,
-             thin: int = 10, burn: int = 0, max_evals: Optional[int] = None,
-             initial_codes: Optional[Tensor] = None):
-    """Langevin chains toward the band.
+def _nonnegative(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
-    Options:
+
+@dataclass(frozen=True)
+class LangevinConfig:
+    """Options of ``method="langevin"``.
+
+    Attributes:
         eps1: weight of the prior's score (``-c``; unused with a box).
         eps2: step along minus the gradient of the band penalty.
         eps3: noise standard deviation per step (default ``sqrt(2 eps1)``, which leaves N(0, I)
@@ -45,57 +48,96 @@ def langevin(problem: FeasibleSet, cfg: SamplerConfig, device, dtype, callbacks,
         thin: keep the chains inside the band every ``thin`` steps.
         burn: steps before the first keep.
         max_evals: budget of per-sample model evaluations (default ``200 * n``).
-        initial_codes: ``(k, *code_shape)`` starting codes (default: the prior).
+
+    ``initial_codes`` ``(k, *code_shape)`` (a setting of the run) start the chains (default: the prior).
     """
-    for name, v in (("eps1", eps1), ("eps2", eps2)):
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    box = problem.box
-    if eps3 is None:
-        eps3 = 0.02 * (box[1] - box[0]) if box is not None else math.sqrt(2 * eps1)
-    if not (math.isfinite(eps3) and eps3 >= 0):
-        raise ValueError(f"eps3 must be a finite number >= 0, got {eps3!r}")
-    if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
-        raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
-    if isinstance(burn, bool) or not isinstance(burn, int) or burn < 0:
-        raise ValueError(f"burn must be an integer >= 0, got {burn!r}")
-    gen = common.generator(cfg)
-    budget = Budget(max_evals, cfg)
-    if initial_codes is not None:
-        codes = common.given_codes(problem, initial_codes, device, dtype)
-    else:
-        codes = common.random_codes(problem, cfg.k, gen, device, dtype)
-    collector = Collector(cfg.n)
-    closest = common.Closest(cfg.k)
-    step = 0
-    inside_steps = 0
-    while not collector.full:
-        rows = min(codes.shape[0], budget.left)
-        if rows < 1:
-            break
-        codes = codes[:rows].detach().requires_grad_(True)
+
+    eps1: float = 0.01
+    eps2: float = 0.01
+    eps3: Optional[float] = None
+    thin: int = 10
+    burn: int = 0
+    max_evals: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _nonnegative("eps1", self.eps1)
+        _nonnegative("eps2", self.eps2)
+        if self.eps3 is not None:
+            _nonnegative("eps3", self.eps3)
+        if isinstance(self.thin, bool) or not isinstance(self.thin, int) or self.thin < 1:
+            raise ValueError(f"thin must be an integer >= 1, got {self.thin!r}")
+        if isinstance(self.burn, bool) or not isinstance(self.burn, int) or self.burn < 0:
+            raise ValueError(f"burn must be an integer >= 0, got {self.burn!r}")
+        common.check_budget(self.max_evals)
+
+
+@dataclass
+class LangevinState(BaselineState):
+    """The chains ``(k', *code_shape)``, the steps taken, the chain-steps spent inside the band
+    and the noise level in use (``eps3`` resolved against the problem's box)."""
+
+    chains: Optional[Tensor] = None
+    steps: int = 0
+    inside_steps: int = 0
+    eps3: float = 0.0
+
+
+class Langevin(Baseline):
+    """PPGN-style Langevin chains toward the band (``method="langevin"``)."""
+
+    name = "langevin"
+    Config = LangevinConfig
+    state_class = LangevinState
+    initial_rows = "k"
+    mcmc = True
+
+    def init(self, problem, run, key: int, seeds=None) -> LangevinState:
+        box, eps3 = problem.box, self.config.eps3
+        if eps3 is None:
+            eps3 = 0.02 * (box[1] - box[0]) if box is not None else math.sqrt(2 * self.config.eps1)
+        state = LangevinState(**self.start(problem, run, key), eps3=float(eps3))
+        if run.initial_codes is not None:
+            given = run.initial_codes.detach().to(device=self.device, dtype=self.dtype).clone()
+            state.chains = problem.project(given)
+        else:
+            with self.generator(state) as gen:
+                state.chains = common.random_codes(problem, run.k, gen, self.device, self.dtype)
+        return state
+
+    def step(self, state: LangevinState) -> tuple[LangevinState, dict]:
+        cfg, problem, box = self.config, self.problem, self.problem.box
+        rows = min(state.chains.shape[0], self.left(state))
+        codes = state.chains[:rows].detach().requires_grad_(True)
         m, _ = common.measure(problem, codes)
         penalty = common.band_penalty(problem, m.values).sum()
         (grad,) = torch.autograd.grad(penalty, codes)
-        budget.spend(rows)
+        self.spend(state, rows)
+        new = 0
         with torch.no_grad():
             values = m.values.detach()
             inside = problem.bands.feasible(values)
-            inside_steps += int(inside.sum())
-            closest.update(problem, codes, values)
-            if step >= burn and (step - burn) % thin == 0:
-                collector.add(codes.detach()[inside])
-            noise = torch.randn(codes.shape, generator=gen, dtype=dtype).to(device)
-            drift = -eps2 * grad
+            state.inside_steps += int(inside.sum())
+            self.consider(state, codes, values)
+            if state.steps >= cfg.burn and (state.steps - cfg.burn) % cfg.thin == 0:
+                new = self.accept(state, codes.detach()[inside], values[inside])
+            with self.generator(state) as gen:
+                noise = torch.randn(codes.shape, generator=gen, dtype=self.dtype).to(self.device)
+            drift = -cfg.eps2 * grad
             if box is None:
-                drift = drift - eps1 * codes
-            codes = codes.detach() + drift + eps3 * noise
+                drift = drift - cfg.eps1 * codes
+            codes = codes.detach() + drift + state.eps3 * noise
             if box is not None:
                 codes = reflect(codes, float(box[0]), float(box[1]))
-            codes = problem.project(codes)
-        step += 1
-        common.notify(callbacks, "langevin", collector, budget)
-    stats = {"steps": step, "chains": cfg.k, "thin": thin, "burn": burn, "eps1": eps1, "eps2": eps2,
-             "eps3": eps3, "inside_fraction": inside_steps / max(budget.used, 1)}
-    return common.conclude(problem, cfg, t0, "langevin", collector, budget, stats, device, dtype,
-                           closest=closest)
+            state.chains = problem.project(codes)
+        state.steps += 1
+        state.rounds += 1
+        return state, {"step": state.steps, "inside": int(inside.sum()), "accepted": new}
+
+    def method_stats(self, state: LangevinState) -> dict:
+        cfg = self.config
+        return {"steps": state.steps, "chains": self.run.k, "thin": cfg.thin, "burn": cfg.burn,
+                "eps1": cfg.eps1, "eps2": cfg.eps2, "eps3": state.eps3,
+                "inside_fraction": state.inside_steps / max(state.used, 1)}
+
+
+__all__ = ["LangevinConfig", "LangevinState", "Langevin", "reflect"]
