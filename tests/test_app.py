@@ -40,7 +40,11 @@ def test_every_config_in_every_group_composes_and_instantiates(group):
     assert options, f"no configs in {group}/"
     for name in options:
         cfg = _compose([f"{group}={name}"])
-        scfg = app.sampler_config(cfg)
+        if group == "sampler" and name == "plugin":  # a template: its class must be given
+            with pytest.raises(ValueError, match="sampler._target_"):
+                app.sampler_config(cfg, ROOT)
+            cfg = _compose(["sampler=plugin", "sampler._target_=examples/extending_sampler.py:BoxMetropolis"])
+        scfg = app.sampler_config(cfg, ROOT)
         assert isinstance(scfg, fs.SamplerConfig)
         if group == "problem" and name == "python":  # a template: its factory must be given
             with pytest.raises(ValueError, match="problem.factory"):
