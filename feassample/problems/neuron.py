@@ -213,8 +213,8 @@ class NeuronInverseSet(FeasibleSet):
             else from N(0, I).
         encoder: a module (inputs -> features), a layer path of ``model`` (captured in the same
             forward pass), or ``None`` (diversity measured on the codes, the paper's eq. 13).
-        input_shape: shape of one model input, e.g. ``(1, 16, 16)``; default: the
-            preprocessing's ``input_shape`` (required when there is none).
+        input_shape: shape of one model input, e.g. ``(1, 16, 16)``; default: the generator's
+            ``output_shape``, else the preprocessing's ``input_shape`` (required when neither).
         input_range: ``(lo, hi)`` of valid inputs (before normalization). Default: the
             preprocessing's, else the generator's ``output_range``. Required when sampling
             inputs directly and neither gives it; with a generator and no range anywhere the
@@ -257,11 +257,13 @@ class NeuronInverseSet(FeasibleSet):
         self.preprocessing = preprocessing or model_preprocessing(model)
         pre = self.preprocessing
 
+        if input_shape is None and generator is not None:
+            input_shape = getattr(generator, "output_shape", None)
         if input_shape is None:
             if pre is None or pre.input_shape is None:
                 raise ValueError("input_shape is required (the shape of one model input without "
-                                 "the batch, e.g. (3, 224, 224)): the model carries no "
-                                 "preprocessing metadata that gives it")
+                                 "the batch, e.g. (3, 224, 224)): neither the model's "
+                                 "preprocessing metadata nor a generator's output_shape gives it")
             input_shape = pre.input_shape
         self.input_shape = tuple(int(s) for s in input_shape)
         if not self.input_shape or any(s < 1 for s in self.input_shape):
