@@ -304,3 +304,29 @@ def test_a_parametrization_is_a_generator_whose_prior_starts_the_sampler(cnn):
     with torch.no_grad():
         v = conv_out(cnn, g(s.codes))[:, 2].mean(dim=(1, 2))
     assert bool(((v >= z1) & (v <= z2)).all())
+
+
+# -- the example on a real architecture ----------------------------------------------------------
+def test_the_resnet_example_samples_a_channel_through_the_fourier_parametrization(tmp_path):
+    import_vision("torchvision")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "torchvision_resnet", Path(__file__).resolve().parents[1] / "examples" / "torchvision_resnet.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    problem, samples, picture = example.main(size=16, n=6, k=3, out=tmp_path, prior_draws=64,
+                                               quantiles=(0.5, 0.9))  # a band seeded fast
+    assert samples.status == "success" and len(samples) == 6 and picture.is_file()
+    assert samples.x.shape == (6, 3, 16, 16) and isinstance(problem.generator, FourierImage)
+    # Independent check: torchvision's own resnet18 with the same (seeded, random) weights,
+    # normalized by hand with the ImageNet statistics, run up to layer4.
+    tv = import_vision("torchvision")
+    torch.manual_seed(0)
+    reference = tv.models.resnet18(weights=None).eval()
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    with torch.no_grad():
+        body = nn.Sequential(*list(reference.children())[:-2])
+        act = body((samples.x - mean) / std)[:, 17].mean(dim=(1, 2))
+    assert bool(((act >= problem.z1 - 1e-5) & (act <= problem.z2 + 1e-5)).all())
+    assert problem.z1 < problem.z2
