@@ -330,3 +330,29 @@ def test_the_resnet_example_samples_a_channel_through_the_fourier_parametrizatio
         act = body((samples.x - mean) / std)[:, 17].mean(dim=(1, 2))
     assert bool(((act >= problem.z1 - 1e-5) & (act <= problem.z2 + 1e-5)).all())
     assert problem.z1 < problem.z2
+
+
+def test_transforms_make_the_band_hold_under_every_view(cnn):
+    from feassample.models.params import Rescale, Shift, jitter_and_scale
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(Shift(1, -2)(x)[:, :, 1, 0], x[:, :, 0, 2])
+    assert torch.allclose(Rescale(1.0)(x), x, atol=1e-6)
+    views = jitter_and_scale(pixels=1, scales=(1.2,))
+    assert len(views) == 6
+    q = fs.NeuronInverseSet(cnn, unit="conv:1:3:4", z1=0.05, z2=0.3, input_shape=(3, 8, 8),
+                            input_range=(0.0, 1.0), transforms=views)
+    assert q.bands.m == 6
+    values, _ = q.check(x)
+    for t, view in enumerate(views):  # the certificate's columns are the views, in order
+        assert torch.allclose(values[:, t], conv_out(cnn, view(x))[:, 1, 3, 4], atol=1e-6)
+    # The default method (cover) currently fails on m >= 2 two-sided bands of a local unit with a
+    # singular Gram matrix in its block directions (a core issue, reported); the walk samples it.
+    s = fs.sample(q, n=8, k=4, seed=0, method="walk")
+    assert s.status == "success" and s.values.shape == (8, 6)
+    with torch.no_grad():  # every view of every sample, by hand
+        for view in views:
+            v = conv_out(cnn, view(s.x))[:, 1, 3, 4]
+            assert bool(((v >= 0.05) & (v <= 0.3)).all())
+    with pytest.raises(ValueError, match="transforms must keep the input shape"):
+        fs.NeuronInverseSet(cnn, unit="conv:1", z1=0.0, z2=1.0, input_shape=(3, 8, 8),
+                            input_range=(0.0, 1.0), transforms=[lambda t: t[..., :4]])

@@ -140,3 +140,51 @@ class FourierImage(_CodePrior):
         spatial = self.spatial(codes)
         mixed = torch.einsum("dc,bchw->bdhw", self.color.to(spatial.dtype), spatial)
         return self._squash(mixed).to(codes.dtype)
+
+
+# -- robustness transforms (deterministic; see NeuronInverseSet(transforms=...)) ---------------
+class Shift(nn.Module):
+    """Translate images by ``(dy, dx)`` pixels, wrapping around (``torch.roll``)."""
+
+    def __init__(self, dy: int, dx: int) -> None:
+        super().__init__()
+        self.dy, self.dx = int(dy), int(dx)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.roll(x, shifts=(self.dy, self.dx), dims=(-2, -1))
+
+    def extra_repr(self) -> str:
+        return f"dy={self.dy}, dx={self.dx}"
+
+
+class Rescale(nn.Module):
+    """Zoom images by ``factor`` about their centre (bilinear), keeping their size: ``factor >
+    1`` crops the centre, ``factor < 1`` shrinks and pads by replicating the border."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"factor must be a positive number, got {factor!r}")
+        self.factor = float(factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        ys = (torch.arange(height, dtype=x.dtype, device=x.device) + 0.5) / height * 2 - 1
+        xs = (torch.arange(width, dtype=x.dtype, device=x.device) + 0.5) / width * 2 - 1
+        grid_y, grid_x = torch.meshgrid(ys / self.factor, xs / self.factor, indexing="ij")
+        grid = torch.stack([grid_x, grid_y], dim=-1).expand(x.shape[0], height, width, 2)
+        return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                                         align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+def jitter_and_scale(pixels: int = 2, scales: Sequence[float] = (0.95, 1.05)) -> list[nn.Module]:
+    """A fixed set of views: the image itself, shifted by ``+-pixels`` along each axis, and
+    rescaled by each factor (``1 + 4 + len(scales)`` transforms)."""
+    views: list[nn.Module] = [Shift(0, 0)]
+    if pixels:
+        views += [Shift(pixels, 0), Shift(-pixels, 0), Shift(0, pixels), Shift(0, -pixels)]
+    views += [Rescale(f) for f in scales]
+    return views

@@ -227,6 +227,10 @@ class NeuronInverseSet(FeasibleSet):
         code_radius: keep codes in the ball ``||c|| <= code_radius`` (by projection), i.e. in the
             generator's typical set, where its outputs look natural (for codes from N(0, I) in
             ``q`` dimensions most mass has ``||c||`` near ``sqrt(q)``); ``None``: no limit.
+        transforms: deterministic input transforms ``(B, *input_shape) -> (B, *input_shape)``
+            (e.g. ``feassample.models.params.Shift``/``Rescale``); the set becomes the inputs
+            whose activation is in the band under **every** transform: one constraint per
+            transform, ``z1 <= f(T_t(x)) <= z2`` for all ``t``. ``None``: the input as it is.
 
     The model runs in its own dtype (e.g. float64 after ``model.double()``); inputs are cast to
     it and values and embeddings cast back to the dtype of the codes being sampled.
@@ -240,7 +244,8 @@ class NeuronInverseSet(FeasibleSet):
                  input_range: Optional[tuple[float, float]] = None,
                  preprocessing: Optional[Preprocessing] = None,
                  code_shape: Optional[Sequence[int]] = None, tol: float = 0.0,
-                 code_radius: Optional[float] = None) -> None:
+                 code_radius: Optional[float] = None,
+                 transforms: Optional[Sequence[Callable[[Tensor], Tensor]]] = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         layer, unit = self._layer_and_unit(layer, unit)
@@ -333,6 +338,20 @@ class NeuronInverseSet(FeasibleSet):
                                  f"{tuple(out.shape[1:])}, but the model's input_shape is "
                                  f"{self.input_shape}")
 
+        if transforms is not None:
+            transforms = list(transforms)
+            if not transforms or not all(callable(t) for t in transforms):
+                raise ValueError("transforms must be a non-empty list of functions of a batch of "
+                                 "inputs, or None")
+        self.transforms = transforms
+        for t in transforms or []:
+            with torch.no_grad():
+                shape = tuple(t(torch.zeros((1, *self.input_shape), dtype=self.dtype,
+                                            device=self.device)).shape[1:])
+            if shape != self.input_shape:
+                raise ValueError(f"transform {t!r} maps inputs {self.input_shape} to {shape}: "
+                                 f"transforms must keep the input shape")
+
         # Probe the layer shapes once, validating input_shape and the unit.
         needed = [layer] + ([self.encoder_layer] if self.encoder_layer else [])
         self._probe = LayerProbe(model, needed)
@@ -349,7 +368,10 @@ class NeuronInverseSet(FeasibleSet):
                                  f"(input_shape=...): {first}") from None
         self.layer_shape = tuple(seen[layer].shape[1:])
         self._read = unit_reader(unit, self.layer_shape, layer)
-        self.bands = Bands((self.z1,), (self.z2,), tol=tol, names=(f"{layer}[{self._unit_name()}]",))
+        views = len(self.transforms) if self.transforms else 1
+        names = tuple(f"{layer}[{self._unit_name()}]" + (f" T{t}" if self.transforms else "")
+                      for t in range(views))
+        self.bands = Bands((self.z1,) * views, (self.z2,) * views, tol=tol, names=names)
 
     @staticmethod
     def _layer_and_unit(layer, unit) -> tuple[str, Union[int, tuple]]:
@@ -374,9 +396,17 @@ class NeuronInverseSet(FeasibleSet):
         return ":".join(str(u) for u in self.unit) if isinstance(self.unit, tuple) else str(self.unit)
 
     def _model_input(self, x: Tensor) -> Tensor:
-        """Inputs as the model takes them: in its dtype, normalized by the preprocessing."""
+        """Inputs as the model takes them: in its dtype, each transform's view stacked
+        ``(T * B, ...)``, normalized by the preprocessing."""
         x = x.to(self.dtype)
+        if getattr(self, "transforms", None):
+            x = torch.cat([t(x) for t in self.transforms], dim=0)
         return self.preprocessing.normalize(x) if self.preprocessing is not None else x
+
+    def _values(self, layer_output: Tensor, batch: int) -> Tensor:
+        """The unit's values ``(B, T)``: one column per transform (``T = 1`` without)."""
+        read = self._read(layer_output)
+        return read.view(-1, batch).T if self.transforms else read.unsqueeze(1)
 
     # -- the contract -------------------------------------------------------------------------
     def decode(self, codes: Tensor) -> Tensor:
@@ -391,9 +421,9 @@ class NeuronInverseSet(FeasibleSet):
     def measure_from(self, seen: dict[str, Tensor], x: Tensor) -> Measurement:
         """The measurement from captured layer outputs (shared by intersections), in the dtype
         of ``x``."""
-        values = self._read(seen[self.layer]).unsqueeze(1)
+        values = self._values(seen[self.layer], x.shape[0])
         if self.encoder_layer is not None:
-            emb = seen[self.encoder_layer]
+            emb = seen[self.encoder_layer][:x.shape[0]]  # the first transform's view
         elif self.encoder is not None:
             emb = self.encoder(x.to(self.dtype))
         else:
@@ -407,6 +437,8 @@ class NeuronInverseSet(FeasibleSet):
 
     def shared_forward(self) -> tuple:
         """Members of an intersection with equal keys share one forward pass."""
+        if self.transforms:
+            return ("own", id(self))  # its forward pass differs from its neighbours'
         return (id(self.model), id(self.generator), id(self.preprocessing))
 
     def init_codes(self, n, generator, dtype=None, device="cpu"):
@@ -433,7 +465,7 @@ class NeuronInverseSet(FeasibleSet):
         with torch.no_grad():
             x = self.decode(codes)
             seen = LayerProbe(self.model, [self.layer], stop_early=False)(self._model_input(x))
-            values = self._read(seen[self.layer]).unsqueeze(1).to(codes.dtype)
+            values = self._values(seen[self.layer], x.shape[0]).to(codes.dtype)
             feasible = self.bands.feasible(values)
             if self.input_range is not None:
                 flat = x.flatten(1)
