@@ -80,8 +80,9 @@ def load_state_dict(path, base: Optional[Path] = None) -> dict:
     except Exception as err:  # noqa: BLE001 (any unpickling failure is the same refusal)
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise UnsafeModelFile(f"{p} holds pickled Python objects (a whole module saved with "
-                              f"torch.save(model)?), which feassample never unpickles; save "
-                              f"instead {SAFE_FORMATS} [torch: {first}]") from None
+                              f"torch.save(model)?), which feassample never unpickles (it reads "
+                              f"weights with weights_only=True); save instead {SAFE_FORMATS} "
+                              f"[torch: {first}]") from None
     if isinstance(weights, dict) and "state_dict" in weights and isinstance(weights["state_dict"], dict):
         weights = weights["state_dict"]  # a checkpoint dict that holds one
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
