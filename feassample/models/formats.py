@@ -101,15 +101,16 @@ def _load_into(model: nn.Module, weights: dict, where: str) -> None:
 
 def _import(name: str):
     """An optional library, or one line on how to get it."""
+    package = name.split(".")[0]
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise ImportError(f"{name} is not installed: pip install 'feassample[vision]'") from None
+        raise ImportError(f"{package} is not installed: pip install 'feassample[vision]'") from None
     except Exception as err:  # noqa: BLE001 (a broken install: e.g. C++ ops built for another torch)
         first = str(err).strip().splitlines()[-1][:200] if str(err).strip() else type(err).__name__
-        raise ImportError(f"{name} is installed but cannot be imported with torch "
-                          f"{torch.__version__} ({first}): install the {name} build that matches "
-                          f"your torch") from None
+        raise ImportError(f"{package} is installed but cannot be imported with torch "
+                          f"{torch.__version__} ({first}): install the {package} build that "
+                          f"matches your torch") from None
 
 
 def _preprocessing(found: Optional[Preprocessing], input_range, mean, std, input_shape,
