@@ -36,6 +36,16 @@ def build_model(cfg: DictConfig, base: Path):
     if cfg.get("model") is None:
         raise ValueError("this problem needs a model: add model=digits or model=file ...")
     node = cfg.model
+    kind = node.get("kind") if "kind" in set(node.keys()) else None
+    if kind in ("torchvision", "timm", "exported", "torchscript"):
+        from .models.formats import load_model
+        required = ("arch", "weights") if kind in ("torchvision", "timm") else ("path",)
+        for key in required:
+            if OmegaConf.is_missing(node, key):
+                raise ValueError(f"model={kind} needs model.{key}=... (see conf/model/{kind}.yaml)")
+        fields = OmegaConf.to_container(node, resolve=True)
+        fields.pop("kind")
+        return load_model(kind, **fields, base=base)
     if "state_dict" in set(node.keys()):
         for key in ("cls", "state_dict"):
             if OmegaConf.is_missing(node, key):
@@ -59,6 +69,7 @@ def build_neuron_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
     for i, u in enumerate(node.units):
         unit = OmegaConf.to_container(u.unit) if OmegaConf.is_list(u.unit) else u.unit
         unit = tuple(unit) if isinstance(unit, list) else unit
+        # A "layer4:17" string names its layer: a preset's layer must not contradict it.
         if u.band is not None:
             if len(u.band) != 2:
                 raise ValueError(f"problem.units.{i}.band must be [z1, z2], got {list(u.band)}")
@@ -68,7 +79,7 @@ def build_neuron_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
         else:
             raise ValueError(f"problem.units.{i} needs z1 and z2, or band: [z1, z2]")
         members.append(NeuronInverseSet(
-            model, u.layer, unit, z1, z2, generator=generator,
+            model, None if isinstance(unit, str) else u.layer, unit, z1, z2, generator=generator,
             encoder=node.encoder, input_shape=tuple(node.input_shape),
             input_range=tuple(node.input_range), tol=float(node.tol),
             code_radius=node.code_radius if generator is not None else None))

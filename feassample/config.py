@@ -56,11 +56,43 @@ class FileModelSchema:
 
 
 @dataclass
+class NamedModelSchema:
+    """``model=torchvision`` / ``model=timm``: an architecture by name (``arch``) with a local
+    state_dict file (``weights``; nothing is downloaded); preprocessing from the library's
+    metadata unless ``input_range``/``mean``/``std`` are given (``feassample.models.load_model``)."""
+
+    kind: str = "torchvision"
+    arch: str = MISSING
+    weights: str = MISSING
+    weights_enum: str = "DEFAULT"
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    input_range: Optional[List[float]] = None
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    input_shape: Optional[List[int]] = None
+
+
+@dataclass
+class ProgramModelSchema:
+    """``model=exported`` / ``model=torchscript``: a ``torch.export`` program (``.pt2``) or a
+    TorchScript archive at ``path``, which needs no class source; they carry no preprocessing, so
+    give ``input_range`` (and ``mean``/``std`` if the program does not normalize)."""
+
+    kind: str = "exported"
+    path: str = MISSING
+    input_range: Optional[List[float]] = None
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    input_shape: Optional[List[int]] = None
+
+
+@dataclass
 class UnitSchema:
     """One neuron and its band: ``layer`` (dotted path), ``unit`` (int, [channel] or
-    [channel, y, x]), ``z1 <= f <= z2``, or ``band: [z1, z2]`` (handy in sweeps)."""
+    [channel, y, x], or a string ``layer4:17`` naming the layer too, then ``layer`` may be
+    left out), ``z1 <= f <= z2``, or ``band: [z1, z2]`` (handy in sweeps)."""
 
-    layer: str = MISSING
+    layer: Optional[str] = None
     unit: Any = MISSING
     z1: Optional[float] = None
     z2: Optional[float] = None
@@ -209,6 +241,8 @@ def register() -> None:
     cs.store(group="problem", name="contrastive_schema", node=ContrastiveProblemSchema)
     cs.store(group="model", name="digits_schema", node=DigitsModelSchema)
     cs.store(group="model", name="file_schema", node=FileModelSchema)
+    cs.store(group="model", name="named_schema", node=NamedModelSchema)
+    cs.store(group="model", name="program_schema", node=ProgramModelSchema)
     cs.store(group="sampler", name="plugin_schema", node=sampler_schema(None, None))
     for name, cls in SAMPLERS.items():
         cs.store(group="sampler", name=f"{name}_schema", node=sampler_schema(name, schema_of(

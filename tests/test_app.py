@@ -51,8 +51,10 @@ def test_every_config_in_every_group_composes_and_instantiates(group):
                 app.build_problem(cfg, ROOT)
             cfg = _compose(["problem=python", "problem.factory=examples/custom_problem.py:annulus"])
         if group == "model":
-            if name == "file":  # a template: class and weights must be given
-                with pytest.raises(ValueError, match="model.cls"):
+            templates = {"file": "model.cls", "torchvision": "model.arch", "timm": "model.arch",
+                         "exported": "model.path", "torchscript": "model.path"}
+            if name in templates:  # a template: class, architecture or file must be given
+                with pytest.raises(ValueError, match=templates[name]):
                     app.build_model(cfg, ROOT)
                 continue
             assert isinstance(app.build_model(cfg, ROOT), torch.nn.Module)

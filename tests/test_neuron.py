@@ -47,7 +47,7 @@ def net() -> TupleNet:
 
 
 def test_a_model_returning_a_tuple_is_sampled_inside_the_band(net):
-    q = fs.NeuronInverseSet(net, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8), encoder="fc.1")
+    q = fs.NeuronInverseSet(net, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8), input_range=(0.0, 1.0), encoder="fc.1")
     s = fs.sample(q, n=60, k=10, seed=0)
     assert s.status == "success" and len(s) == 60
     f = manual(net, s.x)["fc.3"][:, 1]
@@ -60,7 +60,7 @@ def test_a_model_returning_a_tuple_is_sampled_inside_the_band(net):
     ((1, 3, 4), lambda out: out[:, 1, 3, 4], (0.5, 0.8)),
 ])
 def test_conv_units_by_channel_mean_and_by_position(net, unit, read, band):
-    q = fs.NeuronInverseSet(net, "conv1", unit, *band, input_shape=(1, 8, 8))
+    q = fs.NeuronInverseSet(net, "conv1", unit, *band, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
     s = fs.sample(q, n=40, k=8, seed=0)
     assert s.status == "success"
     f = read(manual(net, s.x)["conv1"])
@@ -68,12 +68,12 @@ def test_conv_units_by_channel_mean_and_by_position(net, unit, read, band):
 
 
 def test_an_int_unit_on_a_conv_layer_names_a_channel(net):
-    q = fs.NeuronInverseSet(net, "conv1", 2, 0.2, 0.3, input_shape=(1, 8, 8))
+    q = fs.NeuronInverseSet(net, "conv1", 2, 0.2, 0.3, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
     s = fs.sample(q, n=30, k=6, seed=0)
     f = manual(net, s.x)["conv1"][:, 2].mean(dim=(1, 2))
     assert s.status == "success" and bool(((f >= 0.2) & (f <= 0.3)).all())
     with pytest.raises(ValueError, match="an int names a channel, valid channels are 0..3"):
-        fs.NeuronInverseSet(net, "conv1", 4, 0.0, 1.0, input_shape=(1, 8, 8))
+        fs.NeuronInverseSet(net, "conv1", 4, 0.0, 1.0, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
 
 
 def test_an_intersection_on_one_model_satisfies_every_band_with_one_forward_per_step(net):
@@ -81,8 +81,8 @@ def test_an_intersection_on_one_model_satisfies_every_band_with_one_forward_per_
     # count the sampling passes (with gradients); certification passes run without them
     net.conv1.register_forward_hook(
         lambda *a: calls.__setitem__("n", calls["n"] + int(torch.is_grad_enabled())))
-    qa = fs.NeuronInverseSet(net, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8))
-    qb = fs.NeuronInverseSet(net, "conv1", (2,), 0.2, 0.3, input_shape=(1, 8, 8))
+    qa = fs.NeuronInverseSet(net, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
+    qb = fs.NeuronInverseSet(net, "conv1", (2,), 0.2, 0.3, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
     both = fs.Intersection([qa, qb])
     calls["n"] = 0
     s = fs.sample(both, n=40, k=8, seed=0, method="walk")  # the walk: one evaluation per step
@@ -159,8 +159,8 @@ def test_a_third_party_problem_shares_one_forward_pass_in_an_intersection():
 def test_an_intersection_across_two_models(net):
     torch.manual_seed(1)
     other = TupleNet()
-    qa = fs.NeuronInverseSet(net, "fc.3", 0, -0.1, 0.1, input_shape=(1, 8, 8))
-    qb = fs.NeuronInverseSet(other, "fc.3", 2, -0.1, 0.1, input_shape=(1, 8, 8))
+    qa = fs.NeuronInverseSet(net, "fc.3", 0, -0.1, 0.1, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
+    qb = fs.NeuronInverseSet(other, "fc.3", 2, -0.1, 0.1, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
     s = fs.sample(fs.Intersection([qa, qb]), n=30, k=6, seed=0)
     assert s.status == "success"
     fa, fb = manual(net, s.x)["fc.3"][:, 0], manual(other, s.x)["fc.3"][:, 2]
@@ -178,7 +178,7 @@ def test_an_intersection_across_two_models(net):
     (dict(input_range=(1.0, 0.0)), "input_range"),
 ])
 def test_bad_layers_units_and_shapes_give_helpful_errors(net, kwargs, match):
-    args = dict(model=net, layer="fc.3", unit=1, z1=0.0, z2=0.1, input_shape=(1, 8, 8))
+    args = dict(model=net, layer="fc.3", unit=1, z1=0.0, z2=0.1, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fs.NeuronInverseSet(**args)
@@ -205,7 +205,7 @@ def test_sampling_through_a_generator_with_codes_as_embedding(net):
 
 def test_parameters_are_unchanged_and_never_receive_gradients(net):
     before = copy.deepcopy(net.state_dict())
-    q = fs.NeuronInverseSet(net, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8), encoder="fc.1")
+    q = fs.NeuronInverseSet(net, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8), input_range=(0.0, 1.0), encoder="fc.1")
     fs.sample(q, n=30, k=6, seed=0)
     for name, tensor in net.state_dict().items():
         assert torch.equal(tensor, before[name]), name
@@ -217,7 +217,7 @@ def test_a_model_loaded_from_a_state_dict_file_works(net, tmp_path):
     torch.save(net.state_dict(), path)
     fresh = TupleNet()
     fresh.load_state_dict(torch.load(path, weights_only=True))
-    q = fs.NeuronInverseSet(fresh, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8))
+    q = fs.NeuronInverseSet(fresh, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
     s = fs.sample(q, n=20, k=5, seed=0)
     f = manual(net, s.x)["fc.3"][:, 1]   # the original model agrees
     assert s.status == "success" and bool(((f >= 0) & (f <= 0.1)).all())
@@ -225,7 +225,7 @@ def test_a_model_loaded_from_a_state_dict_file_works(net, tmp_path):
 
 def test_float64_models_sample_in_float64(net):
     net = net.double()
-    q = fs.NeuronInverseSet(net, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8))
+    q = fs.NeuronInverseSet(net, "fc.3", 1, 0.0, 0.1, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
     s = fs.sample(q, n=20, k=5, seed=0, dtype="float64")
     assert s.x.dtype == torch.float64 and s.status == "success"
     f = manual(net, s.x)["fc.3"][:, 1]
@@ -242,4 +242,4 @@ def test_a_layer_the_forward_pass_never_uses_is_reported():
             return self.used(x)
 
     with pytest.raises(RuntimeError, match="produced no output"):
-        fs.NeuronInverseSet(Unused(), "spare", 0, 0.0, 1.0, input_shape=(4,))
+        fs.NeuronInverseSet(Unused(), "spare", 0, 0.0, 1.0, input_shape=(4,), input_range=(0.0, 1.0))

@@ -140,7 +140,7 @@ def test_a_model_that_produces_nan_stops_those_samples_and_keeps_the_others():
     model = NaNAfter()
     wrapper = nn.Sequential()
     wrapper.add_module("net", model)
-    q = fs.NeuronInverseSet(wrapper, "net", 0, 1.5, 2.5, input_shape=(4,))
+    q = fs.NeuronInverseSet(wrapper, "net", 0, 1.5, 2.5, input_shape=(4,), input_range=(0.0, 1.0))
     s = fs.sample(q, n=60, k=6, seed=0, objective="none")
     assert bool(s.feasible.all())
     x = s.x.double()
@@ -158,7 +158,7 @@ def test_same_seed_same_config_same_device_is_bit_identical():
 
 def test_device_mismatch_fails_before_work():
     model = nn.Sequential(nn.Linear(4, 2))
-    q = fs.NeuronInverseSet(model, "0", 0, 0.0, 1.0, input_shape=(4,))
+    q = fs.NeuronInverseSet(model, "0", 0, 0.0, 1.0, input_shape=(4,), input_range=(0.0, 1.0))
     with pytest.raises(ValueError, match="device"):
         fs.sample(q, n=10, k=2, device="meta")
 
@@ -166,7 +166,7 @@ def test_device_mismatch_fails_before_work():
 def test_a_band_a_sigmoid_unit_cannot_reach_ends_infeasible_within_budget():
     """z1 = 1.2 on a sigmoid unit: never reachable; bounded time, best iterates, how close."""
     model = nn.Sequential(nn.Linear(6, 3), nn.Sigmoid())
-    q = fs.NeuronInverseSet(model, "1", 0, 1.2, 1.5, input_shape=(6,))
+    q = fs.NeuronInverseSet(model, "1", 0, 1.2, 1.5, input_shape=(6,), input_range=(0.0, 1.0))
     s = fs.sample(q, n=50, k=5, seed=0, inner_steps=50, max_outer=4)
     assert s.status == "infeasible" and not bool(s.feasible.any())
     assert s.stats["seed_steps"] == 200

@@ -7,6 +7,8 @@ from .digits import (WEIGHTS_DIR, DigitsClassifier, DigitsDecoder, DigitsEncoder
                      DigitsGenerator, DigitsVAE, WeightsChecksumError, cache_dir, digits_data,
                      load_state_dict_file, read_manifest, sha256_file)
 from .files import load_model_file, load_object
+from .formats import (UnsafeModelFile, load_exported, load_model, load_state_dict, load_timm,
+                      load_torchscript, load_torchvision)
 from .neurons import digits_neuron, embed
 from .zoo import load_classifier, load_generator, load_vae
 
@@ -14,4 +16,5 @@ __all__ = ["WEIGHTS_DIR", "DigitsClassifier", "DigitsDecoder", "DigitsEncoder",
            "DigitsGenerator", "DigitsVAE", "WeightsChecksumError", "cache_dir", "digits_data",
            "load_classifier", "load_generator", "load_state_dict_file", "load_vae",
            "read_manifest", "sha256_file", "load_model_file", "load_object", "digits_neuron",
-           "embed"]
+           "embed", "UnsafeModelFile", "load_exported", "load_model", "load_state_dict",
+           "load_timm", "load_torchscript", "load_torchvision"]

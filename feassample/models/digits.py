@@ -24,6 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..problems.preprocessing import Preprocessing
+
+log = logging.getLogger(__name__)
+
 PathLike = Union[str, os.PathLike]
 
 #: where the committed weights and their manifest live
@@ -118,6 +122,9 @@ class DigitsClassifier(nn.Module):
             ("fc2", nn.Linear(hidden, num_classes)),
         ]))
         self.input_shape = (1, IMAGE_SIZE, IMAGE_SIZE)
+        # Read by NeuronInverseSet: pixels in [0, 1], no normalization.
+        self.preprocessing = Preprocessing(input_range=(0.0, 1.0), input_shape=self.input_shape,
+                                           source="feassample digits zoo")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -213,6 +220,7 @@ class DigitsGenerator(nn.Module):
         self.decoder = decoder
         self.code_shape = (int(decoder.code_dim),)
         self.output_shape = (1, IMAGE_SIZE, IMAGE_SIZE)
+        self.output_range = (0.0, 1.0)
 
     def forward(self, z: Tensor) -> Tensor:
         dtype = next(self.decoder.parameters()).dtype

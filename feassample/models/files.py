@@ -55,16 +55,7 @@ def load_model_file(cls: str, state_dict: str, kwargs: Optional[dict] = None,
     model = factory(**(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise TypeError(f"{cls} built a {type(model).__name__}, not a torch.nn.Module")
-    path = Path(state_dict)
-    if not path.is_absolute():
-        path = (base or Path.cwd()) / path
-    if not path.is_file():
-        raise FileNotFoundError(f"state_dict file {path} does not exist")
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a pickle with code in it, or not a torch file
-        raise ValueError(f"{path} is not a plain state_dict (loaded with weights_only=True): {err}") from err
-    if not isinstance(weights, dict):
-        raise ValueError(f"{path} holds a {type(weights).__name__}, not a state_dict")
+    from .formats import load_state_dict
+    weights = load_state_dict(state_dict, base)
     model.load_state_dict(weights)
     return model.eval()

@@ -17,8 +17,28 @@ from torch import Tensor, nn
 
 from ..core.bands import Bands
 from ..core.problem import FeasibleSet, Measurement, SharedForward
+from .preprocessing import Preprocessing, model_preprocessing
 
-Unit = Union[int, tuple]
+Unit = Union[int, tuple, str]
+
+#: The layer name that reads the model's own output (when no submodule is called ``output``).
+OUTPUT = "output"
+
+
+def parse_unit(spec: str) -> tuple[str, Union[int, tuple]]:
+    """``(layer, unit)`` from a Lucent-style string: ``"fc:243"`` -> ``("fc", 243)``,
+    ``"layer4:17"`` -> ``("layer4", 17)`` (a channel's spatial mean on a layer with channels),
+    ``"layer4:17:3:3"`` -> ``("layer4", (17, 3, 3))`` (one position)."""
+    if not isinstance(spec, str):
+        raise TypeError(f"unit string must be a str like 'layer4:17', got {spec!r}")
+    layer, sep, rest = spec.partition(":")
+    parts = rest.split(":") if sep else []
+    if not layer or not parts or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"unit {spec!r} is not 'layer:unit': use 'layer4:17' (a channel), "
+                         f"'layer4:17:3:3' (channel 17 at y=3, x=3) or 'fc:243' (a unit), with "
+                         f"the layer's dotted name from model.named_modules()")
+    idx = tuple(int(p) for p in parts)
+    return layer, idx[0] if len(idx) == 1 else idx
 
 
 class _Seen(Exception):
@@ -31,8 +51,14 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         raise TypeError(f"layer must be a dotted name from model.named_modules(), got {name!r}")
     modules = dict(model.named_modules())
     if name in modules and name != "":
+        if isinstance(model, torch.jit.ScriptModule):
+            raise ValueError(f"layer {name!r} is inside a TorchScript module, which runs no Python "
+                             f"hooks: read the model's output (layer {OUTPUT!r}) or load a "
+                             f"torch.export program (.pt2) to read inner layers")
         return modules[name]
-    names = [n for n in modules if n]
+    if name == OUTPUT:
+        return model
+    names = [n for n in modules if n] + [OUTPUT]
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     shown = ", ".join(names[:60]) + (" ..." if len(names) > 60 else "")
@@ -68,12 +94,26 @@ class LayerProbe:
                     raise _Seen()
             return hook
 
-        for name, module in self.modules.items():
-            handles.append(module.register_forward_hook(hook_for(name)))
+        hooked = {n: m for n, m in self.modules.items() if m is not self.model}
+        wants_output = len(hooked) < len(self.modules)
+        for name, module in hooked.items():
+            handles.append(module.register_forward_hook(hook_for(name) if not wants_output
+                                                        else self._keep(seen, name)))
         try:
-            self.model(x)
+            out = self.model(x)
         except _Seen:
             pass
+        else:
+            if wants_output:
+                if isinstance(out, (tuple, list)):
+                    out = out[0]
+                if not isinstance(out, Tensor):
+                    raise RuntimeError(f"the output of {type(self.model).__name__} is a "
+                                       f"{type(out).__name__}, not a tensor: name a layer instead "
+                                       f"of {OUTPUT!r}")
+                for name in self.modules:
+                    if name not in hooked:
+                        seen[name] = out
         finally:
             for h in handles:
                 h.remove()
@@ -83,11 +123,23 @@ class LayerProbe:
                                f"{type(self.model).__name__}: are they used by forward()?")
         return seen
 
+    @staticmethod
+    def _keep(seen: dict, name: str):
+        """A hook that records a layer's output and lets the forward pass run to the end."""
+        def hook(_module, _inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            seen.setdefault(name, output)
+        return hook
+
 
 def _model_dtype(model: nn.Module) -> Optional[torch.dtype]:
     for p in model.parameters():
         if p.is_floating_point():
             return p.dtype
+    for b in model.buffers():
+        if b.is_floating_point():
+            return b.dtype
     return None
 
 
@@ -146,51 +198,106 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
 
     Args:
         model: any ``torch.nn.Module`` (put in eval mode; its parameters are never modified,
-            copied, or differentiated).
-        layer: dotted name of the layer from ``model.named_modules()``.
+            copied, or differentiated). A TorchScript module can be read at its output only.
+        layer: dotted name of the layer from ``model.named_modules()`` (``"output"``: the
+            model's own output), or a unit string ``"layer4:17"`` naming layer and unit.
         unit: ``int`` (a fully connected unit; on a layer with channels, the channel's spatial
-            mean), ``(channel,)`` (a channel's spatial mean) or ``(channel, y, x)`` (one position).
+            mean), ``(channel,)`` (a channel's spatial mean), ``(channel, y, x)`` (one position),
+            or a Lucent-style string naming the layer too: ``"layer4:17"``, ``"layer4:17:3:3"``,
+            ``"fc:243"`` (then ``layer`` may be omitted).
         z1, z2: the activation band (``-inf``/``inf`` for one side).
         generator: ``None`` (sample inputs directly, the valid box enforced by projection) or a
             module mapping codes ``(B, *code_shape)`` to inputs; its ``code_shape`` attribute (or
-            the ``code_shape`` argument) gives the code shape; codes start from N(0, I).
+            the ``code_shape`` argument) gives the code shape; codes start from the generator's
+            ``init_codes(n, generator, dtype, device)`` when it has one (its stated prior),
+            else from N(0, I).
         encoder: a module (inputs -> features), a layer path of ``model`` (captured in the same
             forward pass), or ``None`` (diversity measured on the codes, the paper's eq. 13).
-        input_shape: shape of one model input, e.g. ``(1, 16, 16)``.
-        input_range: ``(lo, hi)`` of valid inputs.
+        input_shape: shape of one model input, e.g. ``(1, 16, 16)``; default: the generator's
+            ``output_shape``, else the preprocessing's ``input_shape`` (required when neither).
+        input_range: ``(lo, hi)`` of valid inputs (before normalization). Default: the
+            preprocessing's, else the generator's ``output_range``. Required when sampling
+            inputs directly and neither gives it; with a generator and no range anywhere the
+            decoded inputs are not range-checked.
+        preprocessing: a :class:`Preprocessing` (range, per-channel mean/std, input shape);
+            default: ``model.preprocessing`` when the model carries one. Samples live in the
+            unnormalized space; the problem normalizes them before the model.
         code_shape: code shape when the generator has no ``code_shape`` attribute.
         tol: feasibility tolerance.
         code_radius: keep codes in the ball ``||c|| <= code_radius`` (by projection), i.e. in the
             generator's typical set, where its outputs look natural (for codes from N(0, I) in
             ``q`` dimensions most mass has ``||c||`` near ``sqrt(q)``); ``None``: no limit.
+        transforms: deterministic input transforms ``(B, *input_shape) -> (B, *input_shape)``
+            (e.g. ``feassample.models.params.Shift``/``Rescale``); the set becomes the inputs
+            whose activation is in the band under **every** transform: one constraint per
+            transform, ``z1 <= f(T_t(x)) <= z2`` for all ``t``. ``None``: the input as it is.
+
+    The model runs in its own dtype (e.g. float64 after ``model.double()``); inputs are cast to
+    it and values and embeddings cast back to the dtype of the codes being sampled.
     """
 
-    def __init__(self, model: nn.Module, layer: str, unit: Unit, z1: float, z2: float, *,
+    def __init__(self, model: nn.Module, layer: Optional[str] = None, unit: Optional[Unit] = None,
+                 z1: Optional[float] = None, z2: Optional[float] = None, *,
                  generator: Optional[nn.Module] = None,
                  encoder: Union[None, str, nn.Module] = None,
-                 input_shape: Sequence[int] = (1, 16, 16),
-                 input_range: tuple[float, float] = (0.0, 1.0),
+                 input_shape: Optional[Sequence[int]] = None,
+                 input_range: Optional[tuple[float, float]] = None,
+                 preprocessing: Optional[Preprocessing] = None,
                  code_shape: Optional[Sequence[int]] = None, tol: float = 0.0,
-                 code_radius: Optional[float] = None) -> None:
+                 code_radius: Optional[float] = None,
+                 transforms: Optional[Sequence[Callable[[Tensor], Tensor]]] = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        layer, unit = self._layer_and_unit(layer, unit)
         for name, z in (("z1", z1), ("z2", z2)):
-            if not isinstance(z, (int, float)) or math.isnan(z):
+            if z is None:
+                raise ValueError(f"{name} is required: the band is z1 <= activation <= z2")
+            if not isinstance(z, (int, float)) or isinstance(z, bool) or math.isnan(z):
                 raise ValueError(f"{name} must be a number, got {z!r}")
         if z1 > z2:
             raise ValueError(f"z1 must be <= z2, got z1={z1} > z2={z2}")
-        lo, hi = (float(v) for v in input_range)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"input_range must be (lo, hi) with finite lo < hi, got {input_range!r}")
+        if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
+            raise TypeError(f"preprocessing must be a feassample Preprocessing, got "
+                            f"{type(preprocessing).__name__}")
+        self.preprocessing = preprocessing or model_preprocessing(model)
+        pre = self.preprocessing
+
+        if input_shape is None and generator is not None:
+            input_shape = getattr(generator, "output_shape", None)
+        if input_shape is None:
+            if pre is None or pre.input_shape is None:
+                raise ValueError("input_shape is required (the shape of one model input without "
+                                 "the batch, e.g. (3, 224, 224)): neither the model's "
+                                 "preprocessing metadata nor a generator's output_shape gives it")
+            input_shape = pre.input_shape
         self.input_shape = tuple(int(s) for s in input_shape)
         if not self.input_shape or any(s < 1 for s in self.input_shape):
             raise ValueError(f"input_shape must be a shape of positive sizes, got {input_shape!r}")
-        self.model = model.eval()
-        self.layer, self.unit, self.z1, self.z2 = layer, unit, float(z1), float(z2)
-        self.input_range = (lo, hi)
-        self.generator = generator.eval() if isinstance(generator, nn.Module) else generator
+        if pre is not None:
+            pre.check_shape(self.input_shape)
+
         if generator is not None and not callable(generator):
             raise TypeError(f"generator must be a module mapping codes to inputs, got {generator!r}")
+        if input_range is None and pre is not None:
+            input_range = pre.input_range
+        if input_range is None and generator is not None:
+            input_range = getattr(generator, "output_range", None)
+        if input_range is None and generator is None:
+            raise ValueError("input_range=(lo, hi) is required when sampling inputs directly: the "
+                             "valid range of the model's inputs (e.g. (0, 1) for images before "
+                             "normalization); the model carries no preprocessing metadata that "
+                             "gives it")
+        if input_range is not None:
+            lo, hi = (float(v) for v in input_range)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"input_range must be (lo, hi) with finite lo < hi, got {input_range!r}")
+            self.input_range: Optional[tuple[float, float]] = (lo, hi)
+        else:
+            self.input_range = None
+
+        self.model = model.eval()
+        self.layer, self.unit, self.z1, self.z2 = layer, unit, float(z1), float(z2)
+        self.generator = generator.eval() if isinstance(generator, nn.Module) else generator
         self.encoder = encoder
         self.encoder_layer = encoder if isinstance(encoder, str) else None
         if encoder is not None and not isinstance(encoder, (str, nn.Module)) and not callable(encoder):
@@ -201,6 +308,11 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         self.embedding_space = "codes" if encoder is None else "inputs"
         self.dtype = _model_dtype(model) or torch.float32
         self.device = _model_device(model)
+        if not self.dtype.is_floating_point:
+            raise ValueError(f"the model's parameters are {self.dtype}, not floating point: "
+                             f"sampling needs gradients (quantized models are not supported)")
+        self.generator_dtype = (_model_dtype(generator) if isinstance(generator, nn.Module) else None) \
+            or self.dtype
 
         if code_radius is not None and not (math.isfinite(code_radius) and code_radius > 0):
             raise ValueError(f"code_radius must be a positive number or None, got {code_radius!r}")
@@ -209,7 +321,7 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         self.code_radius = None if code_radius is None else float(code_radius)
         if generator is None:
             self.code_shape = self.input_shape
-            self.box = (lo, hi)
+            self.box = self.input_range
         else:
             shape = code_shape if code_shape is not None else getattr(generator, "code_shape", None)
             if shape is None:
@@ -218,12 +330,27 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
             self.code_shape = tuple(int(s) for s in shape)
             self.box = None
             with torch.no_grad():
-                probe_codes = torch.zeros((2, *self.code_shape), dtype=self.dtype, device=self.device)
+                probe_codes = torch.zeros((2, *self.code_shape), dtype=self.generator_dtype,
+                                          device=self.device)
                 out = generator(probe_codes)
             if tuple(out.shape[1:]) != self.input_shape:
                 raise ValueError(f"the generator maps codes {self.code_shape} to outputs of shape "
                                  f"{tuple(out.shape[1:])}, but the model's input_shape is "
                                  f"{self.input_shape}")
+
+        if transforms is not None:
+            transforms = list(transforms)
+            if not transforms or not all(callable(t) for t in transforms):
+                raise ValueError("transforms must be a non-empty list of functions of a batch of "
+                                 "inputs, or None")
+        self.transforms = transforms
+        for t in transforms or []:
+            with torch.no_grad():
+                shape = tuple(t(torch.zeros((1, *self.input_shape), dtype=self.dtype,
+                                            device=self.device)).shape[1:])
+            if shape != self.input_shape:
+                raise ValueError(f"transform {t!r} maps inputs {self.input_shape} to {shape}: "
+                                 f"transforms must keep the input shape")
 
         # Probe the layer shapes once, validating input_shape and the unit.
         needed = [layer] + ([self.encoder_layer] if self.encoder_layer else [])
@@ -231,26 +358,70 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         self._probes: dict[tuple, LayerProbe] = {self._needs: LayerProbe(model, self._needs)}
         with torch.no_grad():
             try:
-                seen = self._probes[self._needs](torch.zeros((2, *self.input_shape), dtype=self.dtype, device=self.device))
+                seen = self._probes[self._needs](self._model_input(
+                    torch.zeros((2, *self.input_shape), dtype=self.dtype, device=self.device)))
             except (RuntimeError, ValueError) as err:
-                if isinstance(err, RuntimeError) and "produced no output" in str(err):
+                if isinstance(err, RuntimeError) and ("produced no output" in str(err)
+                                                      or "not a tensor" in str(err)):
                     raise
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise ValueError(f"the model cannot run on inputs of shape {self.input_shape} "
-                                 f"(input_shape=...): {err}") from err
+                                 f"(input_shape=...): {first}") from None
         self.layer_shape = tuple(seen[layer].shape[1:])
         self._read = unit_reader(unit, self.layer_shape, layer)
-        self.bands = Bands((self.z1,), (self.z2,), tol=tol, names=(f"{layer}[{unit}]",))
+        views = len(self.transforms) if self.transforms else 1
+        names = tuple(f"{layer}[{self._unit_name()}]" + (f" T{t}" if self.transforms else "")
+                      for t in range(views))
+        self.bands = Bands((self.z1,) * views, (self.z2,) * views, tol=tol, names=names)
+
+    @staticmethod
+    def _layer_and_unit(layer, unit) -> tuple[str, Union[int, tuple]]:
+        """``(layer, unit)`` from the two arguments, either of which may be a unit string."""
+        if isinstance(unit, str):
+            named, idx = parse_unit(unit)
+            if layer is not None and layer != named:
+                raise ValueError(f"unit {unit!r} names layer {named!r} but layer={layer!r}: give "
+                                 f"one of them")
+            return named, idx
+        if isinstance(layer, str) and ":" in layer and unit is None:
+            return parse_unit(layer)
+        if layer is None:
+            raise ValueError("layer is required: a dotted name from model.named_modules(), or give "
+                             "unit='layer:n' (e.g. unit='layer4:17')")
+        if unit is None:
+            raise ValueError(f"unit is required for layer {layer!r}: an int, (channel,), "
+                             f"(channel, y, x) or a string like '{layer}:0'")
+        return layer, unit
+
+    def _unit_name(self) -> str:
+        return ":".join(str(u) for u in self.unit) if isinstance(self.unit, tuple) else str(self.unit)
+
+    def _model_input(self, x: Tensor) -> Tensor:
+        """Inputs as the model takes them: in its dtype, each transform's view stacked
+        ``(T * B, ...)``, normalized by the preprocessing."""
+        x = x.to(self.dtype)
+        if getattr(self, "transforms", None):
+            x = torch.cat([t(x) for t in self.transforms], dim=0)
+        return self.preprocessing.normalize(x) if self.preprocessing is not None else x
+
+    def _values(self, layer_output: Tensor, batch: int) -> Tensor:
+        """The unit's values ``(B, T)``: one column per transform (``T = 1`` without)."""
+        read = self._read(layer_output)
+        return read.view(-1, batch).T if self.transforms else read.unsqueeze(1)
 
     # -- the contract -------------------------------------------------------------------------
     def decode(self, codes: Tensor) -> Tensor:
         if self.generator is None:
             return codes
-        return self.generator(codes.to(self.dtype))
+        return self.generator(codes.to(self.generator_dtype)).to(codes.dtype)
 
     # -- the shared-forward protocol (core.problem.SharedForward) ------------------------------
     def forward_key(self) -> tuple:
-        """Members of an intersection on the same model and generator share one forward pass."""
-        return (id(self.model), id(self.generator))
+        """Members of an intersection on the same model, generator and preprocessing share one
+        forward pass (a set with transforms sees other inputs: it runs its own)."""
+        if self.transforms:
+            return ("own", id(self))
+        return (id(self.model), id(self.generator), id(self.preprocessing))
 
     def forward_needs(self) -> tuple[str, ...]:
         """The layers this set reads: its unit's layer, and the encoder layer if any."""
@@ -263,20 +434,20 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         probe = self._probes.get(needs)
         if probe is None:
             probe = self._probes[needs] = LayerProbe(self.model, needs)
-        return probe(x.to(self.dtype))
+        return probe(self._model_input(x))
 
     def measure_from(self, seen: Mapping[Hashable, Tensor], x: Tensor) -> Measurement:
         """The measurement from captured layer outputs (shared by intersections)."""
-        values = self._read(seen[self.layer]).unsqueeze(1)
+        values = self._values(seen[self.layer], x.shape[0])
         if self.encoder_layer is not None:
-            emb = seen[self.encoder_layer]
+            emb = seen[self.encoder_layer][:x.shape[0]]  # the first transform's view
         elif self.encoder is not None:
             emb = self.encoder(x.to(self.dtype))
         else:
             emb = None
         if emb is not None:
-            emb = emb.reshape(emb.shape[0], -1)
-        return Measurement(values, emb)
+            emb = emb.reshape(emb.shape[0], -1).to(x.dtype)
+        return Measurement(values.to(x.dtype), emb)
 
     def capture(self, x: Tensor) -> dict[str, Tensor]:
         """Outputs of the needed layers for inputs ``x`` (one forward pass, stopped early)."""
@@ -288,8 +459,13 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
     def init_codes(self, n, generator, dtype=None, device="cpu"):
         if self.generator is None:
             return super().init_codes(n, generator, dtype, device)
-        shape = (n, *self.code_shape)
-        return self.project(torch.randn(shape, generator=generator, dtype=dtype or self.dtype).to(device))
+        dtype = dtype or self.dtype
+        prior = getattr(self.generator, "init_codes", None)
+        if callable(prior):
+            codes = prior(n, generator, dtype=dtype, device=device)
+        else:
+            codes = torch.randn((n, *self.code_shape), generator=generator, dtype=dtype).to(device)
+        return self.project(codes)
 
     def project(self, codes: Tensor) -> Tensor:
         """Codes in the box (input space) or in the ball of radius ``code_radius``."""
@@ -300,20 +476,21 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         return codes * scale.view((-1,) + (1,) * (codes.dim() - 1))
 
     def check(self, codes: Tensor) -> tuple[Tensor, Tensor]:
-        """A fresh, complete forward pass of the model without gradients, plus the input box."""
+        """A fresh, complete forward pass of the model without gradients, plus the input range."""
         with torch.no_grad():
-            x = self.decode(codes).to(self.dtype)
-            seen = LayerProbe(self.model, [self.layer], stop_early=False)(x)
-            values = self._read(seen[self.layer]).unsqueeze(1)
+            x = self.decode(codes)
+            seen = LayerProbe(self.model, [self.layer], stop_early=False)(self._model_input(x))
+            values = self._values(seen[self.layer], x.shape[0]).to(codes.dtype)
             feasible = self.bands.feasible(values)
-            flat = x.flatten(1)
-            feasible &= ((flat >= self.input_range[0]) & (flat <= self.input_range[1])).all(1)
+            if self.input_range is not None:
+                flat = x.flatten(1)
+                feasible &= ((flat >= self.input_range[0]) & (flat <= self.input_range[1])).all(1)
             if self.code_radius is not None:
                 feasible &= codes.flatten(1).norm(dim=1) <= self.code_radius * (1 + 1e-5)
         return values, feasible
 
     def describe(self) -> str:
-        return (f"NeuronInverseSet({type(self.model).__name__}.{self.layer}[{self.unit}] in "
+        return (f"NeuronInverseSet({type(self.model).__name__}.{self.layer}[{self._unit_name()}] in "
                 f"[{self.z1:g}, {self.z2:g}], generator={'yes' if self.generator is not None else 'no'}, "
                 f"encoder={self.encoder_layer or (type(self.encoder).__name__ if self.encoder is not None else 'codes')})")
 
@@ -321,5 +498,39 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         cfg = super().config()
         cfg.update(layer=self.layer, unit=list(self.unit) if isinstance(self.unit, tuple) else self.unit,
                    z1=self.z1, z2=self.z2, layer_shape=list(self.layer_shape),
-                   input_range=list(self.input_range), encoder=str(self.encoder_layer or self.encoder))
+                   input_range=list(self.input_range) if self.input_range is not None else None,
+                   encoder=str(self.encoder_layer or self.encoder),
+                   preprocessing=self.preprocessing.config() if self.preprocessing is not None else None)
         return cfg
+
+
+def neuron_intersection(model: nn.Module, units, **common) -> FeasibleSet:
+    """The intersection of the inverse sets of several units of one model, given as strings.
+
+    Args:
+        model: the model all units belong to.
+        units: ``{"layer4:17": (z1, z2), "fc:243": (z1, z2)}`` or a list of
+            ``("layer4:17", z1, z2)``.
+        common: the other ``NeuronInverseSet`` arguments, shared by every member (one generator,
+            one input range), e.g. ``input_shape=..., generator=...``.
+
+    Returns:
+        ``Intersection`` of the members (one forward pass per step for all of them).
+    """
+    from .intersection import Intersection
+
+    items = list(units.items()) if isinstance(units, dict) else list(units)
+    if not items:
+        raise ValueError("units is empty: give at least one 'layer:n' with its band")
+    members = []
+    for i, item in enumerate(items):
+        if isinstance(units, dict):
+            spec, band = item
+        else:
+            if not isinstance(item, (tuple, list)) or len(item) != 3:
+                raise ValueError(f"units[{i}] must be ('layer:n', z1, z2), got {item!r}")
+            spec, band = item[0], item[1:]
+        if not isinstance(band, (tuple, list)) or len(band) != 2:
+            raise ValueError(f"the band of unit {spec!r} must be (z1, z2), got {band!r}")
+        members.append(NeuronInverseSet(model, unit=spec, z1=band[0], z2=band[1], **common))
+    return Intersection(members)
