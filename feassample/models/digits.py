@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 from ..problems.preprocessing import Preprocessing
 
-log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
