@@ -25,7 +25,8 @@ from .api import sample
 from .core.diversity import Diversity
 from .core.samplers import Sampler
 from .core.sampling import SamplerConfig
-from .models.files import load_model_file, load_object
+from .models.files import load_object
+from .models.formats import load_model_file
 
 log = logging.getLogger("feassample")
 register()

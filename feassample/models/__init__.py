@@ -6,7 +6,8 @@ SHA-256 in ``manifest.json``; nothing is ever downloaded.
 from .digits import (WEIGHTS_DIR, DigitsClassifier, DigitsDecoder, DigitsEncoder,
                      DigitsGenerator, DigitsVAE, WeightsChecksumError, cache_dir, digits_data,
                      load_state_dict_file, read_manifest, sha256_file)
-from .files import load_model_file, load_object
+from .files import load_object
+from .formats import load_model_file
 from .formats import (UnsafeModelFile, load_exported, load_model, load_state_dict, load_timm,
                       load_torchscript, load_torchvision)
 from .neurons import digits_neuron, embed

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-from torch import nn
 
 
 def load_object(spec: str, base: Optional[Path] = None) -> Any:
@@ -40,22 +38,3 @@ def load_object(spec: str, base: Optional[Path] = None) -> Any:
     if not hasattr(module, name):
         raise AttributeError(f"{where} has no attribute {name!r} (from {spec!r})")
     return getattr(module, name)
-
-
-def load_model_file(cls: str, state_dict: str, kwargs: Optional[dict] = None,
-                    base: Optional[Path] = None) -> nn.Module:
-    """Build ``cls(**kwargs)`` and load a state_dict file into it (``weights_only=True``).
-
-    Args:
-        cls: ``"path/to/net.py:Net"`` or ``"package.module:Net"``.
-        state_dict: path of a file written by ``torch.save(model.state_dict(), path)``.
-        kwargs: constructor arguments.
-    """
-    factory = load_object(cls, base)
-    model = factory(**(kwargs or {}))
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{cls} built a {type(model).__name__}, not a torch.nn.Module")
-    from .formats import load_state_dict
-    weights = load_state_dict(state_dict, base)
-    model.load_state_dict(weights)
-    return model.eval()

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..problems.preprocessing import Preprocessing
+from .files import load_object
 
 KINDS = ("torchvision", "timm", "exported", "torchscript", "file")
 SAFE_FORMATS = ("a state_dict (torch.save(model.state_dict(), path)) with kind 'torchvision', "
@@ -301,10 +302,16 @@ def load_model(kind: str, *, arch: Optional[str] = None, weights=None, path=None
         return load_torchscript(path, **extra)
     if not cls:
         raise ValueError("kind 'file' needs cls='path/to/net.py:Net'")
-    from .files import load_object
     factory = load_object(cls, base)
     model = factory(**(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise TypeError(f"{cls} built a {type(model).__name__}, not a torch.nn.Module")
     _load_into(model, load_state_dict(weights, base), str(weights))
     return _attach(model, input_range, mean, std, input_shape, cls).eval()
+
+
+def load_model_file(cls: str, state_dict, kwargs: Optional[dict] = None,
+                    base: Optional[Path] = None) -> nn.Module:
+    """Build ``cls(**kwargs)`` (``"path/to/net.py:Net"`` or ``"package.module:Net"``) and load a
+    state_dict file into it with ``weights_only=True``: ``load_model("file", ...)``."""
+    return load_model("file", cls=cls, weights=state_dict, kwargs=kwargs, base=base)
