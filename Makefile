@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench bench-compare figures clean
+.PHONY: setup demo test test-slow test-slurm bench bench-compare figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# A real one-node Slurm cluster on this machine (root; installs slurm-wlm and munge with apt when
+# missing) and the sweeps of docs/reliability.md through it; about 3-4 minutes on 2 cores.
+# Not part of `make test`. `make test-slurm SLURM_KEEP=DIR` keeps the sweeps and logs in DIR.
+test-slurm: $(STAMP)
+	bash scripts/slurm-local.sh $(if $(SLURM_KEEP),--keep $(SLURM_KEEP))
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.slab --threads 1
