@@ -238,7 +238,7 @@ for _ in $(seq 1 360); do
     job=$(squeue -h -t RUNNING -o %A 2>/dev/null | head -1)
     shards=$(ls "$RUN"/checkpoint/shards/*.pt 2>/dev/null | wc -l)
     [ -n "$job" ] && [ "$shards" -ge 5 ] \
-        && { [ -e "$RUN/checkpoint/cover.pt" ] || [ -e "$RUN/checkpoint/walk.pt" ]; } && break
+        && [ -e "$RUN/checkpoint/state.pt" ] && break
     kill -0 "$CLIENT_PID" 2>/dev/null || break
     sleep 0.5
 done
