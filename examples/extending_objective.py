@@ -6,7 +6,7 @@ nearest accepted samples. From Python (``python examples/extending_objective.py`
 command line, with the paper's walk (the method whose steps climb the diversity term):
 
     feassample sampler=walk objective._target_=examples/extending_objective.py:SoftNearest \\
-        objective.options.temperature=0.05
+        +objective.options.temperature=0.05
 """
 from __future__ import annotations
 

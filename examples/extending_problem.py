@@ -3,7 +3,7 @@
 From Python (``python examples/extending_problem.py``) or from the command line:
 
     feassample problem=python problem.factory=examples/extending_problem.py:make \\
-        problem.kwargs.d=10 coverage=false
+        +problem.kwargs.d=10 coverage=false
 
 A problem states its constraints (``measure``), its bands and its prior on codes (here uniform
 on the box, the default ``init_codes``); the samplers, the driver, checkpoints and resume need

@@ -4,7 +4,7 @@ Run from Python (``python examples/extending_sampler.py``) or from the command l
 progress bar, checkpoints and resume that every sampler gets from the driver:
 
     feassample sampler=plugin sampler._target_=examples/extending_sampler.py:BoxMetropolis \\
-        sampler.options.step=0.05 problem.d=16
+        +sampler.options.step=0.05 problem.d=16
 
 Nothing in the library is edited: the class below implements the protocol of
 ``feassample.core.samplers.base`` (docs/extending.md) and registers itself by name.
