@@ -27,8 +27,8 @@ same model and threads, exceeds the cap (or 60% of the machine's free memory) is
 the reason in the table; the issue's target configuration (the 64x64 ResNet at k = 1,000, first
 thread count) always runs, under its own cap (``--target-cap``).
 
-    python -m benchmarks.throughput                      # the full table (about 15 minutes on 2 cores)
-    python -m benchmarks.throughput --quick              # a 1-2 minute smoke run
+    python -m benchmarks.throughput                      # the full table (11-15 minutes on 2 cores)
+    python -m benchmarks.throughput --quick              # a smoke run (under a minute or two)
     python -m benchmarks.throughput --device cuda        # the same on a GPU
     python -m benchmarks.throughput --write docs/benchmarks.md   # refresh the table in the doc
     python -m benchmarks.throughput --profile resnet64:1000      # cProfile of one configuration
@@ -362,16 +362,16 @@ def targets(rows: list[dict]) -> list[str]:
         if r["model"] != name or r["k"] != k:
             continue
         if "skipped" in r:
-            out.append(f"{LABELS[name]}, k = {k}, {r['threads']} threads: not measured ({r['skipped']})")
+            out.append(f"{LABELS[name]}, k = {k}, threads = {r['threads']}: not measured ({r['skipped']})")
             continue
         ov = r.get("walk_overhead")
         ok = ov is not None and ov < 0.10
-        out.append(f"{LABELS[name]}, k = {k}, {r['threads']} threads: sampler overhead "
+        out.append(f"{LABELS[name]}, k = {k}, threads = {r['threads']}: sampler overhead "
                    f"{_f(100 * ov if ov is not None else None, '.1f')}% of a walk round "
                    f"({'met' if ok else 'missed'}: target < 10%)")
         sps = r["returned"] / r["wall"]
         ratio = r["raw"] / sps if sps > 0 else math.inf
-        out.append(f"{LABELS[name]}, k = {k}, {r['threads']} threads: samples/s is 1/{ratio:.3g} of raw "
+        out.append(f"{LABELS[name]}, k = {k}, threads = {r['threads']}: samples/s is 1/{ratio:.3g} of raw "
                    f"fwd+bwd/s ({'met' if ratio <= 2 else 'missed'}: target within 2x); model "
                    f"evaluations/s are {r['evals'] / r['wall'] / r['raw']:.2f} of raw")
     return out
@@ -411,7 +411,7 @@ def _skip_reason(prev: Optional[dict], k: int, cap: float, left: float, device: 
         return "a smaller batch was skipped"
     scale = k / prev["k"]
     if prev["capped"]:
-        return f"k = {prev['k']} already ran into the cap"
+        return f"k = {prev['k']} already ran into its cap"
     if prev["wall"] * scale > cap:
         return f"would take about {prev['wall'] * scale:.0f} s (from k = {prev['k']}), over the cap of {cap:.0f} s"
     if not device.startswith("cuda"):
@@ -423,40 +423,44 @@ def _skip_reason(prev: Optional[dict], k: int, cap: float, left: float, device: 
 
 def run_suite(models: list[str], batches: list[int], threads: list[int], device: str, cap: float,
               total: float, target_cap: float) -> list[dict]:
-    """Every configuration in its own subprocess; the issue's target configuration (the 64x64
-    ResNet at k = 1000, first thread count) runs with ``target_cap`` whatever the skip rules say."""
-    rows, t_start = [], time.perf_counter()
-    for name in models:
-        for th in threads:
-            prev = None
-            for k in batches:
+    """Every configuration in its own subprocess, smaller batches of every model first (so the
+    time budget cuts the largest batches); the issue's target configuration (the 64x64 ResNet at
+    k = 1000, first thread count) runs with ``target_cap`` whatever the skip rules say. Returns the
+    rows sorted by model, threads and k."""
+    rows, last, t_start = [], {}, time.perf_counter()
+    for k in sorted(batches):
+        for name in models:
+            for th in threads:
                 left = total - (time.perf_counter() - t_start)
                 if (name, k) == TARGET and th == threads[0] and target_cap > 0:
                     reason, cap_here = None, target_cap
                 else:
-                    reason = _skip_reason(prev, k, cap, left, device)
+                    reason = _skip_reason(last.get((name, th)), k, cap, left, device)
                     cap_here = max(min(cap, left), 5.0)
                 if reason:
                     row = {"model": name, "k": k, "threads": th, "skipped": reason}
                 else:
-                    cmd = [sys.executable, "-m", "benchmarks.throughput", "--one", f"{name}:{k}:{th}",
-                           "--device", device, "--cap", str(cap_here)]
-                    try:
-                        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3 * cap_here + 120,
-                                              cwd=Path(__file__).resolve().parents[1])
-                    except subprocess.TimeoutExpired:
-                        row = {"model": name, "k": k, "threads": th, "skipped": "the subprocess ran past 3 x cap"}
-                    else:
-                        last = done.stdout.strip().splitlines()[-1:] or [""]
-                        if done.returncode != 0 or not last[0].startswith("{"):
-                            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                            row = {"model": name, "k": k, "threads": th, "skipped": f"failed: {tail[:120]}"}
-                        else:
-                            row = json.loads(last[0])
+                    row = _run_subprocess(name, k, th, device, cap_here)
                 rows.append(row)
                 print("| " + " | ".join(cells(row)) + " |", flush=True)
-                prev = row
-    return rows
+                last[(name, th)] = row
+    order = {m: i for i, m in enumerate(models)}
+    return sorted(rows, key=lambda r: (order[r["model"]], r["threads"], r["k"]))
+
+
+def _run_subprocess(name: str, k: int, th: int, device: str, cap: float) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--one", f"{name}:{k}:{th}",
+           "--device", device, "--cap", str(cap)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3 * cap + 120,
+                              cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired:
+        return {"model": name, "k": k, "threads": th, "skipped": "the subprocess ran past 3 x cap"}
+    last = done.stdout.strip().splitlines()[-1:] or [""]
+    if done.returncode != 0 or not last[0].startswith("{"):
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"model": name, "k": k, "threads": th, "skipped": f"failed: {tail[:120]}"}
+    return json.loads(last[0])
 
 
 def profile(spec: str, device: str, threads: int, cap: float) -> None:
@@ -545,7 +549,7 @@ def main(argv=None) -> str:
              table(rows), "", "Targets (issue 14): " + "; ".join(targets(rows) or ["ResNet-18 64x64 at k = 1000 not in this run"]) + ".",
              "", f"Total wall time: {total:.0f} s."]
     out = "\n".join(parts)
-    print("\n" + "\n".join(parts[2:3] + parts[5:]))
+    print("\n" + "\n".join(parts[2:]))
     if args.write:
         path = Path(args.write)
         doc = path.read_text() if path.exists() else ""
