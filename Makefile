@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-slurm bench bench-compare figures clean
+.PHONY: setup demo test test-slow test-slurm bench bench-compare bench-throughput figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(STAMP)
 
 bench-compare: $(STAMP)
 	$(BIN)/python -m benchmarks.compare
+
+bench-throughput: $(STAMP)
+	$(BIN)/python -m benchmarks.throughput
 
 figures: $(STAMP)
 	for f in examples/*.py; do $(BIN)/python $$f || exit 1; done
