@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import logging
+import operator
 from pathlib import Path
 from typing import Iterable, Optional
+
+import numpy as np
 
 from .core.driver import Checkpoint
 from .core.problem import FeasibleSet
@@ -27,9 +30,40 @@ def _saved_config(saved: dict, n: int) -> SamplerConfig:
                          device=rec.get("device"), dtype=rec.get("dtype", "float32"))
 
 
+def _whole(name: str, value) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def shard_plan(n: int, seed: int, shard: int, shards: int) -> tuple[int, int]:
+    """``(n_i, seed_i)`` of shard ``shard`` of ``shards``: the ``n`` samples split as evenly as
+    possible (the first ``n % shards`` shards take one more), and an independent seed for each
+    shard drawn from ``numpy.random.SeedSequence([seed, shard, shards])`` (``shards = 1`` keeps
+    ``seed``, so one shard is the unsharded run)."""
+    n, seed, shard, shards = (_whole(k, v) for k, v in
+                              (("n", n), ("seed", seed), ("shard", shard), ("shards", shards)))
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard must be in 0..{shards - 1} (shards={shards}), got {shard}")
+    if n < shards:
+        raise ValueError(f"n={n} samples cannot be split into {shards} shards")
+    base, extra = divmod(n, shards)
+    n_i = base + (1 if shard < extra else 0)
+    if shards == 1:
+        return n_i, seed
+    state = np.random.SeedSequence([seed, shard, shards]).generate_state(1, dtype=np.uint32)[0]
+    return n_i, int(state >> 1)
+
+
 def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
            run_dir: Optional[str | Path] = None, resume: Optional[str | Path] = None,
-           config: Optional[SamplerConfig] = None, callbacks: Iterable = (), **settings) -> SampleSet:
+           config: Optional[SamplerConfig] = None, callbacks: Iterable = (),
+           shard: Optional[int] = None, shards: Optional[int] = None, **settings) -> SampleSet:
     """Sample ``n`` certified points of a feasible set (see ``feassample.core.sampling.sample``).
 
     Args:
@@ -41,9 +75,23 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             samples (the saved settings are used; settings given here override them, except the
             method); the run keeps writing into the same directory. Or a ``Checkpoint`` (a
             phase name, a state dict and rows, e.g. kept by a callback), with the same settings.
+        shard, shards: run shard ``shard`` (0-based) of ``shards`` independent jobs whose union
+            is one sample of ``n``: this job samples its share of ``n`` with its own seed
+            (``shard_plan``); merge the jobs' run directories with ``feassample-merge``.
         config, callbacks, settings: as for the core ``sample`` (``method``, ``objective``, ``lr``,
             ``dtype``, ``progress``, ``options``...).
     """
+    sharding = None
+    if shard is not None or shards is not None:
+        if shard is None or shards is None:
+            raise ValueError("give both shard= and shards= (this job's index and the number of jobs)")
+        n_total, base_seed = n, seed
+        n, seed = shard_plan(n, seed, shard, shards)
+        sharding = {"shard": int(shard), "shards": int(shards), "n_total": int(n_total),
+                    "base_seed": int(base_seed), "seed": seed}
+        if k > n:
+            raise ValueError(f"shard {shard} of {shards} gets n={n} samples, fewer than k={k} walkers: "
+                             "lower k or shards")
     checkpoint = None
     if isinstance(resume, Checkpoint):  # a state kept by a callback, not a directory
         checkpoint, resume = resume, None
@@ -53,6 +101,13 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             raise FileNotFoundError(f"resume={str(resume)!r}: no checkpoint there "
                                     f"(expected {resume / 'checkpoint'} written by run_dir=...)")
         checkpoint, saved = load_checkpoint(resume)
+        if sharding is not None or "shard" in saved:
+            plan = saved.get("shard")
+            if plan is None or (sharding is not None and (shard, shards) != (plan["shard"], plan["shards"])):
+                raise ValueError(f"resume={str(resume)!r} was {'not a shard' if plan is None else 'shard %d of %d' % (plan['shard'], plan['shards'])}"
+                                 f"{'' if sharding is None else f', not shard {shard} of {shards}'}")
+            sharding = dict(plan)
+            n = shard_plan(plan["n_total"], plan["base_seed"], plan["shard"], plan["shards"])[0]
         if saved["problem"].get("code_shape") != list(problem.code_shape) or \
                 saved["problem"].get("bands") != problem.config().get("bands"):
             raise ValueError(f"resume={str(resume)!r} was a run of another problem "
@@ -71,10 +126,15 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
     if run_dir is not None:
         record = checkpoint_record(problem, SamplerConfig.build(config, n=n, k=k, seed=seed, **{
             key: v for key, v in settings.items() if key not in ("progress", "initial_codes")}))
+        if sharding is not None:
+            record["shard"] = sharding
         written = 0 if checkpoint is None or checkpoint.rows is None else int(checkpoint.rows["codes"].shape[0])
         store = RunWriter(run_dir, record, written=written)
     result = core_sample(problem, n=n, k=k, seed=seed, config=config, callbacks=callbacks,
                          store=store, resume=checkpoint, **settings)
+    if sharding is not None:
+        result.stats["shard"] = sharding
+        result.config["shard"] = sharding
     if run_dir is not None:
         result.save(Path(run_dir) / "samples")
     return result

@@ -150,14 +150,19 @@ class ValidateCallback(Callback):
         self._check(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config)
+        self._check(config, sweep=True)  # the swept keys (e.g. shard) are not set yet
 
     @staticmethod
-    def _check(config: DictConfig) -> None:
+    def _check(config: DictConfig, sweep: bool = False) -> None:
         if config.problem.get("kind") == "contrastive":
             return
         try:
-            sampler_config(config, Path.cwd())
+            scfg = sampler_config(config, Path.cwd())
+            if not sweep and (config.get("shard") is not None or config.get("shards") is not None):
+                if config.get("shard") is None or config.get("shards") is None:
+                    raise ValueError("give both shard= and shards= (this job's index and the number of jobs)")
+                from .api import shard_plan
+                shard_plan(scfg.n, scfg.seed, config.shard, config.shards)
         except (ValueError, TypeError, FileNotFoundError, AttributeError) as err:
             raise SystemExit(f"feassample: {err}") from None
 
@@ -209,7 +214,8 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
         resume = resume if resume.is_absolute() else base / resume
     # The run directory is written as the run goes: a killed run resumes with resume=<dir>.
     result = sample(problem, n=scfg.n, k=scfg.k, seed=scfg.seed, config=scfg,
-                    progress=bool(cfg.progress), run_dir=resume or out_dir, resume=resume)
+                    progress=bool(cfg.progress), run_dir=resume or out_dir, resume=resume,
+                    shard=cfg.get("shard"), shards=cfg.get("shards"))
     result.config["app"] = OmegaConf.to_container(cfg, resolve=True)
     result.save(out_dir / "samples")
     log.info(result.summary())

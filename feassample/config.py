@@ -229,6 +229,8 @@ class AppConfig:
     coverage: bool = True
     reference_draws: int = 10
     resume: Optional[str] = None
+    shard: Optional[int] = None     # this job's index in a sharded run (with shards)
+    shards: Optional[int] = None    # number of independent jobs whose union is the sample
 
 
 def register() -> None:
