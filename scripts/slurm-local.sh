@@ -250,10 +250,12 @@ if [ -n "$job" ] && [ "$shards" -ge 5 ]; then
     # Without slurmdbd `sacct` is unavailable, so submitit cannot learn that the job was
     # cancelled and its Hydra client would wait forever: stop it (by PID) once the job is gone.
     stop_pid "hydra client of the cancelled sweep" "$CLIENT_PID"; CLIENT_PID=""
-    if [ -z "$(squeue -h -j "$job" 2>/dev/null)" ] && [ ! -e "$RUN/metrics.json" ] \
-        && [ ! -e "$RUN/samples" ]; then
+    # scancel sends SIGTERM: the driver finishes the round in progress, saves, and the run ends
+    # with status "interrupted" (or, killed harder, leaves only its checkpoint)
+    status=$(grep -o '"status": "[a-z]*"' "$RUN/metrics.json" 2>/dev/null | head -1)
+    if [ -z "$(squeue -h -j "$job" 2>/dev/null)" ] && { [ -z "$status" ] || [ "$status" = '"status": "interrupted"' ]; }; then
         cancelled=0
-        say "job $job is gone; it left no metrics.json and no samples/: it was stopped mid-run"
+        say "job $job is gone, stopped mid-run (${status:-no metrics.json})"
     fi
 else
     say "the long job never ran with a checkpoint (job='$job', shards=$shards)"; tail -25 "$LOGS/cancelled.log"
@@ -268,6 +270,18 @@ if [ $cancelled = 0 ]; then
     resumed=$?
 fi
 record "resume: the cancelled run resumed under Slurm, $LONG_N certified samples, status success" $resumed
+
+# A sharded job: 3 independent Slurm jobs (one array) whose union is one sample, merged and certified.
+say "sharded job: problem=logistic problem.d=64 sampler.n=300 as shards=3 'shard=range(3)' (a Slurm array)"
+sweep sharded 600 problem=logistic problem.d=64 sampler.n=300 shards=3 'shard=range(3)'
+sharded=$?
+if [ $sharded = 0 ]; then
+    "$BIN/feassample-merge" "$SWEEPS/sharded" --out "$SWEEPS/sharded-merged" | sed 's/^/    /'
+    sharded=${PIPESTATUS[0]}
+    [ $sharded = 0 ] && "$BIN/python" -c "import sys, feassample as fs; s = fs.SampleSet.load(sys.argv[1]); sys.exit(0 if len(s) == 300 and bool(s.feasible.all()) else 1)" "$SWEEPS/sharded-merged"
+    sharded=$((sharded + $?))
+fi
+record "shards: 3 array jobs merged by feassample-merge into 300 samples, certified again" $sharded
 
 # --- 7. collect the sweeps -----------------------------------------------------------------------
 summary=0
