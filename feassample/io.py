@@ -18,9 +18,14 @@ Everything is loaded with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import re
+import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -122,6 +127,65 @@ def _plain(stats: dict) -> dict:
     return json.loads(json.dumps(stats, default=str))
 
 
+class RunDirectoryBusy(RuntimeError):
+    """Another process holds the run directory's lock."""
+
+
+class RunLock:
+    """An exclusive advisory lock (``flock``) on ``RUN/checkpoint/lock``, held for a run; the
+    file names the holder (PID, host, start time) for the error a second writer gets. The lock
+    goes with the process: a killed run leaves no stale lock."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        folder = self.run_dir / CHECKPOINT
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 4096, 0).decode(errors="replace").strip() or "{}"
+            os.close(self._fd)
+            try:
+                info = json.loads(holder)
+            except json.JSONDecodeError:
+                info = {}
+            raise RunDirectoryBusy(
+                f"{self.run_dir} is in use by PID {info.get('pid', '?')} on {info.get('host', '?')} "
+                f"(since {info.get('started', '?')}): wait for that run, or use another run_dir") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                        "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` already holds a run (a checkpoint or saved samples)."""
+    d = Path(run_dir)
+    return (d / CHECKPOINT / "run.json").is_file() or (d / "samples").exists()
+
+
+def clear_run(run_dir: str | Path) -> None:
+    """Remove a run's checkpoint files and samples (``overwrite=True``), keeping the lock file."""
+    d = Path(run_dir)
+    shutil.rmtree(d / "samples", ignore_errors=True)
+    shutil.rmtree(d / CHECKPOINT / "shards", ignore_errors=True)
+    for name in ("run.json", "state.pt"):
+        (d / CHECKPOINT / name).unlink(missing_ok=True)
+
+
 def has_checkpoint(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a resumable checkpoint."""
     d = Path(run_dir) / CHECKPOINT
@@ -157,5 +221,7 @@ def load_checkpoint(run_dir: str | Path, device: Optional[torch.device] = None) 
 
 
 def checkpoint_record(problem, cfg) -> dict:
-    """What ``run.json`` records: the run's settings and the problem's description."""
-    return {"sampler": cfg.record(), "problem": problem.config()}
+    """What ``run.json`` records: the run's settings, the problem's description and its
+    fingerprint (``feassample.core.fingerprint``)."""
+    from .core.fingerprint import fingerprint
+    return {"sampler": cfg.record(), "problem": problem.config(), "fingerprint": fingerprint(problem)}
