@@ -178,3 +178,22 @@ def test_the_status_agrees_with_the_certificate(settings):
     certified = int(s.feasible.sum())
     expected = "success" if certified >= 40 else ("partial" if certified else "infeasible")
     assert s.status == expected, (s.status, certified, s.stats["message"])
+
+
+def test_the_app_refuses_to_resume_with_other_weights_or_settings(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from feassample import app
+
+    def cfg(*extra):
+        with initialize_config_dir(config_dir=app.config_dir(), version_base="1.3"):
+            return compose(config_name="config", overrides=["problem.d=16", "sampler.n=40", "sampler.k=5",
+                                                            "progress=false", "coverage=false", "plot=false",
+                                                            *extra])
+    first = tmp_path / "first"
+    app.run(cfg(), first, ROOT)
+    with pytest.raises(ValueError, match="another problem: its .*w64"):
+        app.run(cfg("problem.w_seed=1", f"resume={first}"), tmp_path / "b", ROOT)
+    with pytest.raises(ValueError, match="other settings .*budget"):
+        app.run(cfg("sampler.options.budget=20", f"resume={first}"), tmp_path / "c", ROOT)
+    assert app.run(cfg("sampler.n=60", f"resume={first}"), tmp_path / "d", ROOT)["status"] == "success"
