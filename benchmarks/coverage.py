@@ -1,0 +1,233 @@
+"""Coverage beyond the slab: is a method's sample spread like an exact sample of the prior
+restricted to the set, on sets the covering walk was not tuned on? Measured side by side, per
+case and method, over several seeds (the worst seed is what counts).
+
+Cases (each with an exact sampler that does not come from our samplers):
+
+* ``shell``: a thin spherical shell ``0.55 <= ||x - 1/2|| <= 0.6`` in ``[0, 1]^10`` (about 5% of
+  the cube); exact: rejection from the uniform law on the cube.
+* ``two slabs``: the intersection of two logistic slabs in ``[0, 1]^32``; exact: rejection.
+* ``heavy tails``: a logistic slab at d = 784 whose weights are Student-t (1.5 degrees of
+  freedom); exact: the slab's own exact sampler (``SlabLaw``, docs/ground-truth.md).
+* ``two pieces``: ``a <= |w.x - m| <= b`` in ``[0, 1]^16``, two slabs separated by a gap;
+  exact: rejection. The share of samples in the upper piece is compared with the exact share.
+
+Per case, method and seed: the certified fraction, model evaluations per sample, wall seconds;
+for a few scalar statistics (each constraint's value, the first coordinate, the distance to the
+box's centre) the two-sample KS p-value and the z-score of the mean against an equal-size exact
+sample; the NN ratio, the fill ratio, and an energy ratio (the V-statistic energy distance to an
+exact reference, over the mean of the same for independent exact draws: 1 for iid); the piece
+shares; exact duplicate rows; the R-hat reported by the run when it has diagnostics. The summary
+checks the issue's targets: at most one seed with |z| > 3 per statistic, rms z <= 1.3,
+NN ratio >= 0.9, fill ratio <= 1.05, energy ratio <= 1.3, shares within 3 iid standard deviations.
+
+    python -m benchmarks.coverage                         # every case, cover (default) and rejection, 10 seeds
+    python -m benchmarks.coverage --methods cover,smc --seeds 5 --cases shell,two_pieces
+    python -m benchmarks.coverage --quick                 # 2 seeds, n = 200: a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from scipy import stats as sstats
+
+import feassample as fs
+from feassample import metrics
+
+
+@dataclass
+class Case:
+    name: str
+    problem: fs.FeasibleSet
+    exact: Callable[[int, torch.Generator], torch.Tensor]     # (n, generator) -> exact samples
+    statistics: Callable[[torch.Tensor], dict]                   # x (n, d) -> {name: (n,)}
+    pieces: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # x -> (n,) bool: upper piece
+
+
+def _rejection(problem: fs.FeasibleSet, batch: int = 200_000):
+    def draw(n: int, g: torch.Generator) -> torch.Tensor:
+        got, total = [], 0
+        while total < n:
+            x = torch.rand((batch, *problem.code_shape), generator=g, dtype=torch.float64)
+            _, ok = problem.check(x.float())
+            x = x[ok]
+            got.append(x)
+            total += x.shape[0]
+        return torch.cat(got)[:n]
+    return draw
+
+
+def _base_stats(problem):
+    def statistics(x: torch.Tensor) -> dict:
+        x = x.double().flatten(1)
+        with torch.no_grad():
+            values = problem.measure(problem.decode(x.to(torch.float32).reshape(-1, *problem.code_shape))).values
+        out = {f"h{j}": values[:, j].double() for j in range(values.shape[1])}
+        out["x0"] = x[:, 0]
+        out["radius"] = (x - 0.5).norm(dim=1)
+        return out
+    return statistics
+
+
+def cases() -> dict[str, Case]:
+    shell = fs.from_functions(lambda x: (x - 0.5).norm(dim=1, keepdim=True), lo=[0.55], hi=[0.6],
+                              code_shape=(10,), box=(0.0, 1.0), names=["radius"])
+    s1 = fs.LogisticHalfspace.random(32, 0.3, 0.7, w_seed=0)
+    s2 = fs.LogisticHalfspace.random(32, 0.3, 0.7, w_seed=1)
+    slabs = fs.Intersection([s1, s2])
+    w = torch.from_numpy(np.random.default_rng(5).standard_t(1.5, size=784)).float() * 0.05
+    heavy = fs.LogisticHalfspace(w, c=-float(w.sum()) / 2, z1=0.6, z2=0.8)
+    w16 = torch.from_numpy(np.random.default_rng(7).normal(size=16)).float()
+    mid = float(w16.sum()) / 2
+    gap = fs.from_functions(lambda x: (x @ w16.to(x.dtype) - mid).abs().unsqueeze(1), lo=[0.3], hi=[0.9],
+                            code_shape=(16,), box=(0.0, 1.0), names=["|w.x - m|"])
+
+    def heavy_stats(x):
+        out = _base_stats(heavy)(x)
+        out["w.x"] = heavy.t(x.double()) if hasattr(heavy, "t") else out["h0"]
+        return out
+
+    return {
+        "shell": Case("shell", shell, _rejection(shell), _base_stats(shell)),
+        "two_slabs": Case("two slabs", slabs, _rejection(slabs), _base_stats(slabs)),
+        "heavy_tails": Case("heavy tails", heavy, lambda n, g: heavy.exact_sample(n, generator=g).double(),
+                            heavy_stats),
+        "two_pieces": Case("two pieces", gap, _rejection(gap), _base_stats(gap),
+                           pieces=lambda x: (x.double().flatten(1) @ w16.double() - mid) > 0),
+    }
+
+
+def energy(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The V-statistic energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (>= 0)."""
+    return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
+
+
+def measure(case: Case, method: str, n: int, k: int, seed: int, draws: int) -> dict:
+    t0 = time.perf_counter()
+    s = fs.sample(case.problem, n=n, k=k, seed=seed, method=method)
+    wall = time.perf_counter() - t0
+    x = s.x.double().flatten(1)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    ref = case.exact(n, g).flatten(1)
+    probes = case.exact(n, g).flatten(1)
+    nulls = [case.exact(n, g).flatten(1) for _ in range(draws)]
+    row = {"case": case.name, "method": method, "seed": seed, "n": len(s), "status": s.status,
+           "certified": float(s.feasible.float().mean()) if len(s) else 0.0,
+           "evals_per_sample": s.stats.get("model_evals", 0) / max(len(s), 1), "wall_s": wall,
+           "duplicates": len(s) - int(torch.unique(s.codes.flatten(1), dim=0).shape[0]),
+           "rhat": s.stats.get("rhat_max", math.nan)}
+    if len(s) < 10:
+        return row
+    ours, theirs = case.statistics(x), case.statistics(ref)
+    for key in ours:
+        a, b = ours[key].numpy(), theirs[key].numpy()
+        row[f"ks_p[{key}]"] = float(sstats.ks_2samp(a, b).pvalue)
+        se = math.sqrt(a.var() / len(a) + b.var() / len(b)) or math.inf
+        row[f"z[{key}]"] = float((a.mean() - b.mean()) / se)
+    row["nn_ratio"] = metrics.nn_ratio(x, ref)
+    row["fill_ratio"] = metrics.fill_ratio(x, ref, probes)
+    null = [energy(v, ref) for v in nulls]
+    row["energy_ratio"] = energy(x, ref) / max(float(np.mean(null)), 1e-300)
+    if case.pieces is not None:
+        big = case.exact(20_000, g).flatten(1)
+        p = float(case.pieces(big).double().mean())
+        share = float(case.pieces(x).double().mean())
+        row["share"], row["share_exact"] = share, p
+        row["share_sd"] = (share - p) / math.sqrt(p * (1 - p) / len(x))
+    return row
+
+
+def verdict(rows: list[dict]) -> list[str]:
+    """Each (case, method): the issue's targets, met or missed, over the seeds."""
+    lines = []
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["case"], r["method"]), []).append(r)
+    for (case, method), rs in groups.items():
+        zs = {k: [r[k] for r in rs if k in r] for k in rs[0] if k.startswith("z[")}
+        big = {k: sum(abs(v) > 3 for v in vals) for k, vals in zs.items()}
+        allz = [v for vals in zs.values() for v in vals]
+        rms = math.sqrt(sum(v * v for v in allz) / max(len(allz), 1))
+        checks = {
+            "certified 100%": all(r["certified"] == 1.0 for r in rs),
+            "|z|>3 on <= 1 seed per statistic": all(c <= 1 for c in big.values()),
+            f"rms z <= 1.3 ({rms:.2f})": rms <= 1.3,
+            f"NN ratio >= 0.9 (worst {min(r.get('nn_ratio', 0) for r in rs):.3f})":
+                min(r.get("nn_ratio", 0) for r in rs) >= 0.9,
+            f"fill ratio <= 1.05 (worst {max(r.get('fill_ratio', math.inf) for r in rs):.3f})":
+                max(r.get("fill_ratio", math.inf) for r in rs) <= 1.05,
+            f"energy ratio <= 1.3 (worst {max(r.get('energy_ratio', math.inf) for r in rs):.2f})":
+                max(r.get("energy_ratio", math.inf) for r in rs) <= 1.3,
+        }
+        if "share_sd" in rs[0]:
+            worst = max(abs(r["share_sd"]) for r in rs)
+            checks[f"piece share within 3 SD (worst {worst:.2f} SD)"] = worst <= 3
+        evals = max(r["evals_per_sample"] for r in rs)
+        checks[f"evals/sample <= 30 (worst {evals:.1f})"] = evals <= 30
+        met = [k for k, v in checks.items() if v]
+        missed = [k for k, v in checks.items() if not v]
+        lines.append(f"- **{case}, {method}** ({len(rs)} seeds): met: {'; '.join(met) or 'none'}"
+                     f"{'; **missed**: ' + '; '.join(missed) if missed else ''}")
+    return lines
+
+
+def table(rows: list[dict]) -> str:
+    keys = ["case", "method", "seed", "status", "certified", "evals_per_sample", "wall_s", "nn_ratio",
+            "fill_ratio", "energy_ratio", "duplicates", "rhat"]
+    zkeys = sorted({k for r in rows for k in r if k.startswith("z[")})
+    extra = ["share", "share_exact", "share_sd"] if any("share" in r for r in rows) else []
+    head = keys + zkeys + extra
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v)
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(fmt(r.get(k, "")) for k in head) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.coverage", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default="cover,rejection")
+    parser.add_argument("--cases", default="shell,two_slabs,heavy_tails,two_pieces")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--draws", type=int, default=5, help="exact draws for the energy null")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="2 seeds, n = 200")
+    parser.add_argument("--exact-n", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.n, args.draws = 2, 200, 3
+    torch.set_num_threads(args.threads)
+    available = cases()
+    chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in available]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {sorted(available)}")
+    rows = []
+    t0 = time.perf_counter()
+    for name in chosen:
+        for method in args.methods.split(","):
+            for seed in range(args.seeds):
+                rows.append(measure(available[name], method.strip(), args.n, args.k, seed, args.draws))
+    text = "\n".join([
+        f"Command: `python -m benchmarks.coverage --methods {args.methods} --cases {args.cases} "
+        f"--seeds {args.seeds} --n {args.n} --k {args.k}`; torch {torch.__version__}, "
+        f"Python {platform.python_version()}, {args.threads} thread(s); {time.perf_counter() - t0:.0f} s.",
+        "", table(rows), "", "Targets (issue 11), worst over the seeds:", *verdict(rows)])
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

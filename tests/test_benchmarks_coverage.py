@@ -1,0 +1,19 @@
+"""The coverage suite runs end to end on its smallest setting and reports every target."""
+from benchmarks import coverage
+
+
+def test_the_coverage_suite_reports_each_target_per_case_and_method():
+    text = coverage.main(["--cases", "two_pieces", "--methods", "cover,rejection", "--seeds", "1",
+                          "--n", "100", "--draws", "2"])
+    assert "| two pieces | cover | 0 | success | 1 |" in text
+    assert "| two pieces | rejection | 0 | success | 1 |" in text
+    for target in ("rms z <= 1.3", "NN ratio >= 0.9", "fill ratio <= 1.05", "energy ratio <= 1.3",
+                   "piece share within 3 SD", "evals/sample <= 30"):
+        assert text.count(target) == 2, target
+
+
+def test_an_exact_sample_meets_its_own_targets():
+    """The metrics are calibrated: rejection (exact) sampling keeps the share and the NN ratio."""
+    case = coverage.cases()["two_pieces"]
+    row = coverage.measure(case, "rejection", n=300, k=10, seed=3, draws=3)
+    assert abs(row["share_sd"]) < 3 and 0.85 < row["nn_ratio"] < 1.15 and row["energy_ratio"] < 2
