@@ -5,9 +5,12 @@ Each run writes into Hydra's output directory (``outputs/DATE/TIME`` or ``multir
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import re
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,60 +35,209 @@ log = logging.getLogger("feassample")
 register()
 
 
+MODEL_KINDS = ("torchvision", "timm", "exported", "torchscript")
+#: keys of a model config that go to the loader (the digits config's neuron defaults do not)
+DIGITS_PROBLEM_KEYS = ("generator", "encoder", "neuron", "intersection")
+#: generator names of feassample.models.params, built for the model's input shape and range
+PARAMETRIZATIONS = ("fourier", "pixels")
+
+
+def _model_kind(node) -> str:
+    """``digits``, ``file`` or one of ``MODEL_KINDS`` for a composed ``model`` node."""
+    keys = set(node.keys())  # ("key" in node is False for a missing ??? value)
+    if "kind" in keys and node.get("kind") in MODEL_KINDS:
+        return str(node.kind)
+    return "file" if "state_dict" in keys else "digits"
+
+
+def _required(node, keys: tuple, kind: str) -> None:
+    for key in keys:
+        if OmegaConf.is_missing(node, key):
+            raise ValueError(f"model={kind} needs model.{key}=... (see conf/model/{kind}.yaml)")
+
+
 def build_model(cfg: DictConfig, base: Path):
     """The model of the ``model`` group (file paths resolved against ``base``)."""
     if cfg.get("model") is None:
         raise ValueError("this problem needs a model: add model=digits or model=file ...")
     node = cfg.model
-    kind = node.get("kind") if "kind" in set(node.keys()) else None
-    if kind in ("torchvision", "timm", "exported", "torchscript"):
-        from .models.formats import load_model
-        required = ("arch", "weights") if kind in ("torchvision", "timm") else ("path",)
-        for key in required:
-            if OmegaConf.is_missing(node, key):
-                raise ValueError(f"model={kind} needs model.{key}=... (see conf/model/{kind}.yaml)")
+    kind = _model_kind(node)
+    from .models.formats import load_model
+    if kind in MODEL_KINDS:
+        _required(node, ("arch", "weights") if kind in ("torchvision", "timm") else ("path",), kind)
         fields = OmegaConf.to_container(node, resolve=True)
         fields.pop("kind")
         return load_model(kind, **fields, base=base)
-    if "state_dict" in set(node.keys()):
-        for key in ("cls", "state_dict"):
-            if OmegaConf.is_missing(node, key):
-                raise ValueError(f"model=file needs model.{key}=... (see conf/model/file.yaml)")
-        return load_model_file(node.cls, node.state_dict,
-                               OmegaConf.to_container(node.kwargs, resolve=True), base)
-    return instantiate(node)
+    if kind == "file":
+        _required(node, ("cls", "state_dict"), "file")
+        fields = OmegaConf.to_container(node, resolve=True)
+        fields.pop("_target_", None)
+        return load_model("file", cls=fields.pop("cls"), weights=fields.pop("state_dict"),
+                          **fields, base=base)
+    fields = OmegaConf.to_container(node, resolve=True)
+    for key in DIGITS_PROBLEM_KEYS:
+        fields.pop(key, None)
+    return instantiate(fields)
+
+
+def _band(value, where: str) -> tuple[float, float]:
+    """``(z1, z2)`` from a ``[z1, z2]`` config value, checked."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{where} must be [z1, z2] (two numbers), got {value!r}")
+    z1, z2 = float(value[0]), float(value[1])
+    if math.isnan(z1) or math.isnan(z2) or z1 > z2:
+        raise ValueError(f"{where} must be [z1, z2] with z1 <= z2, got {value!r}")
+    return z1, z2
+
+
+def _is_slot(entry) -> bool:
+    """An empty ``units`` entry of a preset (every field null), there for ``problem.units.N.*``."""
+    return isinstance(entry, dict) and all(v is None for v in entry.values())
+
+
+def neuron_units(cfg: DictConfig) -> list[tuple[Optional[str], Any, float, float]]:
+    """``(layer, unit, z1, z2)`` for each unit of ``problem=neuron|intersection``, from
+    ``problem.unit``/``problem.band`` (one unit), ``problem.units`` (strings or entries) with
+    ``problem.bands`` or the shared ``problem.band``, or, when none is given, the model config's
+    example (only ``model=digits`` has one). Checked from the config alone: no model is loaded."""
+    from .config import UnitSchema
+    from .problems.neuron import parse_unit
+
+    node = OmegaConf.to_container(cfg.problem, resolve=True)
+    kind = node.get("kind", "neuron")
+    model = OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") is not None else {}
+    entries = [e for e in (node.get("units") or []) if not _is_slot(e)]
+    single, shared, bands = node.get("unit"), node.get("band"), node.get("bands")
+    if single is not None and entries:
+        raise ValueError("give problem.unit (one unit) or problem.units (several), not both")
+    if single is None and not entries and shared is None and bands is None:
+        example = model.get(kind) if isinstance(model.get(kind), dict) else {}
+        entries, shared = list(example.get("units") or []), example.get("band")
+    if single is None and not entries:
+        raise ValueError(
+            f"problem={kind} needs " + ("a unit: problem.unit=LAYER:N 'problem.band=[z1,z2]' "
+                                        "(e.g. problem.unit=layer4:17)" if kind == "neuron" else
+                                        "units: 'problem.units=[LAYER:N,LAYER:M]' "
+                                        "'problem.band=[z1,z2]' (or problem.bands, one per unit)"))
+    if single is not None:
+        if bands is not None:
+            raise ValueError("problem.bands goes with problem.units: give problem.unit's band as "
+                             "problem.band=[z1,z2]")
+        entries = [single]
+    if bands is not None and len(bands) != len(entries):
+        raise ValueError(f"problem.bands has {len(bands)} bands for {len(entries)} units: give "
+                         f"one [z1, z2] per unit")
+    keys = {f.name for f in dataclasses.fields(UnitSchema)}
+    out = []
+    for i, entry in enumerate(entries):
+        where = "problem.unit" if single is not None else f"problem.units.{i}"
+        layer, own = None, None
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - keys)
+            if unknown:
+                raise ValueError(f"{where} has unknown keys {unknown}: valid keys are "
+                                 f"{sorted(keys)}")
+            layer, unit = entry.get("layer"), entry.get("unit")
+            if unit is None:
+                raise ValueError(f"{where} needs unit: a 'layer:n' string (e.g. unit: 'layer4:17')")
+            if entry.get("band") is not None:
+                own = _band(entry["band"], f"{where}.band")
+            if entry.get("z1") is not None or entry.get("z2") is not None:
+                if own is not None:
+                    raise ValueError(f"{where} has both band and z1/z2: give one of them")
+                own = _band([entry.get("z1"), entry.get("z2")], f"{where}.z1/z2")
+        else:
+            unit = entry
+        if isinstance(unit, str):
+            try:
+                parse_unit(unit)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
+        elif isinstance(unit, list) and unit and all(isinstance(v, int) for v in unit):
+            unit = tuple(unit)
+        elif not (isinstance(unit, int) and not isinstance(unit, bool)):
+            raise ValueError(f"{where} must be a 'layer:n[:y:x]' string (e.g. layer4:17), got "
+                             f"{unit!r}")
+        if not isinstance(unit, str) and layer is None:
+            raise ValueError(f"{where}: unit {unit!r} needs its layer: write it as "
+                             f"'LAYER:{unit if isinstance(unit, int) else ':'.join(map(str, unit))}'")
+        if own is None:
+            if bands is not None:
+                own = _band(bands[i], f"problem.bands.{i}")
+            elif shared is not None:
+                own = _band(shared, "problem.band")
+            else:
+                raise ValueError(f"{where} has no band: give problem.band=[z1,z2]"
+                                 + ("" if single is not None else " (shared) or problem.bands"))
+        out.append((layer, unit, *own))
+    if kind == "neuron" and len(out) != 1:
+        raise ValueError(f"problem=neuron takes one unit, got {len(out)}: use problem=intersection")
+    return out
+
+
+def _auto(cfg: DictConfig, key: str) -> Optional[str]:
+    """``problem.<key>`` with ``auto`` replaced by the model config's (only ``model=digits`` has
+    one: every other model starts with none)."""
+    value = cfg.problem.get(key)
+    if value == "auto":
+        value = cfg.model.get(key) if cfg.get("model") is not None and key in set(
+            cfg.model.keys()) else None
+    return value
+
+
+def check_generator_name(name: Optional[str]) -> None:
+    """Refuse a generator name that is neither a parametrization nor a zoo generator."""
+    if name is None or name in PARAMETRIZATIONS:
+        return
+    from .models import WEIGHTS_DIR, read_manifest
+    zoo = sorted(n for n in read_manifest(WEIGHTS_DIR)["models"] if "vae" in n)
+    if name not in zoo:
+        raise ValueError(f"problem.generator={name!r} is unknown: choose auto, null, "
+                         f"{', '.join(PARAMETRIZATIONS)} or a zoo generator ({', '.join(zoo)})")
+
+
+def build_generator(name: Optional[str], model, node):
+    """The generator named by ``problem.generator`` (after ``auto``): none, an image
+    parametrization sized from ``problem.input_shape``/``input_range`` or the model's metadata,
+    or a zoo generator."""
+    check_generator_name(name)
+    if name is None:
+        return None
+    if name not in PARAMETRIZATIONS:
+        from .models import load_generator
+        return load_generator(name)
+    from .models.params import FourierImage, PixelImage
+    from .problems.preprocessing import model_preprocessing
+
+    pre = model_preprocessing(model)
+    shape = node.input_shape if node.input_shape is not None else (pre.input_shape if pre else None)
+    span = node.input_range if node.input_range is not None else (pre.input_range if pre else None)
+    if shape is None or span is None:
+        raise ValueError(f"problem.generator={name} needs problem.input_shape=[C,H,W] and "
+                         f"problem.input_range=[lo,hi]: the model states "
+                         f"{'no input shape' if shape is None else 'no input range'}")
+    shape, span = tuple(int(v) for v in shape), tuple(float(v) for v in span)
+    if name == "pixels":
+        return PixelImage(shape, span)
+    return FourierImage(shape, span, decorrelate=shape[0] == 3)
 
 
 def build_neuron_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
     """A ``NeuronInverseSet`` (or an ``Intersection`` of them) from ``problem=neuron|intersection``."""
-    from .models import load_generator
     from .problems import Intersection, NeuronInverseSet
 
     node = cfg.problem
-    if not node.units:
-        raise ValueError("problem.units is empty: give at least one {layer, unit, z1, z2}")
+    units = neuron_units(cfg)
     model = build_model(cfg, base)
-    generator = load_generator(node.generator) if node.generator else None
-    members = []
-    for i, u in enumerate(node.units):
-        unit = OmegaConf.to_container(u.unit) if OmegaConf.is_list(u.unit) else u.unit
-        unit = tuple(unit) if isinstance(unit, list) else unit
-        # A "layer4:17" string names its layer: a preset's layer must not contradict it.
-        if u.band is not None:
-            if len(u.band) != 2:
-                raise ValueError(f"problem.units.{i}.band must be [z1, z2], got {list(u.band)}")
-            z1, z2 = (float(v) for v in u.band)
-        elif u.z1 is not None and u.z2 is not None:
-            z1, z2 = float(u.z1), float(u.z2)
-        else:
-            raise ValueError(f"problem.units.{i} needs z1 and z2, or band: [z1, z2]")
-        members.append(NeuronInverseSet(
-            model, None if isinstance(unit, str) else u.layer, unit, z1, z2, generator=generator,
-            encoder=node.encoder, input_shape=tuple(node.input_shape),
-            input_range=tuple(node.input_range), tol=float(node.tol),
-            code_radius=node.code_radius if generator is not None else None))
-    if node.kind == "neuron" and len(members) != 1:
-        raise ValueError(f"problem=neuron takes one unit, got {len(members)}: use problem=intersection")
+    generator = build_generator(_auto(cfg, "generator"), model, node)
+    encoder = _auto(cfg, "encoder")
+    members = [NeuronInverseSet(
+        model, layer, unit, z1, z2, generator=generator, encoder=encoder,
+        input_shape=tuple(node.input_shape) if node.input_shape is not None else None,
+        input_range=tuple(node.input_range) if node.input_range is not None else None,
+        tol=float(node.tol), code_radius=node.code_radius if generator is not None else None)
+        for layer, unit, z1, z2 in units]
     return members[0] if len(members) == 1 else Intersection(members)
 
 
@@ -142,29 +294,141 @@ def sampler_config(cfg: DictConfig, base: Optional[Path] = None) -> SamplerConfi
                          objective_options=obj.get("options") or None)
 
 
+def _exists(value, what: str, base: Path) -> None:
+    """Refuse a missing file named by the config (relative to the launch directory ``base``)."""
+    path = Path(str(value)).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}={value}: {path} does not exist")
+
+
+def _check_spec_file(spec, what: str, base: Path) -> None:
+    """``path/to/file.py:name`` must name an existing file (``package.module:name`` is imported
+    later)."""
+    where = str(spec).rsplit(":", 1)[0] if ":" in str(spec) else str(spec)
+    if where.endswith(".py"):
+        _exists(where, what, base)
+
+
+def check_model(cfg: DictConfig, base: Path) -> None:
+    """The ``model`` node's required keys and files, without loading anything."""
+    if cfg.get("model") is None:
+        raise ValueError("this problem needs a model: add model=digits or model=file ...")
+    node, kind = cfg.model, _model_kind(cfg.model)
+    if kind in ("torchvision", "timm"):
+        _required(node, ("arch", "weights"), kind)
+        _exists(node.weights, "model.weights", base)
+    elif kind in ("exported", "torchscript"):
+        _required(node, ("path",), kind)
+        _exists(node.path, "model.path", base)
+    elif kind == "file":
+        _required(node, ("cls", "state_dict"), "file")
+        _check_spec_file(node.cls, "model.cls", base)
+        _exists(node.state_dict, "model.state_dict", base)
+
+
+def check_config(cfg: DictConfig, base: Path, skip: frozenset = frozenset()) -> None:
+    """Every check that needs no model loaded: the sampler's and objective's options, the
+    problem's required keys, unit strings and bands, the files the config names, the input range
+    of an input-space problem, and ``resume``; ``skip``: top-level keys a sweep sets later (their
+    checks wait for the jobs). Raises ValueError/TypeError/FileNotFoundError."""
+    problem = cfg.problem
+    if {"problem", "model"} & set(skip):
+        problem = OmegaConf.create({"kind": "swept"})
+    kind = problem.get("kind")
+    keys = set(problem.keys())
+    if kind != "contrastive" and not {"sampler", "objective"} & set(skip):
+        sampler_config(cfg, base)
+    if "factory" in keys:
+        if OmegaConf.is_missing(problem, "factory"):
+            raise ValueError("problem=python needs problem.factory=path/to/file.py:function "
+                             "(a function returning a FeasibleSet)")
+        _check_spec_file(problem.factory, "problem.factory", base)
+    if kind in ("neuron", "intersection", "contrastive"):
+        check_model(cfg, base)
+    if kind in ("neuron", "intersection"):
+        neuron_units(cfg)
+        generator = _auto(cfg, "generator")
+        check_generator_name(generator)
+        model_kind = _model_kind(cfg.model)
+        if ((generator is None or generator in PARAMETRIZATIONS) and problem.input_range is None
+                and model_kind in ("file", "exported", "torchscript")
+                and cfg.model.get("input_range") is None):
+            how = "sampling inputs directly" if generator is None else f"problem.generator={generator}"
+            raise ValueError(f"problem.input_range=[lo,hi] (or model.input_range) is required for "
+                             f"{how} with model={model_kind}, which states no input range")
+    if not {"shard", "shards", "sampler"} & set(skip) and (cfg.get("shard") is not None
+                                                          or cfg.get("shards") is not None):
+        if cfg.get("shard") is None or cfg.get("shards") is None:
+            raise ValueError("give both shard= and shards= (this job's index and the number of jobs)")
+        from .api import shard_plan
+        shard_plan(int(cfg.sampler.n), int(cfg.sampler.seed), cfg.shard, cfg.shards)
+    if cfg.get("resume") and "resume" not in skip:
+        resume = Path(str(cfg.resume)).expanduser()
+        resume = resume if resume.is_absolute() else base / resume
+        if not resume.is_dir():
+            raise FileNotFoundError(f"resume={cfg.resume}: {resume} is not a run directory")
+
+
+#: problems built by ValidateCallback before the run directory exists, reused by ``run``
+_PREPARED: dict[str, FeasibleSet] = {}
+
+
+def _problem_key(cfg: DictConfig, base: Path) -> str:
+    nodes = {k: OmegaConf.to_container(cfg[k], resolve=True) if cfg.get(k) is not None else None
+             for k in ("problem", "model")}
+    return json.dumps([nodes, str(base)], sort_keys=True, default=str)
+
+
+def prepared_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
+    """The problem ValidateCallback built for this config (so a model is loaded once), else a new
+    one."""
+    return _PREPARED.pop(_problem_key(cfg, base), None) or build_problem(cfg, base)
+
+
+def one_line(err: BaseException) -> str:
+    """``feassample: <message>`` on one line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # torch's messages carry terminal colours
+    return "feassample: " + " ".join(text.split("\n")).strip()
+
+
+BAD_INPUT = (ValueError, TypeError, FileNotFoundError, AttributeError, ImportError)
+
+
 class ValidateCallback(Callback):
-    """Hydra callback: check the sampler and objective settings (a plug-in's class and options
-    included) when a run or a sweep starts, before Hydra creates any output directory."""
+    """Hydra callback: check the config (``check_config``) when a run or a sweep starts, and for
+    a single run build the problem, so every bad input is one line on stderr (exit code 2)
+    before Hydra creates any output directory."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config)
+        base = self._base(config)
+        try:
+            check_config(config, base)
+            if config.problem.get("kind") != "contrastive":
+                _PREPARED.clear()
+                _PREPARED[_problem_key(config, base)] = build_problem(config, base)
+        except BAD_INPUT as err:
+            print(one_line(err), file=sys.stderr)
+            raise SystemExit(2) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config, sweep=True)  # the swept keys (e.g. shard) are not set yet
+        # The sweep's values are not in this config yet: check only the groups it does not sweep.
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        swept = {o.key_or_group.split(".")[0].lstrip("+~")
+                 for o in OverridesParser.create().parse_overrides(
+                     list(config.hydra.overrides.task)) if o.is_sweep_override()}
+        try:
+            check_config(config, self._base(config), skip=swept)
+        except BAD_INPUT as err:
+            print(one_line(err), file=sys.stderr)
+            raise SystemExit(2) from None
 
     @staticmethod
-    def _check(config: DictConfig, sweep: bool = False) -> None:
-        if config.problem.get("kind") == "contrastive":
-            return
+    def _base(config: DictConfig) -> Path:
         try:
-            scfg = sampler_config(config, Path.cwd())
-            if not sweep and (config.get("shard") is not None or config.get("shards") is not None):
-                if config.get("shard") is None or config.get("shards") is None:
-                    raise ValueError("give both shard= and shards= (this job's index and the number of jobs)")
-                from .api import shard_plan
-                shard_plan(scfg.n, scfg.seed, config.shard, config.shards)
-        except (ValueError, TypeError, FileNotFoundError, AttributeError) as err:
-            raise SystemExit(f"feassample: {err}") from None
+            return Path(config.hydra.runtime.cwd)
+        except Exception:  # noqa: BLE001 - a config composed without Hydra's runtime node
+            return Path.cwd()
 
 
 def coverage(problem, samples: SampleSet, draws: int, seed: int) -> tuple[dict, Any]:
@@ -205,7 +469,7 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
         log.info("%s; outputs in %s", metrics_out["message"], out_dir)
         return metrics_out
     scfg = sampler_config(cfg, base)  # validated before any work
-    problem = build_problem(cfg, base)
+    problem = prepared_problem(cfg, base)
     log.info("problem: %s", problem.describe())
     log.info("sampler: method=%s n=%d k=%d seed=%d", scfg.method_name, scfg.n, scfg.k, scfg.seed)
     resume = None
@@ -250,8 +514,12 @@ def config_dir() -> str:
 def main(cfg: DictConfig) -> None:
     """Console entry point ``feassample`` (and ``python -m feassample``)."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    base = Path(HydraConfig.get().runtime.cwd)
-    run(cfg, out_dir, base)
+    base = Path(HydraConfig.get().runtime.cwd)  # relative paths: the directory launched from
+    try:
+        run(cfg, out_dir, base)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(one_line(err), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

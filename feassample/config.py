@@ -38,10 +38,20 @@ class PythonProblemSchema:
 
 @dataclass
 class DigitsModelSchema:
-    """``model=digits``: the zoo's CNN classifier (``feassample.models.load_classifier``)."""
+    """``model=digits``: the zoo's CNN classifier (``feassample.models.load_classifier``), and what
+    a neuron problem uses with it when the command line does not say: ``generator`` and
+    ``encoder`` (``problem.generator=auto``, ``problem.encoder=auto``), and the example units and
+    bands of ``problem=neuron`` / ``problem=intersection`` when no unit is given. No other model
+    config carries such defaults."""
 
     _target_: str = "feassample.models.load_classifier"
     name: str = "digits_cnn"
+    generator: Optional[str] = "digits_vae"
+    encoder: Optional[str] = "features.pool2"
+    neuron: Dict[str, Any] = field(default_factory=lambda: {
+        "units": ["classifier.fc2:3"], "band": [8.0, 12.0]})
+    intersection: Dict[str, Any] = field(default_factory=lambda: {
+        "units": ["classifier.fc2:3", "classifier.fc2:8"], "band": [4.0, 8.0]})
 
 
 @dataclass
@@ -53,6 +63,10 @@ class FileModelSchema:
     cls: str = MISSING
     state_dict: str = MISSING
     kwargs: Dict[str, Any] = field(default_factory=dict)
+    input_range: Optional[List[float]] = None
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    input_shape: Optional[List[int]] = None
 
 
 @dataclass
@@ -102,15 +116,27 @@ class UnitSchema:
 @dataclass
 class NeuronProblemSchema:
     """``problem=neuron``: the inverse set of one unit of ``model`` (several for
-    ``problem=intersection``), through the generator ``generator`` (a zoo name or null for input
-    space) with the diversity measured at the model's layer ``encoder`` (null: on codes)."""
+    ``problem=intersection``).
+
+    One unit: ``unit: layer4:17`` (a ``"layer:n[:y:x]"`` string) and ``band: [z1, z2]``. Several:
+    ``units`` lists strings (their bands in ``bands``, aligned, or the shared ``band``) or entries
+    ``{layer, unit, z1, z2, band}``; empty entries (``unit: null``) are slots for
+    ``problem.units.N.*`` overrides. ``generator``: ``auto`` (the model config's, e.g.
+    ``digits_vae`` for ``model=digits``, none for every other model), ``null`` (sample inputs
+    directly), ``fourier`` or ``pixels`` (``feassample.models.params``) or a zoo generator's
+    name. ``encoder``: ``auto`` (the model config's), ``null`` (diversity on codes) or a layer.
+    ``input_shape``/``input_range``: null takes them from the model's preprocessing metadata or
+    the generator (an input-space problem without either must give ``input_range``)."""
 
     kind: str = "neuron"
-    units: List[UnitSchema] = field(default_factory=list)
-    generator: Optional[str] = "digits_vae"
-    encoder: Optional[str] = "features.pool2"
-    input_shape: List[int] = field(default_factory=lambda: [1, 16, 16])
-    input_range: List[float] = field(default_factory=lambda: [0.0, 1.0])
+    unit: Any = None
+    band: Optional[List[float]] = None
+    units: List[Any] = field(default_factory=list)
+    bands: Optional[List[Any]] = None
+    generator: Optional[str] = "auto"
+    encoder: Optional[str] = "auto"
+    input_shape: Optional[List[int]] = None
+    input_range: Optional[List[float]] = None
     tol: float = 0.0
     code_radius: Optional[float] = 4.0
 

@@ -185,7 +185,7 @@ def test_a_neuron_run_writes_an_image_grid_and_certified_samples(tmp_path):
 
 def test_an_intersection_run_and_a_band_given_as_a_pair(tmp_path):
     cfg = _compose(["problem=intersection", "sampler.n=30", "sampler.k=5", "progress=false",
-                    "problem.units.1.band=[3.0,9.0]"])
+                    "problem.units=[classifier.fc2:3,classifier.fc2:8]", "problem.bands=[[4,8],[3.0,9.0]]"])
     metrics = app.run(cfg, tmp_path, ROOT)
     assert metrics["status"] == "success"
     s = fs.SampleSet.load(tmp_path / "samples")
@@ -216,6 +216,7 @@ def test_your_own_model_from_a_class_file_and_a_state_dict(tmp_path):
                     "+model.kwargs.hidden=8", "problem=neuron", "problem.generator=null",
                     "problem.encoder=null", "problem.units.0.layer=fc2", "problem.units.0.unit=1",
                     "problem.units.0.z1=0.0", "problem.units.0.z2=0.2", "sampler.n=20", "sampler.k=5",
+                    "problem.input_shape=[1,16,16]", "model.input_range=[0,1]",  # no digits defaults
                     "progress=false"])
     metrics = app.run(cfg, tmp_path / "run", ROOT)
     assert metrics["status"] == "success"
