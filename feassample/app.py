@@ -29,7 +29,6 @@ from .core.diversity import Diversity
 from .core.samplers import Sampler
 from .core.sampling import SamplerConfig
 from .models.files import load_object
-from .models.formats import load_model_file
 
 log = logging.getLogger("feassample")
 register()
