@@ -581,7 +581,8 @@ def init(problem: FeasibleSet, seeds: Tensor, n: int, cfg: CoverConfig, seed: in
         raise ValueError("the pairs move needs a box domain (problem.box); use the manifold move")
     state = CoverState(codes=x, values=x.new_zeros(K, problem.bands.m), grads=x.new_zeros(K, problem.bands.m, D),
                        level_scale=x.new_zeros(K), pairs_scale=x.new_ones(K), tangent_scale=x.new_zeros(K),
-                       samples=SampleBuffer.empty(n, x, x.new_zeros(1, problem.bands.m)),
+                       samples=SampleBuffer.empty(n, x, x.new_zeros(1, problem.bands.m),
+                                                  walker=torch.zeros(1, dtype=torch.long)),
                        rng=gen.get_state(), schedule=tuple(schedule), burn=cfg.burn, seed_evals=seed_evals,
                        auto=cfg.schedule is None,
                        alive=torch.ones(K, dtype=torch.bool, device=x.device))
@@ -689,7 +690,10 @@ def _emit(state: CoverState, problem: FeasibleSet) -> None:
     state.check_evals += rows.numel()
     state.rejected_by_check += int((~ok).sum())
     take = rows[ok.to(rows.device)]
-    state.samples.append(state.codes[take], state.values[take])
+    # which walker kept each row (the diagnostics' chains); a run resumed from shards written
+    # before the column existed goes on without it
+    walker = {"walker": take} if "walker" in state.samples.extra else {}
+    state.samples.append(state.codes[take], state.values[take], **walker)
 
 
 def done(state: CoverState, max_rounds: int) -> bool:

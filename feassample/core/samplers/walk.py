@@ -127,8 +127,9 @@ def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers
     if k > n:
         seeds, seed_values, seed_embedding = seeds[:n], seed_values[:n], seed_embedding[:n]
         multipliers, penalty, k = multipliers[:n], penalty[:n], n
-    buffer = SampleBuffer.empty(n, seeds, seed_values, embedding=seed_embedding)
-    buffer.append(seeds, seed_values, embedding=seed_embedding)
+    walker = torch.arange(k, device=seeds.device)  # which walker kept each row (diagnostics)
+    buffer = SampleBuffer.empty(n, seeds, seed_values, embedding=seed_embedding, walker=walker)
+    buffer.append(seeds, seed_values, embedding=seed_embedding, walker=walker)
     return WalkState(codes=seeds.detach().clone(), multipliers=multipliers.clone(),
                      penalty=penalty.clone(), moments=Moments.zeros(seeds), samples=buffer,
                      pool=PoolStats.of(seed_embedding), seeds=k,
@@ -159,7 +160,8 @@ def step(state: WalkState, loss: Loss, move, certify=None) -> tuple[WalkState, d
             state.rejected_by_check += int((~ok).sum())
             take = take[ok.to(take.device)]
         if take.numel():
-            new = buf.append(codes[take], ev.values[take], embedding=ev.embedding[take])
+            walker = {"walker": live[take]} if "walker" in buf.extra else {}
+            new = buf.append(codes[take], ev.values[take], embedding=ev.embedding[take], **walker)
             state.pool = state.pool.add(ev.embedding[take])
             state.idle_rounds = 0
         else:
