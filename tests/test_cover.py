@@ -145,3 +145,104 @@ def test_config_is_validated():
     p = fs.from_functions(lambda x: x.norm(dim=1, keepdim=True), 1.0, 2.0, (3,))
     with pytest.raises(ValueError, match="box"):
         fs.sample(p, n=20, k=4, method="cover", options={"schedule": "pairs,level"})
+
+
+# -- degenerate blocks (issue 11, item 4): singular Gram matrices in the pairs move ------------
+class PoolNet(torch.nn.Module):
+    """conv -> ReLU -> max-pool -> linear: the logit's pixel gradient is sparse (the max-pool
+    routes it to one pixel of each window), so on a block it is often zero or parallel to the
+    gradient of a local unit of the conv layer, which is zero outside its 3x3 receptive field."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.pool = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.MaxPool2d(4))
+        self.fc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 3))
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv1(x)))
+
+
+def _middle_band(values: torch.Tensor) -> tuple[float, float]:
+    lo, hi = torch.quantile(values, torch.tensor([0.3, 0.7]))
+    return float(lo), float(hi)
+
+
+def test_global_and_local_unit_of_a_cnn_with_singular_blocks_are_sampled():
+    """Crashed with ``linalg.solve ... singular`` in ``_block_directions`` before the fix."""
+    torch.manual_seed(0)
+    net = PoolNet()
+    with torch.no_grad():
+        u = torch.rand(400, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+        logit, unit = net(u)[:, 1], net.conv1(u)[:, 1, 3, 4]
+    (a, b), (c, e) = _middle_band(logit), _middle_band(unit)
+    top = fs.NeuronInverseSet(net, "fc.1", 1, a, b, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
+    local = fs.NeuronInverseSet(net, "conv1", (1, 3, 4), c, e, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
+    s = fs.sample(fs.Intersection([top, local]), n=60, k=10, seed=0)
+    assert s.status == "success" and len(s) == 60 and bool(s.feasible.all())
+    with torch.no_grad():  # an independent forward pass, without hooks
+        f, h = net(s.x)[:, 1], torch.nn.functional.conv2d(s.x, net.conv1.weight, net.conv1.bias, padding=1)[:, 1, 3, 4]
+    assert bool(((f >= a - 1e-4) & (f <= b + 1e-4) & (h >= c - 1e-4) & (h <= e + 1e-4)).all())
+    # the walkers move (repeats are legitimate MCMC rejections: measured 42 distinct of 60)
+    assert len({tuple(r) for r in s.x.flatten(1).tolist()}) >= 30
+
+
+def _rejection_ks(s, stat, check, d: int) -> float:
+    from scipy import stats
+    u = torch.rand(40000, d, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ref = u[check(u)]
+    return stats.ks_2samp(stat(s.codes.double()).numpy(), stat(ref).numpy()).pvalue
+
+
+def test_parallel_gradients_are_sampled_with_the_right_law():
+    """``h = [s, 2s]``: the two gradient rows are parallel on every block."""
+    d = 8
+    s_of = lambda x: x.sum(1) / math.sqrt(d)  # noqa: E731
+    p = fs.from_functions(lambda x: torch.stack([s_of(x), 2 * s_of(x)], 1), lo=[1.0, 1.8], hi=[1.5, 3.2],
+                          code_shape=(d,), box=(0.0, 1.0))
+    out = fs.sample(p, n=200, k=10, seed=0)
+    assert out.status == "success" and len(out) == 200 and bool(out.feasible.all())
+    assert _rejection_ks(out, s_of, lambda u: (s_of(u) >= 1.0) & (s_of(u) <= 1.5), d) > 1e-3
+
+
+def test_one_slab_twice_is_sampled_with_the_slab_law():
+    q = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    out = fs.sample(fs.Intersection([q, q]), n=200, k=10, seed=0)
+    assert out.status == "success" and len(out) == 200 and bool(out.feasible.all())
+    assert bool(q.membership(out.x.double()).all())
+    assert metrics.ks_pvalue(q.t(out.x.double()), q.t_cdf) > 1e-3
+
+
+def test_block_directions_are_orthogonal_to_rank_deficient_gradients():
+    from feassample.core.samplers.cover import _block_directions
+    g = torch.Generator().manual_seed(0)
+    G = torch.randn(4, 2, 6, generator=g, dtype=torch.float64)
+    G[0, 1] = 2 * G[0, 0]           # parallel rows
+    G[1, 1] = 0.0                   # one zero row
+    G[2] = 0.0                      # both zero
+    blocks = torch.arange(6).reshape(1, 2, 3).expand(4, 2, 3)
+    z = torch.randn(4, 2, 3, generator=g, dtype=torch.float64)
+    d = _block_directions(G, blocks, z)
+    Gb = G.reshape(4, 2, 2, 3).permute(0, 2, 1, 3)            # (B, nb, m, b)
+    assert torch.allclose(d.norm(dim=-1), torch.ones(4, 2, dtype=torch.float64))
+    assert float((Gb @ d.unsqueeze(-1)).abs().max()) < 1e-10  # in the null space of every block
+    # the projection is the orthogonal one: z - d * (d.z) lies in the row space (checked by rank)
+    resid = z - d * (d * z).sum(-1, keepdim=True)
+    for i in range(4):
+        for j in range(2):
+            both = torch.cat([Gb[i, j], resid[i, j, None]])
+            assert torch.linalg.matrix_rank(both, atol=1e-9) == torch.linalg.matrix_rank(Gb[i, j], atol=1e-9)
+
+
+def test_walk_band_step_follows_a_thin_band_and_is_validated():
+    """Issue 11, item 5: the paper's walk needs 7-12x its minimum steps on a 5e-4 band (d = 784);
+    ``band_step`` caps the step at a fraction of the band's width over |grad h| (off by default)."""
+    p = fs.LogisticHalfspace.random(784, 0.7, 0.7005)
+    s = fs.sample(p, n=100, k=10, seed=1, method="walk", options={"band_step": 0.03})
+    assert s.status == "success" and bool(p.membership(s.x.double()).all())
+    assert s.stats["walk_steps"] <= 2 * s.stats["walk_steps_min"]
+    w = p.w64.norm().item()
+    width = p.bands.hi[0] - p.bands.lo[0]
+    assert s.stats["walk_lr"] == pytest.approx(0.03 * width / w, rel=1e-3)  # |grad h| = |w| on a slab
+    with pytest.raises(ValueError, match="band_step"):
+        fs.WalkConfig(band_step=0.0)

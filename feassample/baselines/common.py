@@ -53,17 +53,19 @@ class Baseline(Sampler):
     """Base of the baselines: budget, generator, rows, closest iterates, ``finalize``."""
 
     def start(self, problem: FeasibleSet, run, key: int, *, max_evals: Optional[int] = None,
-              codes_dtype: Optional[torch.dtype] = None, **fields) -> dict:
+              codes_dtype: Optional[torch.dtype] = None, walkers: bool = False, **fields) -> dict:
         """The common fields of a fresh state (pass them on to the subclass's state).
 
         ``max_evals`` overrides the budget's default (``config.max_evals``, else 200 per sample);
-        ``codes_dtype`` the dtype of the kept codes (default: the run's)."""
+        ``codes_dtype`` the dtype of the kept codes (default: the run's); ``walkers``: keep which
+        chain produced each row (``extra["walker"]``, for the convergence diagnostics)."""
         self.bind(problem, run)
         if max_evals is None:
             max_evals = self.config.max_evals
         max_evals = int(max_evals) if max_evals is not None else DEFAULT_EVALS_PER_SAMPLE * run.n
         like = torch.zeros((1, *problem.code_shape), dtype=codes_dtype or self.dtype, device=self.device)
-        samples = SampleBuffer.empty(run.n, like, like.new_zeros(1, problem.bands.m))
+        extra = {"walker": torch.zeros(1, dtype=torch.long)} if walkers else {}
+        samples = SampleBuffer.empty(run.n, like, like.new_zeros(1, problem.bands.m), **extra)
         gen = torch.Generator(device="cpu").manual_seed(int(key))
         return dict(samples=samples, rng=gen.get_state(), max_evals=max_evals, **fields)
 
@@ -87,9 +89,12 @@ class Baseline(Sampler):
         if state.used > state.max_evals:  # a bug in a baseline, never the user's fault
             raise AssertionError(f"budget overrun: {state.used} > {state.max_evals} model evaluations")
 
-    def accept(self, state: BaselineState, codes: Tensor, values: Tensor) -> int:
-        """Keep rows judged inside the band (certified at the end by the core)."""
-        return state.samples.append(codes.detach(), values.detach())
+    def accept(self, state: BaselineState, codes: Tensor, values: Tensor,
+               walker: Optional[Tensor] = None) -> int:
+        """Keep rows judged inside the band (certified at the end by the core); ``walker``: the
+        chain of each row, kept where the buffer has that column."""
+        extra = {"walker": walker} if walker is not None and "walker" in state.samples.extra else {}
+        return state.samples.append(codes.detach(), values.detach(), **extra)
 
     def consider(self, state: BaselineState, codes: Tensor, values: Tensor) -> None:
         """Remember the ``k`` iterates closest to the band so far."""

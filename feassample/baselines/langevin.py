@@ -95,7 +95,7 @@ class Langevin(Baseline):
         box, eps3 = problem.box, self.config.eps3
         if eps3 is None:
             eps3 = 0.02 * (box[1] - box[0]) if box is not None else math.sqrt(2 * self.config.eps1)
-        state = LangevinState(**self.start(problem, run, key), eps3=float(eps3))
+        state = LangevinState(**self.start(problem, run, key, walkers=True), eps3=float(eps3))
         if run.initial_codes is not None:
             given = run.initial_codes.detach().to(device=self.device, dtype=self.dtype).clone()
             state.chains = problem.project(given)
@@ -119,7 +119,8 @@ class Langevin(Baseline):
             state.inside_steps += int(inside.sum())
             self.consider(state, codes, values)
             if state.steps >= cfg.burn and (state.steps - cfg.burn) % cfg.thin == 0:
-                new = self.accept(state, codes.detach()[inside], values[inside])
+                chain = torch.arange(rows, device=inside.device)[inside]
+                new = self.accept(state, codes.detach()[inside], values[inside], walker=chain)
             with self.generator(state) as gen:
                 noise = torch.randn(codes.shape, generator=gen, dtype=self.dtype).to(self.device)
             drift = -cfg.eps2 * grad

@@ -24,6 +24,7 @@ from typing import Iterable, Optional, Protocol
 import torch
 from torch import Tensor
 
+from . import diagnostics
 from .problem import FeasibleSet
 from .result import SampleSet
 from .samplers.base import Sampler
@@ -163,7 +164,15 @@ def run(problem: FeasibleSet, cfg, sampler: Sampler, *, callbacks: Iterable = ()
         bar.close()
     if interrupted is not None:
         stats["interrupted_by"] = interrupted
-    return finish(problem, codes, stats, cfg, t0, interrupted=interrupted is not None)
+    return finish(problem, codes, stats, cfg, t0, interrupted=interrupted is not None,
+                  walkers=_walkers(phase.samples(state), codes))
+
+
+def _walkers(buffer: Optional[SampleBuffer], codes: Tensor) -> Optional[Tensor]:
+    """The walker of each returned row, when the sampler records it and returned its rows."""
+    if buffer is None or "walker" not in buffer.extra or buffer.count != codes.shape[0] or buffer.count == 0:
+        return None
+    return buffer.extra["walker"][: buffer.count]
 
 
 def _loop(phase: Sampler, state, callbacks, store, stats, bar, guard):
@@ -203,7 +212,7 @@ def _save(store: Optional[Store], phase: Sampler, state, stats: dict, force: boo
 
 
 def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg, t0: float,
-           interrupted: bool = False) -> SampleSet:
+           interrupted: bool = False, walkers: Optional[Tensor] = None) -> SampleSet:
     """The ``SampleSet`` of some codes, certified by ``problem.check`` (an independent pass), with
     ``status`` derived from that certificate for every method:
 
@@ -213,6 +222,12 @@ def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg, t0: float,
     * ``"infeasible"``: none does (the closest iterates are returned where a method has them).
 
     ``stats["why"]`` (set by a sampler that stopped short) completes the message.
+
+    With ``walkers`` ``(n,)`` (which walker kept each row: the MCMC-type samplers record it), the
+    run's convergence diagnostics (``core.diagnostics``) go into ``stats["diagnostics"]``, with
+    ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``, ``duplicates`` and ``mixed`` at the top; a
+    run that is not mixed says so in a warning. The embedding is measured once more for them
+    (``diagnostic_evals`` forward passes, no gradients).
     """
     why = stats.pop("why", "")
     with torch.no_grad():
@@ -244,8 +259,28 @@ def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg, t0: float,
     stats.update(status=status, message=message)
     if status != "success":
         log.warning(message)
+    if walkers is not None and not interrupted:
+        _diagnose(problem, codes, x, values, walkers, stats, certified=status == "success")
     config = {"problem": problem.config(), "sampler": cfg.record()}
     return SampleSet(x.detach(), codes.detach(), values.detach(), feasible.detach(), stats, config)
+
+
+def _diagnose(problem: FeasibleSet, codes: Tensor, x: Tensor, values: Tensor, walkers: Tensor,
+              stats: dict, certified: bool) -> None:
+    embedding = None
+    with torch.no_grad():
+        parts = [problem.measure(x[i:i + 256]).embedding for i in range(0, x.shape[0], 256)]
+    if parts and all(p is not None for p in parts):
+        embedding = torch.cat([p.reshape(p.shape[0], -1) for p in parts])
+    stats["diagnostic_evals"] = int(x.shape[0])
+    diag = diagnostics.diagnose(walkers, values, codes, embedding, names=problem.bands.names)
+    stats["diagnostics"] = diag
+    stats["duplicates"] = diag["duplicates"]
+    stats["mixed"] = diag["mixed"]
+    for key in ("rhat_max", "ess_bulk_min", "ess_tail_min"):
+        if key in diag:
+            stats[key] = diag[key]
+    diagnostics.warn_if_not_mixed(diag, certified)
 
 
 __all__ = ["Store", "Checkpoint", "Interrupt", "run", "finish"]

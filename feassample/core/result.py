@@ -76,13 +76,23 @@ class SampleSet:
         return str(self.stats.get("status", "unknown"))
 
     def summary(self) -> str:
-        """One line: status, count, feasible fraction, steps and evaluations."""
+        """One line: status, count, feasible fraction, steps and evaluations, and for multi-walker
+        runs the convergence diagnostics (R-hat, ESS, duplicates, mixed or not)."""
         frac = float(self.feasible.float().mean()) if len(self) else 0.0
         s = self.stats
         steps = "".join(f"{label} {s[key]}, " for key, label in
                         (("seed_steps", "seed steps"), ("walk_steps", "walk steps")) if key in s)
-        return (f"{self.status}: {len(self)} samples, {100 * frac:.1f}% certified feasible; "
+        line = (f"{self.status}: {len(self)} samples, {100 * frac:.1f}% certified feasible; "
                 f"{steps}model evals {s.get('model_evals')}, {s.get('wall_s', 0):.2f} s")
+        if "mixed" in s:  # the convergence diagnostics of a multi-walker run
+            diag = s.get("diagnostics") or {}
+            if s["mixed"] is None:
+                line += f"; diagnostics skipped ({diag.get('skipped', 'too few rows')})"
+            else:
+                line += (f"; R-hat max {s['rhat_max']:.3g}, ESS bulk min {s['ess_bulk_min']:.0f}, "
+                         f"tail min {s['ess_tail_min']:.0f}, {s['duplicates']} duplicates, "
+                         + ("mixed" if s["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
+        return line
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``samples.pt`` (tensors) and ``sampleset.json`` (stats, config) into a folder."""

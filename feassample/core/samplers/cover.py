@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 
 MOVES = ("level", "pairs", "normal", "manifold")
 
+#: relative eigenvalue of a block's Gram matrix below which the block is rank-deficient
+_RANK_TOL = 1e-6
+
 
 @dataclass(frozen=True)
 class CoverConfig:
@@ -320,7 +323,24 @@ def _block_directions(G: Tensor, blocks: Tensor, z: Tensor) -> Tensor:
 
     ``G``: ``(B, m, D)``; ``blocks``: ``(B, nb, b)`` coordinate indices; ``z``: ``(B, nb, b)``
     random normals projected onto the null space of ``G_block (m x b)`` (exactly ``(g_j, -g_i)``
-    up to sign for ``m = 1, b = 2`` with a non-zero gradient)."""
+    up to sign for ``m = 1, b = 2`` with a non-zero gradient).
+
+    Degenerate blocks: a constraint whose gradient is zero on the block (a local unit outside its
+    receptive field, a max-pool that routes the gradient elsewhere) or two constraints whose
+    gradient rows are parallel on the block (``h = [s, 2s]``, one slab twice) make the Gram
+    matrix ``G_block G_block^T`` singular. Those blocks are found by its eigenvalues (rank below
+    ``m``, relative tolerance ``_RANK_TOL``) and projected with its pseudo-inverse instead:
+    ``d = z - G^T (G G^T)^+ G z``, still the orthogonal projection of ``z`` onto the null space of
+    the block's rows (which is then larger than ``b - m``). The other blocks keep the plain solve,
+    so the directions, and the samples, of non-degenerate problems are unchanged bit for bit.
+
+    Why the move stays exact: the pairs move needs the direction ``d`` to be chosen independently
+    of the moving walker's state (a partner's gradients, the random blocks and ``z``); given
+    ``d``, a Gibbs draw or a reflected window on the chord of the line ``x + t d`` in the box is
+    symmetric, and accepting iff the proposal is in the band leaves the uniform law invariant.
+    The pseudo-inverse is a fixed function of the same inputs, so this still holds; a zero
+    direction (``z`` inside the row space, probability zero) makes the walker stay, which is
+    trivially reversible."""
     B, nb, b = blocks.shape
     m = G.shape[1]
     Gb = torch.gather(G, 2, blocks.reshape(B, 1, nb * b).expand(B, m, nb * b)).reshape(B, m, nb, b)
@@ -335,8 +355,18 @@ def _block_directions(G: Tensor, blocks: Tensor, z: Tensor) -> Tensor:
         flat = d.norm(dim=-1, keepdim=True) <= 1e-12
         d = torch.where(flat, z, d)
     else:
-        gram = Gs @ Gs.transpose(-1, -2) + 1e-12 * torch.eye(m, dtype=G.dtype, device=G.device)
-        coef = torch.linalg.solve(gram, Gs @ z.unsqueeze(-1))
+        eye = torch.eye(m, dtype=G.dtype, device=G.device)
+        gram = Gs @ Gs.transpose(-1, -2)
+        evals, evecs = torch.linalg.eigh(gram)  # ascending, (B, nb, m)
+        cut = _RANK_TOL * evals[..., -1:].clamp(min=0.0)
+        degenerate = (evals[..., :1] <= cut).squeeze(-1)  # (B, nb): rank below m (or all zero)
+        rhs = Gs @ z.unsqueeze(-1)
+        safe = torch.where(degenerate[..., None, None], eye, gram + 1e-12 * eye)
+        coef = torch.linalg.solve(safe, rhs)
+        if bool(degenerate.any()):
+            inv = torch.where(evals > cut, 1.0 / evals.clamp(min=1e-300), torch.zeros_like(evals))
+            pinv_coef = evecs @ (inv.unsqueeze(-1) * (evecs.transpose(-1, -2) @ rhs))
+            coef = torch.where(degenerate[..., None, None], pinv_coef, coef)
         d = z - (Gs.transpose(-1, -2) @ coef).squeeze(-1)
     return d / d.norm(dim=-1, keepdim=True).clamp(min=1e-30)
 
@@ -377,7 +407,8 @@ def _pairs_move(state: CoverState, problem, idx: Tensor, partner: Tensor, gen, b
         r = torch.remainder(step - tmin, 2 * span)
         win = tmin + torch.where(r > span, 2 * span - r, r)
         t = torch.where((s[:, None] >= 1.0), gibbs, win)
-        t = torch.where(length > 0, t, torch.zeros_like(t))
+        # a zero direction (a measure-zero event) gives an unbounded chord: the walker stays
+        t = torch.where((length > 0) & torch.isfinite(length), t, torch.zeros_like(t))
         new = (xb + t.unsqueeze(-1) * d).clamp(blo, bhi)
         y.scatter_(1, perm, new.reshape(B, nb * b))
     v, g = _evaluate_into(problem, state, y)
@@ -550,7 +581,8 @@ def init(problem: FeasibleSet, seeds: Tensor, n: int, cfg: CoverConfig, seed: in
         raise ValueError("the pairs move needs a box domain (problem.box); use the manifold move")
     state = CoverState(codes=x, values=x.new_zeros(K, problem.bands.m), grads=x.new_zeros(K, problem.bands.m, D),
                        level_scale=x.new_zeros(K), pairs_scale=x.new_ones(K), tangent_scale=x.new_zeros(K),
-                       samples=SampleBuffer.empty(n, x, x.new_zeros(1, problem.bands.m)),
+                       samples=SampleBuffer.empty(n, x, x.new_zeros(1, problem.bands.m),
+                                                  walker=torch.zeros(1, dtype=torch.long)),
                        rng=gen.get_state(), schedule=tuple(schedule), burn=cfg.burn, seed_evals=seed_evals,
                        auto=cfg.schedule is None,
                        alive=torch.ones(K, dtype=torch.bool, device=x.device))
@@ -658,7 +690,10 @@ def _emit(state: CoverState, problem: FeasibleSet) -> None:
     state.check_evals += rows.numel()
     state.rejected_by_check += int((~ok).sum())
     take = rows[ok.to(rows.device)]
-    state.samples.append(state.codes[take], state.values[take])
+    # which walker kept each row (the diagnostics' chains); a run resumed from shards written
+    # before the column existed goes on without it
+    walker = {"walker": take} if "walker" in state.samples.extra else {}
+    state.samples.append(state.codes[take], state.values[take], **walker)
 
 
 def done(state: CoverState, max_rounds: int) -> bool:

@@ -9,7 +9,7 @@ other and from the pool, the penalty pulls back any walker that left the band.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -19,6 +19,10 @@ from ..diversity import Pool, PoolStats
 from ..state import SampleBuffer, State
 from .base import Sampler, Seeds
 from .common import Loss, Moments, descend
+
+
+#: default of ``WalkConfig.band_step`` (off: the cap trades the walk's spread for fewer steps)
+BAND_STEP = None
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,29 @@ class WalkConfig:
             (``None``: the seed phase's ``seed_margin``).
         max_rounds: rounds before giving up (``None``: ``10 * ceil((n - k) / k) + 50``).
         max_idle: rounds in a row without an accepted sample before giving up (``None``: never).
+        band_step: the step length follows the band's width (``None``, the default: off). With
+            Adam, a step moves every coordinate by about ``lr``, so it changes ``h_j`` by about
+            ``lr * |grad h_j|`` (a sum of ``D`` terms ``g_i * (+-lr)``). The rule caps the step at
+            ``lr <= band_step * width_j / median |grad h_j|`` over the constraints with a finite band
+            (the median over the seeds, measured once at the start of the walk, ``K`` extra
+            evaluations), so that one step crosses at most a fraction ``band_step`` of the band
+            (the same factor scales the plain ``"gd"`` step). Measured (``benchmarks/walk_bands.py``,
+            d = 784 and 64, bands 0.2, 0.02, 5e-4 wide in z, 3 seeds): ``band_step=0.03`` keeps
+            every band within 1.85x of ``walk_steps_min`` (12.6x without), but the cap also
+            shortens the steps ALONG the band, so on thin bands the samples barely leave their
+            seeds (mean nearest-neighbour distance 0.194 -> 0.000 on d = 784, 5e-4): fewer steps
+            for copies of the seeds. It is therefore off by default; see docs/troubleshooting.md.
     """
 
     walk_lr: Optional[float] = None
     walk_margin: Optional[float] = None
     max_rounds: Optional[int] = None
     max_idle: Optional[int] = 200
+    band_step: Optional[float] = BAND_STEP  # measured suggestion when steps matter: 0.03
 
     def __post_init__(self) -> None:
+        if self.band_step is not None and (isinstance(self.band_step, bool) or not self.band_step > 0):
+            raise ValueError(f"band_step must be > 0 or None, got {self.band_step!r}")
         if self.walk_lr is not None and not self.walk_lr > 0:
             raise ValueError(f"walk_lr must be > 0, got {self.walk_lr}")
         if self.walk_margin is not None and not 0 <= self.walk_margin < 1:
@@ -65,6 +84,7 @@ class WalkState(State):
         alive: ``(K,)`` walkers still moving (a walker stops when the model returns NaN/inf).
         seeds: seeds the walk started from; seed_evals: the seed phase's evaluations.
         check_evals, rejected_by_check: certification passes and refusals.
+        lr: the step length in use (``0``: the configured one; set by ``band_step`` at init).
     """
 
     codes: Tensor
@@ -80,6 +100,24 @@ class WalkState(State):
     seeds: int = 0
     check_evals: int = 0
     rejected_by_check: int = 0
+    lr: float = 0.0
+
+
+def band_lr(problem, codes: Tensor, lr: float, band_step: float) -> tuple[float, int]:
+    """The step length under ``WalkConfig.band_step``: ``min(lr, band_step * width_j / median_k
+    |grad h_j(codes_k)|)`` over the constraints with a finite band, and the evaluations spent
+    (one forward and backward per code)."""
+    from .cover import evaluate  # the constraint gradients of flattened codes
+    flat = codes.detach().reshape(codes.shape[0], -1)
+    _, grads = evaluate(problem, flat)
+    lo, hi = problem.bands.tensors(grads)
+    width = (hi - lo).to(grads.dtype)
+    gnorm = grads.norm(dim=2).median(dim=0).values  # (m,)
+    finite = torch.isfinite(width) & (gnorm > 0)
+    if not bool(finite.any()):
+        return lr, int(flat.shape[0])
+    cap = float((band_step * width[finite] / gnorm[finite]).min())
+    return min(lr, cap), int(flat.shape[0])
 
 
 def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers: Tensor,
@@ -89,8 +127,9 @@ def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers
     if k > n:
         seeds, seed_values, seed_embedding = seeds[:n], seed_values[:n], seed_embedding[:n]
         multipliers, penalty, k = multipliers[:n], penalty[:n], n
-    buffer = SampleBuffer.empty(n, seeds, seed_values, embedding=seed_embedding)
-    buffer.append(seeds, seed_values, embedding=seed_embedding)
+    walker = torch.arange(k, device=seeds.device)  # which walker kept each row (diagnostics)
+    buffer = SampleBuffer.empty(n, seeds, seed_values, embedding=seed_embedding, walker=walker)
+    buffer.append(seeds, seed_values, embedding=seed_embedding, walker=walker)
     return WalkState(codes=seeds.detach().clone(), multipliers=multipliers.clone(),
                      penalty=penalty.clone(), moments=Moments.zeros(seeds), samples=buffer,
                      pool=PoolStats.of(seed_embedding), seeds=k,
@@ -121,7 +160,8 @@ def step(state: WalkState, loss: Loss, move, certify=None) -> tuple[WalkState, d
             state.rejected_by_check += int((~ok).sum())
             take = take[ok.to(take.device)]
         if take.numel():
-            new = buf.append(codes[take], ev.values[take], embedding=ev.embedding[take])
+            walker = {"walker": live[take]} if "walker" in buf.extra else {}
+            new = buf.append(codes[take], ev.values[take], embedding=ev.embedding[take], **walker)
             state.pool = state.pool.add(ev.embedding[take])
             state.idle_rounds = 0
         else:
@@ -172,10 +212,14 @@ class Walk(Sampler):
         state.check_evals = int(seeds.codes.shape[0])
         state.rejected_by_check = int((~ok).sum())
         state.seeds = int(seeds.codes.shape[0])
+        if self.config.band_step is not None and state.codes.shape[0]:
+            state.lr, spent = band_lr(problem, state.codes, self.move.lr, self.config.band_step)
+            state.model_evals += spent
         return state
 
     def step(self, state: WalkState) -> tuple[WalkState, dict]:
-        return step(state, self.loss, self.move, certify=self.problem.check)
+        move = replace(self.move, lr=state.lr) if state.lr > 0 else self.move
+        return step(state, self.loss, move, certify=self.problem.check)
 
     def done(self, state: WalkState) -> bool:
         return done(state, self.max_rounds, self.config.max_idle)
@@ -186,7 +230,8 @@ class Walk(Sampler):
                  "model_evals": state.model_evals, "check_evals": state.check_evals,
                  "rejected_by_check": state.rejected_by_check,
                  "nan_walkers": int((~state.alive).sum()),
-                 "walk_steps_min": math.ceil(max(n - state.seeds, 0) / k)}
+                 "walk_steps_min": math.ceil(max(n - state.seeds, 0) / k),
+                 "walk_lr": state.lr if state.lr > 0 else self.move.lr}
         if not state.samples.full:
             if not bool(state.alive.any()):
                 why = "every walker's model output became NaN or infinite"

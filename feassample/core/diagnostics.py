@@ -1,0 +1,145 @@
+"""Convergence diagnostics of a multi-walker run: split rank-normalized R-hat and bulk/tail ESS
+(Vehtari, Gelman, Simpson, Carpenter & Buerkner 2021, "Rank-normalization, folding, and
+localization: an improved R-hat"), over walkers, from ArviZ's ``arviz-stats`` (array interface).
+
+A sampler that records which walker produced each row (``SampleBuffer.extra["walker"]``) gets
+them in ``stats`` from the driver's ``finish``. The statistics followed are
+
+* the constraint values ``h_j`` (``value:<name>``),
+* ``PROJECTIONS`` fixed random unit projections of the codes (``proj:<i>``, a seeded generator,
+  so two runs follow the same directions),
+* the ``COMPONENTS`` leading principal components of the embedding, or of the codes when the
+  problem has no embedding (``pc:<i>``, from the samples themselves),
+
+each as an array ``(chains, draws)``: the rows of walker ``w`` in the order they were kept. Walkers
+with fewer than half the longest chain's rows are left out; the others are cut to a common length.
+A statistic that does not vary at all is skipped; one that is constant within every chain but
+differs between chains has R-hat ``inf`` (the walkers never moved).
+
+``mixed`` is ``True`` when every R-hat is at most ``RHAT_MAX`` and every bulk and tail ESS is at
+least ``min(ESS_MIN, ESS_FRACTION * draws in all)``. The thresholds are looser than Vehtari et
+al.'s 1.01 / 400, which need hundreds of draws per chain; a run of 10 walkers x 50 draws of iid
+points gives R-hat up to about 1.03 over eight statistics. See docs/coverage.md.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+RHAT_MAX = 1.05
+ESS_MIN = 100.0
+ESS_FRACTION = 0.1
+PROJECTIONS = 4
+COMPONENTS = 3
+MIN_DRAWS = 4  # split R-hat halves each chain: two draws per half at least
+
+
+def duplicates(codes: Tensor) -> int:
+    """The number of rows of ``codes (n, ...)`` that repeat an earlier row exactly."""
+    if codes.shape[0] == 0:
+        return 0
+    return int(codes.shape[0] - torch.unique(codes.reshape(codes.shape[0], -1), dim=0).shape[0])
+
+
+def _chains(walkers: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Row indices of each kept walker, cut to a common length, and that length."""
+    ids, counts = np.unique(walkers, return_counts=True)
+    if ids.size == 0:
+        return [], 0
+    keep = counts >= max(MIN_DRAWS, math.ceil(counts.max() / 2))
+    if not keep.any():
+        return [], 0
+    length = int(counts[keep].min())
+    return [np.flatnonzero(walkers == w)[:length] for w in ids[keep]], length
+
+
+def _statistics(values: Tensor, codes: Tensor, embedding: Optional[Tensor],
+                names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-row statistics ``{name: (n,)}`` (see the module docstring)."""
+    out = {f"value:{name}": values[:, j].double().cpu().numpy() for j, name in enumerate(names)}
+    flat = codes.reshape(codes.shape[0], -1).double().cpu()
+    gen = torch.Generator().manual_seed(20211)
+    dirs = torch.randn(flat.shape[1], PROJECTIONS, generator=gen, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    for i, col in enumerate((flat @ dirs).T):
+        out[f"proj:{i}"] = col.numpy()
+    feats = flat if embedding is None else embedding.reshape(embedding.shape[0], -1).double().cpu()
+    centred = feats - feats.mean(0, keepdim=True)
+    if centred.shape[0] > 1 and bool(centred.abs().sum() > 0):
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        for i in range(min(COMPONENTS, vh.shape[0])):
+            out[f"pc:{i}"] = (centred @ vh[i]).numpy()
+    return out
+
+
+def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional[Tensor] = None,
+             names: Optional[Sequence[str]] = None) -> dict:
+    """Diagnostics of rows ``(n, ...)`` kept by walkers ``(n,)`` (integer ids).
+
+    Returns a dict with ``chains``, ``draws`` (per chain), per-statistic ``rhat``, ``ess_bulk``,
+    ``ess_tail``, their extremes ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min`` and ``worst``
+    (the statistic and value that failed first, if any), ``duplicates``, ``thresholds`` and
+    ``mixed`` (``None`` with ``skipped`` when there are too few rows per walker)."""
+    n = int(codes.shape[0])
+    names = list(names) if names is not None else [str(j) for j in range(values.shape[1])]
+    out: dict = {"duplicates": duplicates(codes), "rows": n}
+    idx, length = _chains(walkers.detach().cpu().numpy().astype(np.int64))
+    if len(idx) < 2 or length < MIN_DRAWS:
+        out.update(mixed=None, skipped=f"needs 2 walkers with {MIN_DRAWS} rows each or more "
+                   f"(have {len(idx)} walker(s) with {length} rows)")
+        return out
+    from arviz_stats.base import array_stats  # ~0.7 s to import: only when a run is diagnosed
+
+    stats = _statistics(values, codes, embedding, names)
+    rhat, bulk, tail = {}, {}, {}
+    for name, column in stats.items():
+        ary = np.stack([column[i] for i in idx])  # (chains, draws)
+        if not np.all(np.isfinite(ary)) or np.ptp(ary) == 0:
+            continue  # NaN rows are refused by the certificate; a constant says nothing
+        if np.all(np.ptp(ary, axis=1) == 0):
+            rhat[name], bulk[name], tail[name] = math.inf, 1.0, 1.0  # walkers that never moved
+            continue
+        rhat[name] = float(array_stats.rhat(ary, chain_axis=-2, draw_axis=-1, method="rank"))
+        bulk[name] = float(array_stats.ess(ary, chain_axis=-2, draw_axis=-1, method="bulk"))
+        tail[name] = float(array_stats.ess(ary, chain_axis=-2, draw_axis=-1, method="tail",
+                                           prob=(0.05, 0.95)))
+        if not math.isfinite(rhat[name]):
+            rhat[name] = math.inf
+    ess_floor = min(ESS_MIN, ESS_FRACTION * len(idx) * length)
+    out.update(chains=len(idx), draws=length, rhat=rhat, ess_bulk=bulk, ess_tail=tail,
+               thresholds={"rhat_max": RHAT_MAX, "ess_min": ess_floor})
+    if not rhat:
+        out.update(mixed=None, skipped="no statistic varies across the samples")
+        return out
+    out["rhat_max"] = max(rhat.values())
+    out["ess_bulk_min"] = min(bulk.values())
+    out["ess_tail_min"] = min(tail.values())
+    failures = [(f"R-hat of {k}", v, f"> {RHAT_MAX}") for k, v in rhat.items() if not v <= RHAT_MAX]
+    failures += [(f"bulk ESS of {k}", v, f"< {ess_floor:.3g}") for k, v in bulk.items() if not v >= ess_floor]
+    failures += [(f"tail ESS of {k}", v, f"< {ess_floor:.3g}") for k, v in tail.items() if not v >= ess_floor]
+    out["mixed"] = not failures
+    if failures:
+        rh = [f for f in failures if f[0].startswith("R-hat")]
+        worst = max(rh, key=lambda f: f[1]) if rh else min(failures, key=lambda f: f[1])
+        out["worst"] = f"{worst[0]} = {worst[1]:.4g} {worst[2]}"
+    return out
+
+
+def warn_if_not_mixed(diag: dict, certified: bool) -> None:
+    """A ``logging`` warning when certified samples are not mixed (naming the statistic)."""
+    if diag.get("mixed") is False:
+        lead = "samples are certified inside the band but" if certified else "samples"
+        log.warning("%s not mixed: %s over %d walkers x %d draws (%d exact duplicates); the walkers "
+                    "have not forgotten their seeds: raise the budget or n, or see "
+                    "docs/troubleshooting.md", lead, diag["worst"], diag["chains"], diag["draws"],
+                    diag["duplicates"])
+
+
+__all__ = ["diagnose", "duplicates", "warn_if_not_mixed", "RHAT_MAX", "ESS_MIN", "ESS_FRACTION"]
