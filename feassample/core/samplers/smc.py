@@ -276,7 +276,14 @@ class SMC(Sampler):
         q = float(torch.quantile(score.clamp(max=torch.finfo(score.dtype).max).to(torch.float64), cfg.p0,
                                  interpolation="higher"))
         level = max(q, 0.0)
-        keep = score <= level
+        # above 0 the particles AT the level die with those beyond it: the fraction strictly below
+        # the k-th smallest score is the unbiased one (k / N would overestimate each factor by
+        # about k / (k - 1); Bréhier, Gazeau, Goudenège, Lelièvre & Rousset, Ann. Appl. Probab.
+        # 26, 2016, on unbiased AMS); a plateau of ties
+        # (nothing strictly below) keeps the ties
+        keep = score < level if level > 0.0 else score <= level
+        if not bool(keep.any()):
+            keep = score <= level
         frac = float(keep.sum()) / N
         if level >= state.level:
             state.stall += 1
