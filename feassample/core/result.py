@@ -76,13 +76,17 @@ class SampleSet:
         return str(self.stats.get("status", "unknown"))
 
     def summary(self) -> str:
-        """One line: status, count, feasible fraction, steps and evaluations."""
+        """One line: status, count, feasible fraction, steps, evaluations (and the set's prior
+        probability ``log_prob`` with its standard error, where the method estimates it)."""
         frac = float(self.feasible.float().mean()) if len(self) else 0.0
         s = self.stats
         steps = "".join(f"{label} {s[key]}, " for key, label in
                         (("seed_steps", "seed steps"), ("walk_steps", "walk steps")) if key in s)
+        prob = ""
+        if isinstance(s.get("log_prob"), (int, float)) and math.isfinite(s["log_prob"]):
+            prob = f"; log P(set) {s['log_prob']:.4g} ± {s.get('log_prob_se', math.nan):.2g} under the prior"
         return (f"{self.status}: {len(self)} samples, {100 * frac:.1f}% certified feasible; "
-                f"{steps}model evals {s.get('model_evals')}, {s.get('wall_s', 0):.2f} s")
+                f"{steps}model evals {s.get('model_evals')}, {s.get('wall_s', 0):.2f} s{prob}")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``samples.pt`` (tensors) and ``sampleset.json`` (stats, config) into a folder."""
