@@ -63,7 +63,8 @@ class FeasibleSet:
 
     def init_codes(self, n: int, generator: torch.Generator, dtype: Optional[torch.dtype] = None,
                    device: torch.device | str = "cpu") -> Tensor:
-        """Random starting codes ``(n, *code_shape)``: uniform in the box, else standard normal."""
+        """Random codes ``(n, *code_shape)`` from the prior (``log_prior``): uniform in the box,
+        else standard normal."""
         dtype = dtype or self.dtype
         shape = (n, *self.code_shape)
         if self.box is not None:
@@ -71,6 +72,30 @@ class FeasibleSet:
             u = torch.rand(shape, generator=generator, dtype=dtype, device="cpu")
             return (lo + (hi - lo) * u).to(device)
         return torch.randn(shape, generator=generator, dtype=dtype, device="cpu").to(device)
+
+    def log_prior(self, codes: Tensor) -> Tensor:
+        """Log-density ``(B,)`` of the prior on codes ``(B, *code_shape)``, the law ``init_codes``
+        stands for: a representative sample of the set is a sample of this prior restricted to it.
+
+        * With a ``box``: uniform on the box, ``-D log(hi - lo)`` inside (0 on the unit cube) and
+          ``-inf`` outside (``D`` = code size).
+        * Otherwise: the standard normal ``N(0, I)``, ``-|c|^2 / 2 - D log(2 pi) / 2``, and
+          ``-inf`` outside the code domain (codes that ``project`` moves, e.g. beyond a code
+          ball); the density is not renormalized by the domain's probability.
+
+        A problem whose ``init_codes`` draws from another law overrides this to match.
+        ``method="smc"`` samples this prior restricted to the set and estimates the set's
+        probability under it (``stats["log_prob"]``)."""
+        flat = codes.flatten(1)
+        D = flat.shape[1]
+        if self.box is not None:
+            lo, hi = self.box
+            inside = ((flat >= lo) & (flat <= hi)).all(dim=1)
+            return torch.where(inside, flat.new_full((flat.shape[0],), -D * math.log(hi - lo) + 0.0),
+                               flat.new_full((flat.shape[0],), -math.inf))
+        inside = (self.project(codes).flatten(1) == flat).all(dim=1) & torch.isfinite(flat).all(dim=1)
+        density = -0.5 * flat.pow(2).sum(dim=1) - 0.5 * D * math.log(2 * math.pi)
+        return torch.where(inside, density, torch.full_like(density, -math.inf))
 
     def project(self, codes: Tensor) -> Tensor:
         """Codes clipped into the box (the Euclidean projection), unchanged without a box."""

@@ -76,8 +76,9 @@ class SampleSet:
         return str(self.stats.get("status", "unknown"))
 
     def summary(self) -> str:
-        """One line: status, count, feasible fraction, steps and evaluations, and for multi-walker
-        runs the convergence diagnostics (R-hat, ESS, duplicates, mixed or not)."""
+        """One line: status, count, feasible fraction, steps and evaluations; for multi-walker
+        runs the convergence diagnostics (R-hat, ESS, duplicates, mixed or not); and the set's prior
+        probability ``log_prob`` with its standard error, where the method estimates it."""
         frac = float(self.feasible.float().mean()) if len(self) else 0.0
         s = self.stats
         steps = "".join(f"{label} {s[key]}, " for key, label in
@@ -92,6 +93,8 @@ class SampleSet:
                 line += (f"; R-hat max {s['rhat_max']:.3g}, ESS bulk min {s['ess_bulk_min']:.0f}, "
                          f"tail min {s['ess_tail_min']:.0f}, {s['duplicates']} duplicates, "
                          + ("mixed" if s["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
+        if isinstance(s.get("log_prob"), (int, float)) and math.isfinite(s["log_prob"]):
+            line += f"; log P(set) {s['log_prob']:.4g} ± {s.get('log_prob_se', math.nan):.2g} under the prior"
         return line
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -1,5 +1,6 @@
 """The samplers: the protocol and registry (``base``), the shared seed phase (``seeds``), the
-paper's walk (``walk``), the joint solve (``joint``) and the covering walk (``cover``).
+paper's walk (``walk``), the joint solve (``joint``), the covering walk (``cover``) and adaptive multilevel splitting
+(``smc``).
 
 Importing this package registers the built-in methods; baselines and users' samplers register
 with ``register_sampler``.
@@ -9,11 +10,12 @@ from .base import (SAMPLERS, NoOptions, Sampler, Seeds, check_keys, make_config,
 from .cover import Cover, CoverConfig
 from .joint import Joint, JointConfig
 from .seeds import SeedConfig, SeedPhase
+from .smc import SMC, SMCConfig
 from .walk import Walk, WalkConfig
 
-for _cls in (Cover, Walk, Joint):
+for _cls in (Cover, Walk, Joint, SMC):
     register_sampler(_cls)
 
 __all__ = ["SAMPLERS", "NoOptions", "Sampler", "Seeds", "check_keys", "make_config", "register_sampler",
            "sampler_class", "Cover", "CoverConfig", "Joint", "JointConfig", "SeedConfig", "SeedPhase",
-           "Walk", "WalkConfig"]
+           "Walk", "WalkConfig", "SMC", "SMCConfig"]

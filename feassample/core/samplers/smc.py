@@ -1,0 +1,412 @@
+"""Adaptive multilevel splitting: a population of particles that samples the problem's PRIOR
+RESTRICTED TO THE SET and estimates the set's prior probability on the way.
+
+Target. ``pi(c) ∝ prior(c) 1[c in X]``: uniform on the box for input-space problems, the standard
+normal ``N(0, I)`` (restricted to the code domain, e.g. the code ball of ``problem.project``) for
+generator problems; ``FeasibleSet.log_prior`` states it.
+
+Algorithm (subset simulation, Au & Beck, Prob. Eng. Mech. 16, 2001; adaptive multilevel splitting,
+Cérou & Guyader, Stoch. Anal. Appl. 25, 2007). A score ``s(c) >= 0`` is 0 inside the band and
+grows with the distance outside it (the largest violation over the constraints, each divided by a
+scale fixed at init; ``+inf`` for NaN values). ``N`` particles start iid from the prior. At each
+stage the next level ``L_i`` is the ``p0``-quantile of the current scores (never below 0); the
+fraction ``p_i`` of particles with ``s <= L_i`` survives; ``N`` particles are resampled from the
+survivors (systematic or multinomial, from the run's generator), then each moves ``moves`` times
+with a Markov kernel that leaves the prior restricted to ``{s <= L_i}`` invariant:
+
+``"reflect"``  (box priors) ``y = fold(x + sigma (hi - lo) xi)``, folded back into the box at the
+    walls: a symmetric kernel on the box, so "accept iff ``s(y) <= L_i``" is the Metropolis rule
+    for the uniform law on the level set.
+``"pcn"``  preconditioned Crank-Nicolson ``y = sqrt(1 - beta^2) x + beta xi`` (Cotter, Roberts,
+    Stuart & White, Stat. Sci. 28, 2013), reversible with respect to ``N(0, I)``, so "accept iff
+    ``y`` is in the domain and ``s(y) <= L_i``" needs no Metropolis-Hastings ratio; its cost does
+    not grow with the dimension. On a box prior it runs in probit coordinates
+    ``c = lo + (hi - lo) Phi(u)`` (uniform codes <=> standard normal ``u``).
+
+The step (``sigma`` or ``beta``) adapts between rounds from the population's acceptance while the
+levels tighten, and is frozen once the level reaches 0 (the band): from then on every round is the
+same kernel, invariant for the target, and every ``thin`` rounds the particles (certified by
+``problem.check``) are kept as samples until there are ``n``.
+
+Probability of the set. ``P(X) = prod_i P(s <= L_i | s <= L_{i-1})`` is estimated by
+``prod_i p_i``, the last factor being the fraction with ``s <= 0``. Its relative variance, for
+independent particles at every stage (the idealized AMS with a fixed ``p0``), is
+``(n0 (1 - p0) / p0 + (1 - r0) / r0) / N`` with ``n0`` stages of survival ``p0`` and a last one of
+``r0`` (Cérou, Del Moral, Furon & Guyader, Stat. Comput. 22, 2012, Theorem 1 and eq. (3); Au &
+Beck 2001, eq. (14)-(20) without their correlation factor). With the realized fractions ``p_i``:
+``se(log p) ≈ sqrt(sum_i (1 - p_i) / (p_i N))``. It ignores the correlation that resampling and a
+finite number of moves leave between particles, so it is a lower bound when moves mix slowly;
+docs/smc.md measures its calibration on the logistic slab's exact volume.
+
+All randomness comes from one ``torch.Generator`` whose state is kept in ``SMCState.rng``: a run
+saves and resumes bit-identically. One ``step`` is one round of moves (a stage begins with the
+choice of its level and the resampling, which cost no model evaluation).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..problem import FeasibleSet
+from ..state import SampleBuffer, State
+from .base import Sampler, Seeds
+
+MOVES = ("auto", "reflect", "pcn")
+RESAMPLING = ("systematic", "multinomial")
+
+
+@dataclass(frozen=True)
+class SMCConfig:
+    """Settings of ``method="smc"`` (``fs.sample(..., method="smc", options={...})``).
+
+    Attributes:
+        particles: ``N``, the population size (``None``: ``n`` clamped to ``[256, 2048]``). The
+            standard error of ``log_prob`` shrinks like ``1 / sqrt(N)``.
+        p0: the fraction of particles kept at each level (the level is their ``p0``-quantile).
+        moves: move rounds per level (rejuvenation of the resampled particles).
+        thin: move rounds between two emissions of the population once inside the band.
+        move: ``"auto"`` (``"reflect"`` on a box, ``"pcn"`` otherwise), ``"reflect"`` or ``"pcn"``.
+        accept: the acceptance rate the step adapts toward while the levels tighten.
+        resampling: ``"systematic"`` or ``"multinomial"``.
+        max_stages: levels before the run gives up (``log p`` is then only bounded above).
+        max_stall: consecutive levels without progress (a plateau of the score) before it gives up.
+        batch: largest number of codes per forward pass (memory), ``None``: all at once.
+    """
+
+    particles: Optional[int] = None
+    p0: float = 0.5
+    moves: int = 5
+    thin: int = 3
+    move: str = "auto"
+    accept: float = 0.35
+    resampling: str = "systematic"
+    max_stages: int = 400
+    max_stall: int = 8
+    batch: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in ("particles", "moves", "thin", "max_stages", "max_stall", "batch"):
+            v = getattr(self, name)
+            if v is None and name in ("particles", "batch"):
+                continue
+            least = 2 if name == "particles" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+        if not (isinstance(self.p0, (int, float)) and 0.0 < self.p0 < 1.0):
+            raise ValueError(f"p0 must be a fraction in (0, 1), got {self.p0!r}")
+        if not (isinstance(self.accept, (int, float)) and 0.0 < self.accept < 1.0):
+            raise ValueError(f"accept must be a rate in (0, 1), got {self.accept!r}")
+        if self.move not in MOVES:
+            raise ValueError(f"move must be one of {MOVES}, got {self.move!r}")
+        if self.resampling not in RESAMPLING:
+            raise ValueError(f"resampling must be one of {RESAMPLING}, got {self.resampling!r}")
+
+
+@dataclass
+class SMCState(State):
+    """Everything the population carries from round to round (a value you can save).
+
+    Attributes:
+        codes: ``(N, D)`` the particles (flattened codes); values ``(N, m)``; score ``(N,)``.
+        ancestor: ``(N,)`` index of each particle's initial ancestor (distinct ancestors say how
+            much of the initial population survives the resampling).
+        scale: ``(m,)`` the constraints' violation scales (fixed at init).
+        samples: the certified samples; rng: the generator's state.
+        level: the current level ``L`` (``inf`` before the first stage).
+        fractions: the survival fraction of each stage (their product estimates ``P(X)``).
+        step: the move's step (``sigma`` as a fraction of the box width, or ``beta``).
+        moves_left: move rounds left at this level; inside: the level reached 0 (the band).
+        rounds: move rounds taken; since_emit: rounds since the last emission.
+        stall: consecutive stages without progress; model_evals, check_evals: evaluations;
+        proposed, accepted: move counts; rejected_by_check: particles the certificate refused.
+        failed: why the levels stopped short ("" while fine).
+    """
+
+    codes: Tensor
+    values: Tensor
+    score: Tensor
+    ancestor: Tensor
+    scale: Tensor
+    samples: SampleBuffer
+    rng: Tensor
+    level: float = math.inf
+    fractions: list = field(default_factory=list)
+    step: float = 0.0
+    moves_left: int = 0
+    inside: bool = False
+    rounds: int = 0
+    since_emit: int = 0
+    stall: int = 0
+    model_evals: int = 0
+    check_evals: int = 0
+    proposed: int = 0
+    accepted: int = 0
+    rejected_by_check: int = 0
+    failed: str = ""
+
+
+# -- pieces -----------------------------------------------------------------------------------
+def log_prob_estimate(fractions, particles: int) -> tuple[float, float]:
+    """``(log p, se)`` from the stages' survival fractions ``p_i`` and the population size ``N``:
+    ``log p = sum_i log p_i``, ``se^2 = sum_i (1 - p_i) / (p_i N)`` (Cérou et al. 2012, eq. (3))."""
+    if not fractions:
+        return math.nan, math.nan
+    logp = math.fsum(math.log(p) for p in fractions)
+    var = math.fsum((1.0 - p) / (p * particles) for p in fractions)
+    return logp, math.sqrt(var)
+
+
+def _probit(c: Tensor, lo: float, hi: float) -> Tensor:
+    u = ((c - lo) / (hi - lo)).clamp(1e-15, 1 - 1e-15)
+    return math.sqrt(2.0) * torch.erfinv(2 * u - 1)
+
+
+def _unprobit(u: Tensor, lo: float, hi: float) -> Tensor:
+    return (lo + (hi - lo) * 0.5 * (1 + torch.erf(u / math.sqrt(2.0)))).clamp(lo, hi)
+
+
+def _fold(y: Tensor, lo: float, hi: float) -> Tensor:
+    """Reflect ``y`` into ``[lo, hi]`` at the walls (any number of reflections)."""
+    w = hi - lo
+    r = torch.remainder(y - lo, 2 * w)
+    return (lo + torch.where(r > w, 2 * w - r, r)).clamp(lo, hi)
+
+
+# -- the sampler ------------------------------------------------------------------------------
+class SMC(Sampler):
+    """``method="smc"``: adaptive multilevel splitting on the prior restricted to the set (see the
+    module docstring); ``stats["log_prob"]``/``["log_prob_se"]`` estimate the set's prior
+    probability. Draws its own particles from the prior (no seed phase)."""
+
+    name = "smc"
+    Config = SMCConfig
+    state_class = SMCState
+    mcmc = True
+
+    def bind(self, problem, run) -> None:
+        super().bind(problem, run)
+        self.device, self.dtype = run.device_dtype(problem)
+        move = self.config.move
+        self.kind = ("reflect" if problem.box is not None else "pcn") if move == "auto" else move
+        if self.kind == "reflect" and problem.box is None:
+            raise ValueError("move='reflect' needs a problem with a box; use move='pcn'")
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _values(self, state: SMCState, codes: Tensor) -> Tensor:
+        """Constraint values ``(B, m)`` of flattened codes, in batches of ``config.batch``."""
+        b = codes.shape[0]
+        if b == 0:
+            return codes.new_zeros(0, self.problem.bands.m)
+        size = self.config.batch or b
+        out = []
+        with torch.no_grad():
+            for i in range(0, b, size):
+                c = codes[i:i + size].reshape(-1, *self.problem.code_shape)
+                out.append(self.problem.measure(self.problem.decode(c)).values.to(codes.dtype))
+        state.model_evals += b
+        return torch.cat(out)
+
+    def _score(self, values: Tensor, scale: Tensor) -> Tensor:
+        """0 inside the band (``bands.feasible``), else the largest violation beyond ``tol`` over
+        the constraints, each divided by its scale; ``inf`` for NaN values."""
+        bands = self.problem.bands
+        excess = (bands.violation(values) - bands.tol).clamp(min=0) / scale
+        score = excess.amax(1)
+        return torch.where(torch.isnan(values).any(1) | torch.isnan(score), torch.full_like(score, math.inf), score)
+
+    def _in_domain(self, codes: Tensor) -> Tensor:
+        """Rows the domain's projection leaves unchanged (the code ball), without evaluation."""
+        shaped = codes.reshape(-1, *self.problem.code_shape)
+        return (self.problem.project(shaped).reshape(codes.shape[0], -1) == codes).all(1) & torch.isfinite(codes).all(1)
+
+    def _prior(self, n: int, gen: torch.Generator) -> Tensor:
+        """``n`` flattened codes from the prior: the box's uniform law (``init_codes``), or
+        ``N(0, I)`` restricted to the domain (rows outside it are drawn again)."""
+        p = self.problem
+        if p.box is not None:
+            return p.init_codes(n, gen, dtype=self.dtype, device=self.device).reshape(n, -1)
+        codes = torch.randn((n, *p.code_shape), generator=gen, dtype=self.dtype).to(self.device).reshape(n, -1)
+        for _ in range(1000):
+            out = ~self._in_domain(codes)
+            if not bool(out.any()):
+                return codes
+            fresh = torch.randn((int(out.sum()), *p.code_shape), generator=gen, dtype=self.dtype)
+            codes[out] = fresh.to(self.device).reshape(fresh.shape[0], -1)
+        raise ValueError("the code domain (problem.project) holds almost none of the N(0, I) prior: "
+                         "raise code_radius")
+
+    # -- the protocol ---------------------------------------------------------------------
+    def init(self, problem, run, key: int, seeds: Optional[Seeds] = None) -> SMCState:
+        self.bind(problem, run)
+        cfg = self.config
+        N = cfg.particles or min(max(run.n, 256), 2048)
+        gen = torch.Generator(device="cpu").manual_seed(int(key) + 104729)
+        codes = self._prior(N, gen)
+        m = problem.bands.m
+        samples = SampleBuffer.empty(run.n, codes, codes.new_zeros(1, m))
+        state = SMCState(codes=codes, values=codes.new_zeros(N, m), score=codes.new_zeros(N),
+                         ancestor=torch.arange(N, device=codes.device), scale=codes.new_ones(m),
+                         samples=samples, rng=gen.get_state(),
+                         step=0.1 if self.kind == "reflect" else 0.5)
+        state.values = self._values(state, codes)
+        bands = problem.bands
+        excess = (bands.violation(state.values) - bands.tol).clamp(min=0)
+        excess = torch.where(torch.isfinite(excess), excess, torch.zeros_like(excess))
+        # each constraint's scale: its mean positive violation under the prior (only the relative
+        # scales matter, and only when there are several constraints)
+        pos = (excess > 0).sum(0)
+        mean = excess.sum(0) / pos.clamp(min=1)
+        state.scale = torch.where(pos > 0, mean, torch.ones_like(mean)).clamp(min=1e-30)
+        state.score = self._score(state.values, state.scale)
+        return state
+
+    def _new_level(self, state: SMCState, gen: torch.Generator) -> dict:
+        """Choose the next level, record the survival fraction, resample ``N`` from the survivors."""
+        cfg = self.config
+        N = state.codes.shape[0]
+        score = state.score
+        finite = score[torch.isfinite(score)]
+        if finite.numel() == 0:
+            state.failed = "no particle has finite constraint values (NaN everywhere under the prior)"
+            return {}
+        q = float(torch.quantile(score.clamp(max=torch.finfo(score.dtype).max).to(torch.float64), cfg.p0,
+                                 interpolation="higher"))
+        level = max(q, 0.0)
+        # above 0 the particles AT the level die with those beyond it: the fraction strictly below
+        # the k-th smallest score is the unbiased one (k / N would overestimate each factor by
+        # about k / (k - 1); Bréhier, Gazeau, Goudenège, Lelièvre & Rousset, Ann. Appl. Probab.
+        # 26, 2016, on unbiased AMS); a plateau of ties
+        # (nothing strictly below) keeps the ties
+        keep = score < level if level > 0.0 else score <= level
+        if not bool(keep.any()):
+            keep = score <= level
+        frac = float(keep.sum()) / N
+        if level >= state.level:
+            state.stall += 1
+            if state.stall >= cfg.max_stall:
+                state.failed = (f"the score stopped decreasing at {level:.4g} for {state.stall} levels "
+                                "(a plateau of the constraints); the levels cannot reach the band")
+                return {}
+        else:
+            state.stall = 0
+        state.level = level
+        state.fractions.append(frac)
+        state.inside = level <= 0.0
+        idx = keep.nonzero().squeeze(1)
+        s = idx.numel()
+        if cfg.resampling == "systematic":
+            u = float(torch.rand((), generator=gen, dtype=torch.float64))
+            pick = ((u + torch.arange(N, dtype=torch.float64)) * s / N).floor().long().clamp(max=s - 1)
+        else:
+            pick = torch.randint(s, (N,), generator=gen)
+        pick = idx[pick.to(idx.device)]
+        state.codes, state.values = state.codes[pick].clone(), state.values[pick].clone()
+        state.score, state.ancestor = state.score[pick].clone(), state.ancestor[pick].clone()
+        state.moves_left = cfg.moves
+        if len(state.fractions) >= cfg.max_stages and not state.inside:
+            state.failed = (f"{cfg.max_stages} levels did not reach the band (the set's prior probability "
+                            f"is below about exp({sum(math.log(p) for p in state.fractions):.1f})); "
+                            "raise max_stages or p0")
+        return {"level": level, "survived": frac}
+
+    def _move(self, state: SMCState, gen: torch.Generator) -> float:
+        """One round of moves of every particle, invariant for the prior restricted to
+        ``{score <= level}``; returns the acceptance rate."""
+        x = state.codes
+        N = x.shape[0]
+        xi = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+        box = self.problem.box
+        if self.kind == "reflect":
+            y = _fold(x + state.step * (box[1] - box[0]) * xi, *box)
+            ok = torch.ones(N, dtype=torch.bool, device=x.device)
+        else:
+            b = min(state.step, 1.0)
+            if box is not None:
+                y = _unprobit(math.sqrt(1 - b * b) * _probit(x, *box) + b * xi, *box)
+                ok = torch.ones(N, dtype=torch.bool, device=x.device)
+            else:
+                y = math.sqrt(1 - b * b) * x + b * xi
+                ok = self._in_domain(y)
+        rows = ok.nonzero().squeeze(1)
+        v = self._values(state, y[rows])
+        sc = self._score(v, state.scale)
+        good = sc <= state.level
+        take = rows[good]
+        state.codes[take], state.values[take], state.score[take] = y[take], v[good], sc[good]
+        rate = float(good.sum()) / N
+        state.proposed += N
+        state.accepted += int(good.sum())
+        if not state.inside:  # adapt only while the levels tighten: the output kernel is fixed
+            state.step = min(state.step * math.exp(rate - self.config.accept), 1.0)
+        return rate
+
+    def _emit(self, state: SMCState, gen: torch.Generator) -> int:
+        """Certify the particles (a random subset when fewer are needed) and keep them."""
+        need = state.samples.capacity - state.samples.count
+        N = state.codes.shape[0]
+        rows = torch.randperm(N, generator=gen)[: min(need, N)].to(state.codes.device)
+        inside = rows[state.score[rows] <= 0]
+        _, ok = self.problem.check(state.codes[inside].reshape(-1, *self.problem.code_shape))
+        state.check_evals += inside.numel()
+        state.rejected_by_check += int((~ok).sum())
+        take = inside[ok.to(inside.device)]
+        return state.samples.append(state.codes[take], state.values[take])
+
+    def step(self, state: SMCState) -> tuple[SMCState, dict]:
+        gen = torch.Generator(device="cpu")
+        gen.set_state(state.rng)
+        info: dict = {}
+        if not state.inside and state.moves_left == 0:
+            info.update(self._new_level(state, gen))
+            if state.failed:
+                state.rng = gen.get_state()
+                return state, info
+        rate = self._move(state, gen)
+        state.rounds += 1
+        new = 0
+        if state.moves_left > 0:
+            state.moves_left -= 1
+            if state.inside and state.moves_left == 0:
+                new = self._emit(state, gen)  # the band's level: the population is the first emission
+                state.since_emit = 0
+        else:
+            state.since_emit += 1
+            if state.since_emit >= self.config.thin:
+                new = self._emit(state, gen)
+                state.since_emit = 0
+        state.rng = gen.get_state()
+        info.update(round=state.rounds, stage=len(state.fractions), acceptance=rate, accepted=new)
+        return state, info
+
+    def done(self, state: SMCState) -> bool:
+        return state.samples.full or bool(state.failed)
+
+    def progress(self, state: SMCState) -> tuple[int, int]:
+        return state.samples.count, state.samples.capacity
+
+    def finalize(self, state: SMCState) -> tuple[Tensor, dict]:
+        N = state.codes.shape[0]
+        count = state.samples.count
+        stats = dict(model_evals=state.model_evals, check_evals=state.check_evals, particles=N,
+                     smc_stages=len(state.fractions), smc_levels_done=state.inside,
+                     smc_fractions=list(state.fractions), walk_steps=state.rounds,
+                     move=self.kind, step=state.step, acceptance=state.accepted / max(state.proposed, 1),
+                     rejected_by_check=state.rejected_by_check,
+                     distinct_ancestors=int(torch.unique(state.ancestor).numel()),
+                     evals_per_sample=state.model_evals / max(count, 1))
+        if state.inside:
+            logp, se = log_prob_estimate(state.fractions, N)
+            stats.update(log_prob=logp, log_prob_se=se)
+        if state.failed:
+            stats["why"] = state.failed
+        elif not state.samples.full:
+            stats["why"] = "stopped before n samples"
+        codes = state.samples.codes[:count].reshape(count, *self.problem.code_shape)
+        return codes, stats
+
+
+__all__ = ["SMCConfig", "SMCState", "SMC", "log_prob_estimate"]

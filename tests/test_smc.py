@@ -1,0 +1,203 @@
+"""Adaptive multilevel splitting (``method="smc"``): the prior probability of the set against
+closed forms (the logistic slab's exact volume, deep tails included; a Gaussian half-line), the
+law of the samples against exact draws (one slab, a set in two pieces, a Gaussian code prior),
+the certificate, ``log_prior`` and bit-identical resume."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+import feassample as fs
+from feassample.core.samplers.smc import SMCConfig, log_prob_estimate
+from feassample.io import load_checkpoint
+from feassample.problems.slab_truth import SlabLaw
+
+
+def _z(s, exact: float) -> float:
+    return (s.stats["log_prob"] - exact) / s.stats["log_prob_se"]
+
+
+def _logit(z: float) -> float:
+    return math.log(z) - math.log1p(-z)
+
+
+def test_log_prob_matches_the_exact_slab_volume_on_9_of_10_seeds():
+    p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    exact = p.law.log_volume()
+    zs = []
+    for seed in range(10):
+        s = fs.sample(p, n=400, seed=seed, method="smc")
+        assert s.status == "success" and bool(s.feasible.all()) and len(s) == 400
+        assert bool(p.membership(s.x.double()).all())  # exact membership, not our own check
+        assert s.stats["smc_stages"] >= 1 and s.stats["log_prob_se"] > 0
+        zs.append(_z(s, exact))
+    assert sum(abs(z) <= 2 for z in zs) >= 9, zs
+
+
+def test_log_prob_in_a_deep_tail_below_1e_minus_10():
+    # d = 32, sigmoid(w.x + c) >= sigmoid(7): probability 2.2e-12 under the uniform law
+    p = fs.LogisticHalfspace.random(32, 1 / (1 + math.exp(-7.0)), 1.0)
+    exact = p.law.log_volume()
+    assert exact < math.log(1e-10)
+    zs = []
+    for seed in range(10):
+        s = fs.sample(p, n=300, seed=seed, method="smc", options={"particles": 500})
+        assert s.status == "success" and bool(p.membership(s.x.double()).all())
+        zs.append(_z(s, exact))
+    assert sum(abs(z) <= 2 for z in zs) >= 9, (exact, zs)
+
+
+@pytest.mark.slow
+def test_log_prob_far_in_the_tail_1e_minus_24():
+    p = fs.LogisticHalfspace.random(16, 1 / (1 + math.exp(-8.0)), 1.0)
+    exact = p.law.log_volume()
+    assert exact < math.log(1e-24)
+    zs = [_z(fs.sample(p, n=500, seed=seed, method="smc"), exact) for seed in range(10)]
+    assert sum(abs(z) <= 2 for z in zs) >= 9, (exact, zs)
+
+
+def test_samples_follow_the_exact_law_of_w_x_on_a_slab():
+    p = fs.LogisticHalfspace.random(16, 0.7, 0.95)
+    exact = p.t(p.exact_sample(4000, generator=torch.Generator().manual_seed(9))).numpy()
+    pvalues = [stats.ks_2samp(p.t(fs.sample(p, n=500, seed=seed, method="smc").x).numpy(), exact).pvalue
+               for seed in range(10)]
+    assert sum(pv < 0.01 for pv in pvalues) <= 1, pvalues
+
+
+def _two_slabs(d: int = 16, r1: float = 0.6, r2: float = 1.6):
+    """``r1 <= |w.x - m| <= r2`` in [0,1]^d, ``m`` the cube's mean of ``w.x``: two slabs."""
+    w = fs.problems.logistic.random_weights(d, seed=3)
+    m = float(w.sum()) / 2
+    problem = fs.from_functions(lambda x: (x @ w.to(x.dtype) - m).abs(), r1, r2, (d,), box=(0.0, 1.0))
+    upper, lower = SlabLaw(w, m + r1, m + r2), SlabLaw(w, m - r2, m - r1)
+    return problem, w, m, upper.log_volume(), lower.log_volume()
+
+
+def test_a_set_in_two_pieces_gets_each_piece_in_its_exact_share():
+    problem, w, m, log_up, log_lo = _two_slabs()
+    share = 1 / (1 + math.exp(log_lo - log_up))  # the upper piece's exact share
+    exact = math.log(math.exp(log_up) + math.exp(log_lo))
+    n = 400
+    sd = math.sqrt(share * (1 - share) / n)
+    zs = []
+    for seed in range(10):
+        s = fs.sample(problem, n=n, seed=seed, method="smc")
+        assert s.status == "success" and bool(s.feasible.all())
+        got = float(((s.x.double() @ w - m) > 0).double().mean())
+        assert abs(got - share) <= 3 * sd, (seed, got, share)
+        zs.append(_z(s, exact))
+    assert sum(abs(z) <= 2 for z in zs) >= 9, zs
+
+
+def test_gaussian_code_prior_uses_pcn_and_matches_the_normal_law():
+    # codes c ~ N(0, I) in 20 dims, band 2 <= u.c <= 3 with |u| = 1: u.c ~ N(0, 1), so the set's
+    # probability and the law of u.c on it are closed forms
+    u = torch.randn(20, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    u = u / u.norm()
+    problem = fs.from_functions(lambda c: c @ u.to(c.dtype), 2.0, 3.0, (20,))
+    exact = math.log(stats.norm.cdf(3.0) - stats.norm.cdf(2.0))
+    truncated = stats.truncnorm(2.0, 3.0)
+    zs, pvalues = [], []
+    for seed in range(10):
+        s = fs.sample(problem, n=400, seed=seed, method="smc")
+        assert s.status == "success" and bool(s.feasible.all()) and s.stats["move"] == "pcn"
+        zs.append(_z(s, exact))
+        pvalues.append(stats.kstest((s.codes.double() @ u).numpy(), truncated.cdf).pvalue)
+    assert sum(abs(z) <= 2 for z in zs) >= 9, zs
+    assert sum(pv < 0.01 for pv in pvalues) <= 1, pvalues
+
+
+def test_a_code_ball_is_respected_and_is_part_of_the_prior():
+    u = torch.zeros(10, dtype=torch.float64)
+    u[0] = 1.0
+
+    class Ball(fs.FeasibleSet):
+        def __init__(self):
+            self.bands = fs.Bands((1.0,), (math.inf,))
+            self.code_shape = self.input_shape = (10,)
+            self.dtype = torch.float64
+
+        def measure(self, x):
+            return fs.Measurement((x @ u).unsqueeze(1))
+
+        def project(self, codes):
+            norms = codes.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            return codes * (3.0 / norms).clamp(max=1.0)
+
+    problem = Ball()
+    s = fs.sample(problem, n=300, seed=0, method="smc", dtype="float64")
+    assert s.status == "success" and bool((s.codes.norm(dim=1) <= 3.0).all())
+    assert bool(torch.isfinite(problem.log_prior(s.codes)).all())
+    assert not bool(torch.isfinite(problem.log_prior(torch.full((1, 10), 2.0, dtype=torch.float64))).all())
+
+
+def test_log_prior_is_uniform_on_the_box_and_standard_normal_otherwise():
+    box = fs.LogisticHalfspace.random(4, 0.6, 0.8)
+    lp = box.log_prior(torch.tensor([[0.2, 0.5, 0.9, 1.0], [0.2, 0.5, 1.2, 0.1]]))
+    assert lp[0].item() == 0.0 and lp[1].item() == -math.inf
+    wide = fs.from_functions(lambda x: x.sum(1), 0.0, 1.0, (3,), box=(-1.0, 1.0))
+    assert wide.log_prior(torch.zeros(1, 3)).item() == pytest.approx(-3 * math.log(2.0))
+    free = fs.from_functions(lambda x: x.sum(1), 0.0, 1.0, (3,))
+    c = torch.randn(5, 3, dtype=torch.float64)
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(c).sum(1)
+    assert torch.allclose(free.log_prior(c), expected)
+
+
+def test_log_prob_estimate_formula():
+    logp, se = log_prob_estimate([0.5, 0.5, 0.2], 100)
+    assert logp == pytest.approx(2 * math.log(0.5) + math.log(0.2))
+    assert se == pytest.approx(math.sqrt(2 * 0.5 / 50 + 0.8 / 20))
+
+
+def test_summary_reports_the_log_probability():
+    p = fs.LogisticHalfspace.random(8, 0.6, 0.8)
+    s = fs.sample(p, n=200, seed=0, method="smc")
+    assert "log P(set)" in s.summary() and f"{s.stats['log_prob']:.4g}" in s.summary()
+    assert "log P(set)" not in fs.sample(p, n=50, seed=0, method="rejection").summary()
+
+
+def test_bad_options_are_refused_with_their_name():
+    for bad, name in (({"p0": 1.0}, "p0"), ({"particles": 1}, "particles"), ({"move": "hmc"}, "move"),
+                      ({"moves": 0}, "moves"), ({"resampling": "stratified"}, "resampling")):
+        with pytest.raises(ValueError, match=name):
+            SMCConfig(**bad)
+    with pytest.raises(ValueError, match="reflect"):
+        fs.sample(fs.from_functions(lambda x: x.sum(1), 0.0, 1.0, (3,)), n=10, method="smc",
+                  options={"move": "reflect"})
+
+
+class StopAfter:
+    def __init__(self, rounds: int) -> None:
+        self.rounds, self.seen = rounds, 0
+
+    def __call__(self, phase, state, info) -> None:
+        self.seen += 1
+        if self.seen == self.rounds:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop", [3, 20])  # inside the levels; in the output rounds
+def test_checkpoint_and_resume_is_bit_identical(tmp_path, stop):
+    p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    opts = {"particles": 200}
+    full = fs.sample(p, n=1000, seed=3, method="smc", options=opts)
+    part = fs.sample(p, n=1000, seed=3, method="smc", options=opts, run_dir=tmp_path, callbacks=[StopAfter(stop)])
+    assert part.status == "interrupted"
+    assert (0 < len(part) < 1000) if stop == 20 else len(part) == 0
+    checkpoint, _ = load_checkpoint(tmp_path)
+    assert checkpoint.phase == "smc"
+    resumed = fs.sample(p, n=1000, resume=tmp_path)
+    assert resumed.status == "success" and resumed.stats["resumed"] is True
+    assert torch.equal(resumed.codes, full.codes)
+    assert resumed.stats["log_prob"] == full.stats["log_prob"]
+
+
+def test_an_unreachable_band_ends_with_a_clear_reason():
+    # h is a step function: the score has a plateau that no level can cross
+    problem = fs.from_functions(lambda x: torch.where(x.sum(1) > 100.0, 1.0, 0.0), 0.5, 1.0, (4,),
+                                box=(0.0, 1.0))
+    s = fs.sample(problem, n=20, seed=0, method="smc", options={"particles": 50})
+    assert s.status == "infeasible" and "plateau" in s.stats["message"]
