@@ -11,6 +11,9 @@ Cases (each with an exact sampler that does not come from our samplers):
   freedom); exact: the slab's own exact sampler (``SlabLaw``, docs/ground-truth.md).
 * ``two pieces``: ``a <= |w.x - m| <= b`` in ``[0, 1]^16``, two slabs separated by a gap;
   exact: rejection. The share of samples in the upper piece is compared with the exact share.
+* ``digits``: the zoo CNN's logit 3 in [4, 8] through the VAE decoder (code ball r = 4),
+  compared in the classifier's embedding E (the paper's space); exact: rejection from the code
+  prior (``method="rejection"``: exact draws of the prior restricted to the band).
 
 Per case, method and seed: the certified fraction, model evaluations per sample, wall seconds;
 for a few scalar statistics (each constraint's value, the first coordinate, the distance to the
@@ -49,6 +52,7 @@ class Case:
     exact: Callable[[int, torch.Generator], torch.Tensor]     # (n, generator) -> exact samples
     statistics: Callable[[torch.Tensor], dict]                   # x (n, d) -> {name: (n,)}
     pieces: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # x -> (n,) bool: upper piece
+    space: Optional[Callable[[torch.Tensor], torch.Tensor]] = None   # codes -> points compared (default: x)
 
 
 def _rejection(problem: fs.FeasibleSet, batch: int = 200_000):
@@ -94,7 +98,7 @@ def cases() -> dict[str, Case]:
         out["w.x"] = heavy.t(x.double()) if hasattr(heavy, "t") else out["h0"]
         return out
 
-    return {
+    out = {
         "shell": Case("shell", shell, _rejection(shell), _base_stats(shell)),
         "two_slabs": Case("two slabs", slabs, _rejection(slabs), _base_stats(slabs)),
         "heavy_tails": Case("heavy tails", heavy, lambda n, g: heavy.exact_sample(n, generator=g).double(),
@@ -102,7 +106,31 @@ def cases() -> dict[str, Case]:
         "two_pieces": Case("two pieces", gap, _rejection(gap), _base_stats(gap),
                            pieces=lambda x: (x.double().flatten(1) @ w16.double() - mid) > 0),
     }
+    out["digits"] = _digits_case()
+    return out
 
+
+def _digits_case() -> Case:
+    """A digits band through the VAE: compared in the classifier's embedding E (the paper's
+    space) with rejection samples, which are exact draws of the code prior restricted to the band."""
+    from feassample.models import digits_neuron
+    problem = digits_neuron("classifier.fc2", 3, 4.0, 8.0)
+
+    def embed(codes: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            m = problem.measure(problem.decode(codes.float().reshape(-1, *problem.code_shape)))
+        return torch.cat([m.values, m.embedding], 1).double()
+
+    def exact(n: int, g: torch.Generator) -> torch.Tensor:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        return fs.sample(problem, n=n, k=10, seed=seed, method="rejection",
+                         options={"max_evals": 5000 * n}).codes.double()
+
+    def statistics(codes: torch.Tensor) -> dict:
+        e = embed(codes)
+        return {"unit": e[:, 0], "e_norm": e[:, 1:].norm(dim=1), "code_norm": codes.double().flatten(1).norm(dim=1)}
+
+    return Case("digits [4, 8]", problem, exact, statistics, space=embed)
 
 def energy(x: torch.Tensor, y: torch.Tensor) -> float:
     """The V-statistic energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (>= 0)."""
@@ -113,11 +141,13 @@ def measure(case: Case, method: str, n: int, k: int, seed: int, draws: int) -> d
     t0 = time.perf_counter()
     s = fs.sample(case.problem, n=n, k=k, seed=seed, method=method)
     wall = time.perf_counter() - t0
-    x = s.x.double().flatten(1)
+    space = case.space or (lambda c: c.double().flatten(1))
+    x = space(s.codes)
     g = torch.Generator().manual_seed(10_000 + seed)
-    ref = case.exact(n, g).flatten(1)
-    probes = case.exact(n, g).flatten(1)
-    nulls = [case.exact(n, g).flatten(1) for _ in range(draws)]
+    ref_codes = case.exact(n, g)
+    ref = space(ref_codes)
+    probes = space(case.exact(n, g))
+    nulls = [space(case.exact(n, g)) for _ in range(draws)]
     row = {"case": case.name, "method": method, "seed": seed, "n": len(s), "status": s.status,
            "certified": float(s.feasible.float().mean()) if len(s) else 0.0,
            "evals_per_sample": s.stats.get("model_evals", 0) / max(len(s), 1), "wall_s": wall,
@@ -125,7 +155,7 @@ def measure(case: Case, method: str, n: int, k: int, seed: int, draws: int) -> d
            "rhat": s.stats.get("rhat_max", math.nan)}
     if len(s) < 10:
         return row
-    ours, theirs = case.statistics(x), case.statistics(ref)
+    ours, theirs = case.statistics(s.codes.double()), case.statistics(ref_codes)
     for key in ours:
         a, b = ours[key].numpy(), theirs[key].numpy()
         row[f"ks_p[{key}]"] = float(sstats.ks_2samp(a, b).pvalue)
@@ -138,7 +168,7 @@ def measure(case: Case, method: str, n: int, k: int, seed: int, draws: int) -> d
     if case.pieces is not None:
         big = case.exact(20_000, g).flatten(1)
         p = float(case.pieces(big).double().mean())
-        share = float(case.pieces(x).double().mean())
+        share = float(case.pieces(s.codes).double().mean())
         row["share"], row["share_exact"] = share, p
         row["share_sd"] = (share - p) / math.sqrt(p * (1 - p) / len(x))
     return row
@@ -197,7 +227,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coverage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="cover,rejection")
-    parser.add_argument("--cases", default="shell,two_slabs,heavy_tails,two_pieces")
+    parser.add_argument("--cases", default="shell,two_slabs,heavy_tails,two_pieces,digits")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--k", type=int, default=10)

@@ -213,7 +213,8 @@ def load_checkpoint(run_dir: str | Path, device: Optional[torch.device] = None) 
         if count and not parts:
             raise FileNotFoundError(f"{d / 'shards'} has no samples but the state says {count}")
         if parts:
-            rows = {key: torch.cat([p[key] for p in parts])[:count] for key in parts[0]}
+            keys = [key for key in parts[0] if all(key in p for p in parts)]  # columns every shard has
+            rows = {key: torch.cat([p[key] for p in parts])[:count] for key in keys}
             if rows["codes"].shape[0] < count:
                 raise ValueError(f"{d} is inconsistent: the state counts {count} samples, the shards "
                                  f"hold {rows['codes'].shape[0]}")

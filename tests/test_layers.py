@@ -27,7 +27,7 @@ FACADE = 7  # above every layer
 LAYER_NAMES = {1: "core", 2: "problems", 3: "models", 4: "baselines",
                5: "single modules (metrics, viz, io, ...)", 6: "app", FACADE: "facade"}
 SUBPACKAGE_LAYERS = {"core": 1, "problems": 2, "models": 3, "baselines": 4}
-APP_MODULES = {"app", "app_contrastive", "config", "merge", "summary", "train_zoo", "__main__"}
+APP_MODULES = {"app", "app_contrastive", "cli_docs", "config", "merge", "summary", "train_zoo", "__main__"}
 FACADE_MODULES = {"__init__", "api"}
 APP_MAY_IMPORT = {"api"}  # the app is a client of the one entry point, fs.sample
 

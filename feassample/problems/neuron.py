@@ -457,14 +457,27 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         return self.measure_from(self.capture(x), x)
 
     def init_codes(self, n, generator, dtype=None, device="cpu"):
+        """Draws from the prior on codes: uniform on the input range (no generator), else the
+        generator's prior (``init_codes``, or N(0, I)), restricted to the code ball when
+        ``code_radius`` is set: draws outside the ball are drawn again (a truncated law, the one
+        ``log_prior`` states), never projected onto its surface."""
         if self.generator is None:
             return super().init_codes(n, generator, dtype, device)
         dtype = dtype or self.dtype
         prior = getattr(self.generator, "init_codes", None)
-        if callable(prior):
-            codes = prior(n, generator, dtype=dtype, device=device)
-        else:
-            codes = torch.randn((n, *self.code_shape), generator=generator, dtype=dtype).to(device)
+
+        def draw(count: int) -> Tensor:
+            if callable(prior):
+                return prior(count, generator, dtype=dtype, device=device)
+            return torch.randn((count, *self.code_shape), generator=generator, dtype=dtype).to(device)
+
+        codes = draw(n)
+        if self.code_radius is not None:
+            for _ in range(1000):
+                outside = codes.flatten(1).norm(dim=1) > self.code_radius
+                if not bool(outside.any()):
+                    break
+                codes[outside] = draw(int(outside.sum()))
         return self.project(codes)
 
     def project(self, codes: Tensor) -> Tensor:
