@@ -53,7 +53,36 @@ def build_model(cfg: DictConfig, base: Path):
                 raise ValueError(f"model=file needs model.{key}=... (see conf/model/file.yaml)")
         return load_model_file(node.cls, node.state_dict,
                                OmegaConf.to_container(node.kwargs, resolve=True), base)
-    return instantiate(node)
+    return instantiate(_own_target(node, "model"))
+
+
+def _own_target(node: DictConfig, group: str) -> DictConfig:
+    """``node`` when its ``_target_`` is one of feassample's own builders (what the schemas set);
+    any other target is refused before Hydra imports or calls it: your own code comes in by
+    ``problem.factory`` / ``model.cls`` (a file you name)."""
+    target = node.get("_target_")
+    if target is not None and not str(target).startswith("feassample."):
+        raise ValueError(f"{group}._target_={target!r} is not one of feassample's builders: name your "
+                         f"own code with {'problem=python problem.factory' if group == 'problem' else 'model=file model.cls'}"
+                         f"=path/to/file.py:name")
+    return node
+
+
+def check_code_specs(cfg: DictConfig, base: Optional[Path] = None) -> None:
+    """Refuse ``problem.factory`` / ``model.cls`` values of the wrong kind, and foreign
+    ``_target_``s, before anything runs (a ``package.module:name`` is imported and its kind
+    checked; a file you name is not run here)."""
+    problem, model = cfg.get("problem"), cfg.get("model")
+    if problem is not None and "factory" in set(problem.keys()) and not OmegaConf.is_missing(problem, "factory"):
+        if not str(problem.factory).split(":")[0].endswith(".py"):
+            load_object(problem.factory, base, kind=FeasibleSet, what="problem.factory")
+    elif problem is not None and problem.get("kind") is None:
+        _own_target(problem, "problem")
+    if model is not None and "state_dict" in set(model.keys()) and not OmegaConf.is_missing(model, "cls"):
+        if not str(model.cls).split(":")[0].endswith(".py"):
+            load_object(model.cls, base, kind=torch.nn.Module, what="model.cls")
+    elif model is not None and model.get("kind") is None:
+        _own_target(model, "model")
 
 
 def build_neuron_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
@@ -98,7 +127,7 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
         raise ValueError("problem=python needs problem.factory=path/to/file.py:function "
                          "(a function returning a FeasibleSet)")
     if "factory" in keys:
-        factory = load_object(node.factory, base)
+        factory = load_object(node.factory, base, kind=FeasibleSet, what="problem.factory")
         problem = factory(**OmegaConf.to_container(node.kwargs, resolve=True))
     elif node.get("kind") in ("neuron", "intersection"):
         problem = build_neuron_problem(cfg, base)
@@ -106,7 +135,7 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
         from .app_contrastive import problem_from_config
         problem = problem_from_config(node, build_model(cfg, base))
     else:
-        problem = instantiate(node)
+        problem = instantiate(_own_target(node, "problem"))
     if not isinstance(problem, FeasibleSet):
         raise TypeError(f"the problem config built a {type(problem).__name__}, not a FeasibleSet")
     return problem
@@ -115,7 +144,7 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
 def load_plugin(spec: str, kind: type, what: str, base: Optional[Path] = None):
     """The class named by ``spec`` (``path/to/file.py:Class`` or ``package.module:Class``),
     checked to be a subclass of ``kind`` before anything is built from it."""
-    obj = load_object(spec, base)
+    obj = load_object(spec, base, kind=kind, what=what)
     if not (isinstance(obj, type) and issubclass(obj, kind)):
         raise TypeError(f"{what}={spec!r} names {obj!r}, not a subclass of feassample's "
                         f"{kind.__name__}")
@@ -157,6 +186,8 @@ class ValidateCallback(Callback):
         if config.problem.get("kind") == "contrastive":
             return
         try:
+            check_threads(config)
+            check_code_specs(config, Path.cwd())
             scfg = sampler_config(config, Path.cwd())
             if not sweep and (config.get("shard") is not None or config.get("shards") is not None):
                 if config.get("shard") is None or config.get("shards") is None:
@@ -191,9 +222,17 @@ def threads_for(cfg: DictConfig) -> int:
         launcher = str(HydraConfig.get().launcher.get("_target_", ""))
     except ValueError:  # not under Hydra (tests, library use)
         launcher = ""
+    check_threads(cfg)
     if "joblib" in launcher.lower() or launcher.endswith("LocalLauncher"):
         return 1
-    return max(1, int(cfg.threads))
+    return int(cfg.threads)
+
+
+def check_threads(cfg: DictConfig) -> None:
+    """Refuse ``threads`` below 1 (it used to be raised to 1 silently)."""
+    threads = cfg.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1 (CPU threads for torch), got {threads!r}")
 
 
 def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
@@ -205,6 +244,7 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
         log.info("%s; outputs in %s", metrics_out["message"], out_dir)
         return metrics_out
     scfg = sampler_config(cfg, base)  # validated before any work
+    check_code_specs(cfg, base)
     problem = build_problem(cfg, base)
     log.info("problem: %s", problem.describe())
     log.info("sampler: method=%s n=%d k=%d seed=%d", scfg.method_name, scfg.n, scfg.k, scfg.seed)
