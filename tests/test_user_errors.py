@@ -135,6 +135,19 @@ def test_numpy_and_tensor_band_ends_are_accepted(z1):
     assert bool(((torch.sigmoid(t) >= p.z1 - 1e-9) & (torch.sigmoid(t) <= p.z2 + 1e-9)).all())
 
 
+@pytest.mark.parametrize("z1", [np.float32(0.5), torch.tensor(0.5)], ids=str)
+def test_numpy_and_tensor_band_ends_are_accepted_by_neurons_and_functions(z1):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    q = fs.NeuronInverseSet(model, layer="1", unit=0, z1=z1, z2=torch.tensor(2.0),
+                            input_shape=(1, 4, 4), input_range=(0.0, 1.0))
+    assert q.bands.lo == (0.5,) and q.bands.hi == (2.0,)
+    p = fs.from_functions(lambda x: x.sum(1), z1, np.float64(0.7), 2, **BOX)
+    assert p.bands.lo == (0.5,) and p.bands.hi == (0.7,)
+    with pytest.raises(ValueError, match="z1 must be a number"):
+        fs.NeuronInverseSet(model, layer="1", unit=0, z1=torch.tensor(1 + 1j), z2=2.0,
+                            input_shape=(1, 4, 4), input_range=(0.0, 1.0))
+
+
 @pytest.mark.parametrize("w", [torch.tensor([1.0 + 1j, 2.0]), np.array([1.0 + 0.5j, 2.0]), [1.0, 2j]],
                          ids=["tensor", "numpy", "list"])
 def test_complex_weights_are_refused(w):

@@ -249,11 +249,17 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         layer, unit = self._layer_and_unit(layer, unit)
+        ends = []
         for name, z in (("z1", z1), ("z2", z2)):
             if z is None:
                 raise ValueError(f"{name} is required: the band is z1 <= activation <= z2")
+            if getattr(z, "shape", None) == () and not getattr(z, "is_complex", lambda: False)() \
+                    and getattr(getattr(z, "dtype", None), "kind", "f") in "iuf":
+                z = z.item()  # a 0-d tensor or a numpy scalar
             if not isinstance(z, (int, float)) or isinstance(z, bool) or math.isnan(z):
                 raise ValueError(f"{name} must be a number, got {z!r}")
+            ends.append(z)
+        z1, z2 = ends
         if z1 > z2:
             raise ValueError(f"z1 must be <= z2, got z1={z1} > z2={z2}")
         if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
