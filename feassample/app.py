@@ -76,7 +76,7 @@ def build_model(cfg: DictConfig, base: Path):
     fields = OmegaConf.to_container(node, resolve=True)
     for key in DIGITS_PROBLEM_KEYS:
         fields.pop(key, None)
-    return instantiate(fields)
+    return instantiate(_own_target(fields, "model"))
 
 
 def _band(value, where: str) -> tuple[float, float]:
@@ -222,6 +222,36 @@ def build_generator(name: Optional[str], model, node):
     return FourierImage(shape, span, decorrelate=shape[0] == 3)
 
 
+def _own_target(node: DictConfig, group: str) -> DictConfig:
+    """``node`` when its ``_target_`` is one of feassample's own builders (what the schemas set);
+    any other target is refused before Hydra imports or calls it: your own code comes in by
+    ``problem.factory`` / ``model.cls`` (a file you name)."""
+    target = node.get("_target_")
+    if target is not None and not str(target).startswith("feassample."):
+        raise ValueError(f"{group}._target_={target!r} is not one of feassample's builders: name your "
+                         f"own code with {'problem=python problem.factory' if group == 'problem' else 'model=file model.cls'}"
+                         f"=path/to/file.py:name")
+    return node
+
+
+def check_code_specs(cfg: DictConfig, base: Optional[Path] = None) -> None:
+    """Refuse ``problem.factory`` / ``model.cls`` values of the wrong kind, and foreign
+    ``_target_``s, before anything runs (a ``package.module:name`` is imported and its kind
+    checked; a file you name is not run here)."""
+    problem, model = cfg.get("problem"), cfg.get("model")
+    if problem is not None and "factory" in set(problem.keys()) and not OmegaConf.is_missing(problem, "factory"):
+        if not str(problem.factory).split(":")[0].endswith(".py"):
+            load_object(problem.factory, base, kind=FeasibleSet, what="problem.factory")
+    elif problem is not None and problem.get("kind") is None:
+        _own_target(problem, "problem")
+    if model is not None and "cls" in set(model.keys()) and not OmegaConf.is_missing(model, "cls") \
+            and model.cls:
+        if not str(model.cls).split(":")[0].endswith(".py"):
+            load_object(model.cls, base, kind=torch.nn.Module, what="model.cls")
+    elif model is not None:
+        _own_target(model, "model")
+
+
 def build_neuron_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
     """A ``NeuronInverseSet`` (or an ``Intersection`` of them) from ``problem=neuron|intersection``."""
     from .problems import Intersection, NeuronInverseSet
@@ -249,7 +279,7 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
         raise ValueError("problem=python needs problem.factory=path/to/file.py:function "
                          "(a function returning a FeasibleSet)")
     if "factory" in keys:
-        factory = load_object(node.factory, base)
+        factory = load_object(node.factory, base, kind=FeasibleSet, what="problem.factory")
         problem = factory(**OmegaConf.to_container(node.kwargs, resolve=True))
     elif node.get("kind") in ("neuron", "intersection"):
         problem = build_neuron_problem(cfg, base)
@@ -257,7 +287,7 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
         from .app_contrastive import problem_from_config
         problem = problem_from_config(node, build_model(cfg, base))
     else:
-        problem = instantiate(node)
+        problem = instantiate(_own_target(node, "problem"))
     if not isinstance(problem, FeasibleSet):
         raise TypeError(f"the problem config built a {type(problem).__name__}, not a FeasibleSet")
     return problem
@@ -266,7 +296,7 @@ def build_problem(cfg: DictConfig, base: Path) -> FeasibleSet:
 def load_plugin(spec: str, kind: type, what: str, base: Optional[Path] = None):
     """The class named by ``spec`` (``path/to/file.py:Class`` or ``package.module:Class``),
     checked to be a subclass of ``kind`` before anything is built from it."""
-    obj = load_object(spec, base)
+    obj = load_object(spec, base, kind=kind, what=what)
     if not (isinstance(obj, type) and issubclass(obj, kind)):
         raise TypeError(f"{what}={spec!r} names {obj!r}, not a subclass of feassample's "
                         f"{kind.__name__}")
@@ -331,6 +361,9 @@ def check_config(cfg: DictConfig, base: Path, skip: frozenset = frozenset()) -> 
     problem's required keys, unit strings and bands, the files the config names, the input range
     of an input-space problem, and ``resume``; ``skip``: top-level keys a sweep sets later (their
     checks wait for the jobs). Raises ValueError/TypeError/FileNotFoundError."""
+    check_threads(cfg)
+    if not {"problem", "model"} & set(skip):
+        check_code_specs(cfg, base)
     problem = cfg.problem
     if {"problem", "model"} & set(skip):
         problem = OmegaConf.create({"kind": "swept"})
@@ -454,9 +487,17 @@ def threads_for(cfg: DictConfig) -> int:
         launcher = str(HydraConfig.get().launcher.get("_target_", ""))
     except ValueError:  # not under Hydra (tests, library use)
         launcher = ""
+    check_threads(cfg)
     if "joblib" in launcher.lower() or launcher.endswith("LocalLauncher"):
         return 1
-    return max(1, int(cfg.threads))
+    return int(cfg.threads)
+
+
+def check_threads(cfg: DictConfig) -> None:
+    """Refuse ``threads`` below 1 (it used to be raised to 1 silently)."""
+    threads = cfg.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1 (CPU threads for torch), got {threads!r}")
 
 
 def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
@@ -468,6 +509,7 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
         log.info("%s; outputs in %s", metrics_out["message"], out_dir)
         return metrics_out
     scfg = sampler_config(cfg, base)  # validated before any work
+    check_code_specs(cfg, base)
     problem = prepared_problem(cfg, base)
     log.info("problem: %s", problem.describe())
     log.info("sampler: method=%s n=%d k=%d seed=%d", scfg.method_name, scfg.n, scfg.k, scfg.seed)

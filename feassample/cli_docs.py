@@ -197,7 +197,7 @@ feassample                                           # 2-D slab, 0.7 <= sigmoid(
 feassample problem.z1=0.6 problem.z2=0.8 sampler.n=1000
 feassample problem=thin_slab                         # d = 784, z in [0.7, 0.701]
 feassample problem=annulus problem.kwargs.r_outer=2.5
-feassample problem=python problem.factory=path/to/mine.py:make
+feassample problem=python problem.factory=path/to/mine.py:make   # your file; package:Class only for a FeasibleSet subclass
 feassample problem=neuron                            # the digits CNN's "3" logit in [8, 12]
 feassample problem=neuron problem.unit=classifier.fc2:5 'problem.band=[6,9]'
 feassample problem=intersection 'problem.units=[classifier.fc2:3,classifier.fc2:8]' 'problem.band=[4,8]'

@@ -141,6 +141,7 @@ class HitAndRun(Baseline):
     """
 
     name = "hit_and_run"
+    uses_gradients = False  # checked by core.sampling.validate: no gradient needed
     Config = HitAndRunConfig
     state_class = HitAndRunState
     mcmc = True

@@ -42,6 +42,7 @@ class Rejection(Baseline):
     """Rejection sampling (``method="rejection"``)."""
 
     name = "rejection"
+    uses_gradients = False  # checked by core.sampling.validate: no gradient needed
     Config = RejectionConfig
     state_class = RejectionState
 

@@ -19,8 +19,8 @@ from torch import Tensor
 def _as_floats(name: str, value) -> list[float]:
     if isinstance(value, Tensor):
         value = value.detach().cpu().reshape(-1).tolist()
-    elif isinstance(value, (int, float)):
-        value = [value]
+    elif isinstance(value, (int, float)) or getattr(value, "shape", None) == ():
+        value = [value]  # a number, or a numpy scalar (np.float32(0.5))
     try:
         out = [float(v) for v in value]
     except (TypeError, ValueError) as err:

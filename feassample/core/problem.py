@@ -8,6 +8,7 @@ by the diversity objective, so a model runs once per step.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -130,6 +131,24 @@ class FeasibleSet:
                 "box": list(self.box) if self.box else None}
 
 
+def _shape(name: str, shape) -> tuple[int, ...]:
+    """A shape from a tuple/list of positive ints, or one int ``d`` meaning ``(d,)``."""
+    bad = ValueError(f"{name} must be a shape: an int d or a tuple of ints like (d,), got {shape!r}")
+    if isinstance(shape, Tensor) and shape.dim() == 0:
+        shape = shape.item()
+    items = (shape,) if hasattr(shape, "__index__") else shape
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise bad from None
+    if any(isinstance(s, bool) or not hasattr(s, "__index__") for s in items):
+        raise bad
+    dims = tuple(operator.index(s) for s in items)
+    if not dims or any(s < 1 for s in dims):
+        raise ValueError(f"{name} must be a non-empty shape of positive sizes, got {shape!r}")
+    return dims
+
+
 class FunctionSet(FeasibleSet):
     """A feasible set built from plain Python functions (see ``from_functions``)."""
 
@@ -142,10 +161,8 @@ class FunctionSet(FeasibleSet):
         if not callable(constraints):
             raise TypeError(f"constraints must be callable x -> (B, m) values, got {constraints!r}")
         self.bands = Bands.of(lo, hi, tol=tol, names=names)
-        self.code_shape = tuple(int(s) for s in code_shape)
-        if not self.code_shape or any(s < 1 for s in self.code_shape):
-            raise ValueError(f"code_shape must be a non-empty shape of positive sizes, got {code_shape!r}")
-        self.input_shape = tuple(input_shape) if input_shape is not None else self.code_shape
+        self.code_shape = _shape("code_shape", code_shape)
+        self.input_shape = _shape("input_shape", input_shape) if input_shape is not None else self.code_shape
         if box is not None:
             box = (float(box[0]), float(box[1]))
             if not (math.isfinite(box[0]) and math.isfinite(box[1]) and box[0] < box[1]):
@@ -159,10 +176,15 @@ class FunctionSet(FeasibleSet):
 
     def measure(self, x: Tensor) -> Measurement:
         values = self._constraints(x)
+        if not isinstance(values, Tensor):
+            raise TypeError(f"constraints must return a tensor (B, m) = ({x.shape[0]}, {self.bands.m}), "
+                            f"got a {type(values).__name__}"
+                            f"{' (torch.stack the list)' if isinstance(values, (list, tuple)) else ''}")
+        returned = tuple(values.shape)
         if values.dim() == 1:
             values = values.unsqueeze(1)
         if values.shape != (x.shape[0], self.bands.m):
-            raise ValueError(f"constraints returned shape {tuple(values.shape)}, expected "
+            raise ValueError(f"constraints returned shape {returned}, expected "
                              f"({x.shape[0]}, {self.bands.m}) for {self.bands.m} band(s)")
         embedding = None if self._embed is None else self._embed(x).reshape(x.shape[0], -1)
         return Measurement(values, embedding)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import operator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Optional, Union
@@ -198,6 +199,134 @@ def _adapt_callback(cb):
     return lambda phase, state, info: cb(phase, state)
 
 
+def _available_bytes(device: torch.device) -> Optional[int]:
+    """Memory the run can use on ``device`` (free GPU memory; on CPU the smaller of the machine's
+    available memory and a cgroup limit), or ``None`` when unknown."""
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
+    found = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            found.append(int(text))
+    return min(found) if found else None
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.3g} KiB"
+
+
+def memory_estimate(problem: FeasibleSet, cfg: SamplerConfig, checkpoint: bool = False) -> int:
+    """Bytes of the ``n x (code size + input size + m)`` sample buffers of a run, twice over (the
+    result, or the checkpoint's copy, holds the rows again), three times with a checkpoint store."""
+    code = math.prod(problem.code_shape)
+    inputs = math.prod(getattr(problem, "input_shape", problem.code_shape) or problem.code_shape)
+    itemsize = torch.empty((), dtype=DTYPES[cfg.dtype]).element_size()
+    rows = cfg.n * (code + inputs + problem.bands.m) * itemsize
+    return rows * (3 if checkpoint else 2)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0] or type(err).__name__
+
+
+def validate(problem: FeasibleSet, cfg: SamplerConfig, sampler: Sampler, *,
+             checkpoint: bool = False) -> None:
+    """Refuse, with one line naming the cause, a run that would fail deep inside (or run on
+    wrong numbers) because of what the user passed. Called by ``sample`` before any work.
+
+    * memory: the estimate of ``memory_estimate`` against what the device has free;
+    * a probe forward (and backward, for methods that follow gradients) on 2 initial codes:
+      ``decode`` returns a batch; ``measure`` returns a ``(B, m)`` floating tensor of the run's
+      dtype (a constraint returning a list, a scalar, float64 values in a float32 run... are
+      named), an embedding with a batch dimension; the values have a gradient with respect to
+      the codes (a ``detach``ed or ``argmax`` constraint has none).
+    The probe uses its own random generator and leaves the global random state untouched.
+    """
+    device, dtype = cfg.device_dtype(problem)
+    need = memory_estimate(problem, cfg, checkpoint)
+    have = _available_bytes(device)
+    if have is not None and need > have:
+        shards = math.ceil(need / have) + 1
+        raise MemoryError(
+            f"n={cfg.n} samples of code size {math.prod(problem.code_shape)} need about {_gib(need)} "
+            f"(codes + inputs + values, {cfg.dtype}, with the result{' and checkpoint' if checkpoint else ''} "
+            f"copies) but {device} has {_gib(have)} free: ask for fewer samples "
+            f"(n <= {max(1, cfg.n * have // need)}) or split the run into jobs with "
+            f"fs.sample(..., shard=i, shards={shards}) (CLI shard=i shards={shards}) and merge them "
+            "with feassample-merge")
+    gradients = getattr(sampler, "uses_gradients", True)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        if cfg.initial_codes is not None:  # the run starts there: probe those (already checked)
+            codes = cfg.initial_codes[:2].to(dtype=dtype, device=device)
+        else:
+            try:
+                codes = problem.init_codes(2, torch.Generator().manual_seed(0), dtype, device)
+            except Exception as err:  # noqa: BLE001  (user code: name where it failed)
+                raise ValueError(f"problem.init_codes(2, ...) failed: {type(err).__name__}: "
+                                 f"{_first_line(err)}") from err
+            want = (2, *problem.code_shape)
+            if not isinstance(codes, Tensor) or tuple(codes.shape) != want:
+                got = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
+                raise ValueError(f"problem.init_codes(2, ...) returned {got}, expected a tensor of shape "
+                                 f"{want} (2 codes of code_shape {tuple(problem.code_shape)})")
+        B = codes.shape[0]
+        codes = codes.detach().clone().requires_grad_(gradients and codes.is_floating_point())
+        try:
+            x = problem.decode(codes)
+        except Exception as err:  # noqa: BLE001
+            raise ValueError(f"decoding {B} codes of code_shape {tuple(problem.code_shape)} failed (does "
+                             f"code_shape match the decoder/generator's input?): "
+                             f"{type(err).__name__}: {_first_line(err)}") from err
+        if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] != B:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"decode returned {got} for {B} codes: it must return a tensor "
+                             f"(B, *input_shape) with the batch first")
+        measured = problem.measure(x)
+        values = getattr(measured, "values", None)
+        m = problem.bands.m
+        if not isinstance(values, Tensor):
+            raise TypeError(f"the constraint values must be a tensor (B, m) = ({B}, {m}), got "
+                            f"{type(values).__name__}{' (torch.stack the list)' if isinstance(values, (list, tuple)) else ''}")
+        if tuple(values.shape) != (B, m):
+            raise ValueError(f"the constraint values have shape {tuple(values.shape)} for a batch of {B}, "
+                             f"expected ({B}, {m}) for {m} band(s)")
+        if not values.is_floating_point():
+            raise TypeError(f"the constraint values are {values.dtype}, not floating point: they must "
+                            f"be a differentiable function of the inputs")
+        if values.dtype != dtype:
+            raise TypeError(f"the constraint values are {str(values.dtype).replace('torch.', '')} but "
+                            f"the run's dtype is {cfg.dtype}: return values in the inputs' dtype "
+                            f"(h(x).to(x.dtype)){' or sample with dtype=' + repr('float64') if values.dtype == torch.float64 else ''}")
+        emb = measured.embedding
+        if emb is not None and (not isinstance(emb, Tensor) or emb.dim() < 1 or emb.shape[0] != B):
+            got = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
+            raise ValueError(f"the embedding is {got} for a batch of {B}: it must be a tensor (B, p)")
+        if gradients and codes.requires_grad:
+            grad = None
+            if values.requires_grad:
+                grad = torch.autograd.grad(torch.nan_to_num(values, 0.0, 0.0, 0.0).sum(), codes,
+                                           allow_unused=True)[0]
+            if grad is None:
+                raise ValueError(f"the constraint's values have no gradient with respect to the codes "
+                                 f"(detach/argmax?): method {sampler.name!r} follows gradients; make h "
+                                 "differentiable, or use a gradient-free method (method='rejection')")
+
+
 def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
            config: Optional[SamplerConfig] = None, callbacks: Iterable = (),
            progress: bool = False, options: Optional[dict] = None,
@@ -239,8 +368,9 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             got = tuple(initial_codes.shape) if isinstance(initial_codes, Tensor) else type(initial_codes).__name__
             raise ValueError(f"initial_codes must be a tensor of shape {want}, got {got}")
     callbacks = [_adapt_callback(cb) for cb in callbacks]
+    validate(problem, cfg, sampler, checkpoint=store is not None)
     return driver.run(problem, cfg, sampler, callbacks=callbacks, store=store, resume=resume,
                       progress=progress)
 
 
-__all__ = ["SamplerConfig", "sample", "DTYPES", "SAMPLERS"]
+__all__ = ["SamplerConfig", "sample", "validate", "memory_estimate", "DTYPES", "SAMPLERS"]

@@ -253,6 +253,15 @@ def read_manifest(weights_dir: PathLike) -> dict:
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
     manifest.setdefault("models", {})
+    folder = Path(weights_dir).resolve()
+    for name, entry in manifest["models"].items():
+        file = entry.get("file", f"{name}.pt") if isinstance(entry, dict) else None
+        # an entry names a file IN this folder: "../outside/x.pt", an absolute path or a symlink
+        # that leads out of the folder would load weights nobody checked in here
+        if not isinstance(file, str) or not file or Path(file).is_absolute() or \
+                not (folder / file).resolve().is_relative_to(folder):
+            raise ValueError(f"{path}: the entry {name!r} names the file {file!r}, which is not "
+                             f"inside {folder}; refusing to load weights from outside the weights folder")
     return manifest
 
 

@@ -302,7 +302,7 @@ def load_model(kind: str, *, arch: Optional[str] = None, weights=None, path=None
         return load_torchscript(path, **extra)
     if not cls:
         raise ValueError("kind 'file' needs cls='path/to/net.py:Net'")
-    factory = load_object(cls, base)
+    factory = load_object(cls, base, kind=nn.Module, what="model.cls")
     model = factory(**(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise TypeError(f"{cls} built a {type(model).__name__}, not a torch.nn.Module")

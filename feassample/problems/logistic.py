@@ -33,6 +33,17 @@ def random_weights(d: int, seed: int = 0, scale: float = 4.0) -> Tensor:
     return torch.randn(d, generator=g, dtype=torch.float64) * (scale / math.sqrt(d))
 
 
+def _real(name: str, z) -> float:
+    """A band end in [0, 1]: a Python, numpy or 0-d tensor real number."""
+    if torch.is_tensor(z) and z.dim() == 0 and not z.is_complex():
+        z = z.item()
+    elif hasattr(z, "dtype") and getattr(z, "shape", None) == () and getattr(z.dtype, "kind", "") in "iuf":
+        z = z.item()  # numpy scalars
+    if isinstance(z, bool) or not isinstance(z, (int, float)) or not 0.0 <= z <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1] (a sigmoid's range), got {z!r}")
+    return float(z)
+
+
 class LogisticHalfspace(FeasibleSet):
     """The set of ``x in [0,1]^d`` with ``z1 <= sigmoid(w.x + c) <= z2``.
 
@@ -53,6 +64,9 @@ class LogisticHalfspace(FeasibleSet):
 
     def __init__(self, w, c: Optional[float] = 0.0, z1: float = 0.5, z2: float = 1.0, *,
                  scale: str = "logit", dtype: torch.dtype = torch.float32) -> None:
+        if (torch.is_tensor(w) and w.is_complex()) or (hasattr(w, "dtype") and getattr(w.dtype, "kind", "") == "c") \
+                or (isinstance(w, (list, tuple)) and any(isinstance(v, complex) for v in w)):
+            raise ValueError("w must be real: complex weights have no order for a band z1 <= f <= z2")
         w = torch.as_tensor(w, dtype=torch.float64).detach().cpu()
         if w.dim() != 1 or w.numel() < 1:
             raise ValueError(f"w must be a 1-D vector of length d >= 1, got shape {tuple(w.shape)}")
@@ -66,9 +80,7 @@ class LogisticHalfspace(FeasibleSet):
         c = -float(w.sum()) / 2 if c is None else float(c)
         if not math.isfinite(c):
             raise ValueError(f"c must be finite, got {c}")
-        for name, z in (("z1", z1), ("z2", z2)):
-            if not (isinstance(z, (int, float)) and 0.0 <= z <= 1.0):
-                raise ValueError(f"{name} must be a number in [0, 1] (a sigmoid's range), got {z!r}")
+        z1, z2 = _real("z1", z1), _real("z2", z2)
         if not z1 < z2:
             raise ValueError(f"need z1 < z2 for a set of positive volume, got z1={z1}, z2={z2}")
         self.w64, self.c, self.z1, self.z2, self.scale = w, c, float(z1), float(z2), scale

@@ -249,11 +249,17 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         layer, unit = self._layer_and_unit(layer, unit)
+        ends = []
         for name, z in (("z1", z1), ("z2", z2)):
             if z is None:
                 raise ValueError(f"{name} is required: the band is z1 <= activation <= z2")
+            if getattr(z, "shape", None) == () and not getattr(z, "is_complex", lambda: False)() \
+                    and getattr(getattr(z, "dtype", None), "kind", "f") in "iuf":
+                z = z.item()  # a 0-d tensor or a numpy scalar
             if not isinstance(z, (int, float)) or isinstance(z, bool) or math.isnan(z):
                 raise ValueError(f"{name} must be a number, got {z!r}")
+            ends.append(z)
+        z1, z2 = ends
         if z1 > z2:
             raise ValueError(f"z1 must be <= z2, got z1={z1} > z2={z2}")
         if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
@@ -332,7 +338,17 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
             with torch.no_grad():
                 probe_codes = torch.zeros((2, *self.code_shape), dtype=self.generator_dtype,
                                           device=self.device)
-                out = generator(probe_codes)
+                try:
+                    out = generator(probe_codes)
+                except (RuntimeError, ValueError, TypeError) as err:
+                    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                    raise ValueError(f"the generator cannot decode codes of code_shape "
+                                     f"{self.code_shape} (give code_shape=... matching the "
+                                     f"generator's input): {first}") from None
+            if not isinstance(out, Tensor) or out.dim() < 1 or out.shape[0] != 2:
+                raise ValueError(f"the generator maps a batch of 2 codes {self.code_shape} to "
+                                 f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}: "
+                                 "it must return a tensor (B, *input_shape)")
             if tuple(out.shape[1:]) != self.input_shape:
                 raise ValueError(f"the generator maps codes {self.code_shape} to outputs of shape "
                                  f"{tuple(out.shape[1:])}, but the model's input_shape is "
@@ -367,6 +383,13 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise ValueError(f"the model cannot run on inputs of shape {self.input_shape} "
                                  f"(input_shape=...): {first}") from None
+        batch = 2 * (len(self.transforms) if self.transforms else 1)  # every view is a row
+        for name in self._needs:
+            out = seen[name]
+            if out.dim() < 1 or out.shape[0] != batch:
+                raise ValueError(f"layer {name!r} returned shape {tuple(out.shape)} for a batch of {batch} "
+                                 "inputs: its output has no batch dimension (a layer that reduces "
+                                 "over the batch cannot be measured per sample)")
         self.layer_shape = tuple(seen[layer].shape[1:])
         self._read = unit_reader(unit, self.layer_shape, layer)
         views = len(self.transforms) if self.transforms else 1
