@@ -136,9 +136,10 @@ def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers
                      alive=torch.ones(k, dtype=torch.bool, device=seeds.device))
 
 
-def step(state: WalkState, loss: Loss, move, certify=None) -> tuple[WalkState, dict]:
+def step(state: WalkState, loss: Loss, move, certify=None, seen: Optional[set] = None) -> tuple[WalkState, dict]:
     """One round: evaluate the walkers, accept those inside the band (and, with ``certify``, those
-    its independent check confirms), take one step."""
+    its independent check confirms; with ``seen``, a set of the kept rows' bytes, only rows not
+    kept before), take one step."""
     problem = loss.problem
     live = state.alive.nonzero().squeeze(1)
     codes = state.codes[live]
@@ -153,7 +154,18 @@ def step(state: WalkState, loss: Loss, move, certify=None) -> tuple[WalkState, d
         if problem.box is not None:
             flat = codes.flatten(1)
             inside &= ((flat >= problem.box[0]) & (flat <= problem.box[1])).all(1)
-        take = inside.nonzero().squeeze(1)[: buf.capacity - buf.count]
+        take = inside.nonzero().squeeze(1)
+        if seen is not None and take.numel():
+            # an optimizer's walker stuck against a wall returns the same point round after round:
+            # keep a point once (new rows that repeat each other within the round count once too)
+            fresh = []
+            for i, row in zip(take.tolist(), codes[take].detach().cpu().numpy()):
+                key = row.tobytes()
+                if key not in seen:
+                    seen.add(key)
+                    fresh.append(i)
+            take = torch.tensor(fresh, dtype=torch.long, device=codes.device)
+        take = take[: buf.capacity - buf.count]
         if certify is not None and take.numel():
             _, ok = certify(codes[take])
             state.check_evals += int(take.numel())
@@ -219,7 +231,11 @@ class Walk(Sampler):
 
     def step(self, state: WalkState) -> tuple[WalkState, dict]:
         move = replace(self.move, lr=state.lr) if state.lr > 0 else self.move
-        return step(state, self.loss, move, certify=self.problem.check)
+        if getattr(self, "_seen_of", None) is not state:  # the kept rows, as bytes (rebuilt on resume)
+            buf = state.samples
+            self._seen = {row.tobytes() for row in buf.codes[: buf.count].detach().cpu().numpy()}
+            self._seen_of = state
+        return step(state, self.loss, move, certify=self.problem.check, seen=self._seen)
 
     def done(self, state: WalkState) -> bool:
         return done(state, self.max_rounds, self.config.max_idle)
