@@ -11,6 +11,10 @@ Cases (each with an exact sampler that does not come from our samplers):
   freedom); exact: the slab's own exact sampler (``SlabLaw``, docs/ground-truth.md).
 * ``two pieces``: ``a <= |w.x - m| <= b`` in ``[0, 1]^16``, two slabs separated by a gap;
   exact: rejection. The share of samples in the upper piece is compared with the exact share.
+* ``foreign``: a small image network that is not ours (random weights), one channel of its last
+  conv stage in pixel space, in a band that noise never reaches; no exact sampler: two seeds must
+  agree (KS on the unit's value, the mean pixel, the distance to the centre), with no exact
+  duplicates and R-hat <= 1.01.
 * ``digits``: the zoo CNN's logit 3 in [4, 8] through the VAE decoder (code ball r = 4),
   compared in the classifier's embedding E (the paper's space); exact: rejection from the code
   prior (``method="rejection"``: exact draws of the prior restricted to the band).
@@ -174,6 +178,62 @@ def measure(case: Case, method: str, n: int, k: int, seed: int, draws: int) -> d
     return row
 
 
+class ForeignNet(torch.nn.Module):
+    """A small image network that is not ours (random weights, fixed seed): conv-relu-pool x2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(11)
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def foreign_problem() -> fs.NeuronInverseSet:
+    """Channel 5 of the last conv stage of ``ForeignNet`` in pixel space, in a band that uniform
+    noise does not reach (above the largest value seen on 2,000 noise images)."""
+    net = ForeignNet().eval()
+    with torch.no_grad():
+        noise = net(torch.rand(2000, 3, 16, 16, generator=torch.Generator().manual_seed(0)))[:, 5].mean((1, 2))
+    top = float(noise.max())
+    return fs.NeuronInverseSet(net, "features.4", (5,), top * 1.05, top * 1.25, input_shape=(3, 16, 16),
+                               input_range=(0.0, 1.0))
+
+
+def agreement(method: str, n: int, k: int, seeds: tuple[int, int] = (0, 1)) -> dict:
+    """The foreign-network case: no exact sample exists, so two runs with different seeds must
+    agree (KS on the unit's value, the mean pixel, the distance to the box's centre)."""
+    problem = foreign_problem()
+    runs = [fs.sample(problem, n=n, k=k, seed=s, method=method) for s in seeds]
+    row = {"case": "foreign net", "method": method, "n": n,
+           "certified": min(float(r.feasible.float().mean()) for r in runs),
+           "evals_per_sample": max(r.stats.get("model_evals", 0) / max(len(r), 1) for r in runs),
+           "duplicates": max(len(r) - int(torch.unique(r.codes.flatten(1), dim=0).shape[0]) for r in runs),
+           "rhat": max(r.stats.get("rhat_max", math.nan) for r in runs)}
+    stats = [{"unit": r.values[:, 0].double(), "mean_pixel": r.x.double().flatten(1).mean(1),
+              "radius": (r.x.double().flatten(1) - 0.5).norm(dim=1)} for r in runs]
+    for key in stats[0]:
+        row[f"ks_p[{key}]"] = float(sstats.ks_2samp(stats[0][key].numpy(), stats[1][key].numpy()).pvalue)
+    return row
+
+
+def agreement_verdict(row: dict) -> str:
+    checks = {f"no exact duplicates ({row['duplicates']})": row["duplicates"] == 0,
+              f"R-hat <= 1.01 ({row['rhat']:.3g})": row["rhat"] <= 1.01,
+              **{f"two seeds agree, {k} (p {v:.2g})": v > 0.01 for k, v in row.items() if k.startswith("ks_p[")},
+              f"evals/sample <= 30 ({row['evals_per_sample']:.1f})": row["evals_per_sample"] <= 30}
+    met = [k for k, v in checks.items() if v]
+    missed = [k for k, v in checks.items() if not v]
+    return (f"- **foreign net, {row['method']}**: met: {'; '.join(met) or 'none'}"
+            f"{'; **missed**: ' + '; '.join(missed) if missed else ''}")
+
+
 def verdict(rows: list[dict]) -> list[str]:
     """Each (case, method): the issue's targets, met or missed, over the seeds."""
     lines = []
@@ -211,7 +271,7 @@ def verdict(rows: list[dict]) -> list[str]:
 def table(rows: list[dict]) -> str:
     keys = ["case", "method", "seed", "status", "certified", "evals_per_sample", "wall_s", "nn_ratio",
             "fill_ratio", "energy_ratio", "duplicates", "rhat"]
-    zkeys = sorted({k for r in rows for k in r if k.startswith("z[")})
+    zkeys = sorted({k for r in rows for k in r if k.startswith(("z[", "ks_p["))})
     extra = ["share", "share_exact", "share_sd"] if any("share" in r for r in rows) else []
     head = keys + zkeys + extra
 
@@ -227,7 +287,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coverage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="cover,rejection")
-    parser.add_argument("--cases", default="shell,two_slabs,heavy_tails,two_pieces,digits")
+    parser.add_argument("--cases", default="shell,two_slabs,heavy_tails,two_pieces,digits,foreign")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--k", type=int, default=10)
@@ -241,12 +301,16 @@ def main(argv=None) -> str:
     torch.set_num_threads(args.threads)
     available = cases()
     chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in chosen if c not in available]
+    unknown = [c for c in chosen if c not in available and c != "foreign"]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {sorted(available)}")
     rows = []
     t0 = time.perf_counter()
+    foreign = []
     for name in chosen:
+        if name == "foreign":
+            foreign = [agreement(m.strip(), args.n, args.k) for m in args.methods.split(",")]
+            continue
         for method in args.methods.split(","):
             for seed in range(args.seeds):
                 rows.append(measure(available[name], method.strip(), args.n, args.k, seed, args.draws))
@@ -254,7 +318,9 @@ def main(argv=None) -> str:
         f"Command: `python -m benchmarks.coverage --methods {args.methods} --cases {args.cases} "
         f"--seeds {args.seeds} --n {args.n} --k {args.k}`; torch {torch.__version__}, "
         f"Python {platform.python_version()}, {args.threads} thread(s); {time.perf_counter() - t0:.0f} s.",
-        "", table(rows), "", "Targets (issue 11), worst over the seeds:", *verdict(rows)])
+        "", table(rows), "", "Targets (issue 11), worst over the seeds:", *verdict(rows),
+        *([""] + ["Foreign network (two seeds must agree; no exact sampler):", "",
+                  table(foreign), ""] + [agreement_verdict(r) for r in foreign] if foreign else [])])
     print(text)
     return text
 

@@ -268,7 +268,7 @@ def validate(problem: FeasibleSet, cfg: SamplerConfig, sampler: Sampler, *,
             f"(n <= {max(1, cfg.n * have // need)}) or split the run into jobs with "
             f"fs.sample(..., shard=i, shards={shards}) (CLI shard=i shards={shards}) and merge them "
             "with feassample-merge")
-    gradients = getattr(sampler, "uses_gradients", True)
+    gradients = sampler.uses_gradients
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.enable_grad():
         if cfg.initial_codes is not None:  # the run starts there: probe those (already checked)

@@ -70,6 +70,8 @@ class Sampler:
         needs_seeds: run the shared seed phase first and pass its ``Seeds`` to ``init``.
         mcmc: the method is a Markov chain (its repeated states are legitimate samples).
         checkpoint_every_s: least seconds between two checkpoints of the state (0: every step).
+        uses_gradients: the method follows the constraints' gradients (a constraint without one
+            is then refused before work).
         initial_rows: ``"k"`` or ``"n"``: how many ``initial_codes`` rows the method starts from
             (``None``: it draws its own; methods with ``needs_seeds`` take ``k`` for the seeds).
 
@@ -84,6 +86,7 @@ class Sampler:
     mcmc: ClassVar[bool] = False
     checkpoint_every_s: ClassVar[float] = 0.0
     initial_rows: ClassVar[Optional[str]] = None
+    uses_gradients: ClassVar[bool] = True
 
     def __init__(self, config: Any = None, **options: Any) -> None:
         self.config = make_config(type(self), config, options)

@@ -186,6 +186,7 @@ class SMC(Sampler):
     Config = SMCConfig
     state_class = SMCState
     mcmc = True
+    uses_gradients = False  # moves are accepted on the constraint values alone
 
     def bind(self, problem, run) -> None:
         super().bind(problem, run)
