@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import register
 from .core.problem import FeasibleSet
-from .core.result import SampleSet, atomic_write_bytes
+from .core.result import DiskFull, SampleSet, atomic_write_bytes
 from .api import sample
 from .core.diversity import Diversity
 from .core.samplers import Sampler
@@ -424,7 +424,7 @@ def one_line(err: BaseException) -> str:
     return "feassample: " + " ".join(text.split("\n")).strip()
 
 
-BAD_INPUT = (ValueError, TypeError, FileNotFoundError, AttributeError, ImportError)
+BAD_INPUT = (ValueError, TypeError, FileNotFoundError, AttributeError, ImportError, MemoryError, DiskFull)
 
 
 class ValidateCallback(Callback):
@@ -558,7 +558,7 @@ def main(cfg: DictConfig) -> None:
     base = Path(HydraConfig.get().runtime.cwd)  # relative paths: the directory launched from
     try:
         run(cfg, out_dir, base)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, MemoryError, DiskFull) as err:
         print(one_line(err), file=sys.stderr)
         raise SystemExit(2) from None
 

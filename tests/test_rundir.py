@@ -208,3 +208,27 @@ def test_the_papers_walk_keeps_a_point_once():
     _, counts = torch.unique(s.codes, dim=0, return_counts=True)
     assert int(counts.max()) <= 5          # at most one row per walker's seed, never a run of repeats
     assert s.status == "partial" and "stalled" in s.stats["message"]   # and the run says why it is short
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (root and mount rights needed; skipped with the reason otherwise)."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+                         capture_output=True, text=True)
+    if got.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({got.stderr.strip() or 'mount failed'})")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_the_data_written_stays_valid(tiny_disk):
+    p = fs.LogisticHalfspace.random(64, 0.6, 0.8)
+    run = tiny_disk / "run"
+    with pytest.raises(fs.core.result.DiskFull, match=r"disk full: writing \S+ needs [\d,]+ bytes in .*tiny"):
+        fs.sample(p, n=20_000, k=10, run_dir=run)
+    saved, _ = load_checkpoint(run)                    # what reached the disk is a valid checkpoint
+    kept = saved.rows["codes"]
+    assert kept.shape[0] > 0 and bool(p.membership(kept.double()).all())
+    assert not [f for f in (run / "checkpoint" / "shards").iterdir() if f.name.startswith(".")]

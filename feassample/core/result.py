@@ -1,6 +1,8 @@
 """``SampleSet``: the samples, their certificates and how they were obtained."""
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import os
@@ -30,19 +32,35 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+class DiskFull(OSError):
+    """A write ran out of space; the files written before it are intact (atomic writes)."""
+
+
 def atomic_write_bytes(path: Path, write) -> None:
-    """Write a file through a temporary file in the same folder and an atomic rename."""
+    """Write a file through a temporary file in the same folder and an atomic rename.
+
+    The content is produced in memory first (so its size is known), then written, fsynced and
+    renamed: a crash or a full disk leaves the previous version of ``path``. A full disk raises
+    ``DiskFull`` with one line naming the folder and the bytes needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    buffer = io.BytesIO()
+    write(buffer)
+    data = buffer.getbuffer()
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
-            write(fh)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(err.errno, f"disk full: writing {path.name} needs {len(data):,} bytes in "
+                           f"{path.parent}; free space there or choose another directory (the files "
+                           "already written are intact: resume= continues from them)") from None
         raise
 
 
