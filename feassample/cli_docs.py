@@ -30,6 +30,11 @@ GROUP_ROLE = {"problem": "the feasible set", "model": "the network of neuron pro
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def builtin_samplers() -> dict:
+    """The library's own methods (a user's registered sampler is not documented here)."""
+    return {name: cls for name, cls in SAMPLERS.items() if cls.__module__.startswith("feassample.")}
+
+
 def conf_dir() -> Path:
     from .app import config_dir
     return Path(config_dir())
@@ -261,7 +266,7 @@ def render_markdown() -> str:
     out += [f"| `sampler.{f.name}` | {_type(hints[f.name])} | `{_default(f)}` |" for f in run_fields]
     out += ["", "Seed phase (`SeedConfig`):", ""] + fields_table(SeedConfig, "sampler.seeding.") + [""]
     presets = {name: _preset("sampler", name) for name, _ in options["sampler"]}
-    for method, cls in SAMPLERS.items():
+    for method, cls in builtin_samplers().items():
         using = [n for n, data in presets.items() if data.get("method") == method]
         out += [f"### `{method}` (`{cls.Config.__name__}`)", ""]
         for name in using:

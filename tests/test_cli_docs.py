@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from feassample import app, cli_docs
-from feassample.core.samplers import SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = Path(app.config_dir())
@@ -25,7 +24,7 @@ def test_the_generated_page_lists_every_option_of_every_group_and_every_sampler_
     for group in cli_docs.GROUPS:
         for yaml_file in (CONF / group).glob("*.yaml"):
             assert f"| `{group}` | `{yaml_file.stem}`" in page
-    for method, cls in SAMPLERS.items():
+    for method, cls in cli_docs.builtin_samplers().items():
         assert f"### `{method}` (`{cls.Config.__name__}`)" in page
         for f in dataclasses.fields(cls.Config):
             assert f"`sampler.options.{f.name}`" in page
