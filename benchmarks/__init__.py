@@ -1,0 +1,17 @@
+
+
+def write_block(path, tag: str, text: str) -> None:
+    """Put ``text`` between ``<!-- tag:start -->`` and ``<!-- tag:end -->`` in the file at
+    ``path`` (replacing what was there, or appending the block)."""
+    import re
+    from pathlib import Path
+
+    path = Path(path)
+    doc = path.read_text() if path.exists() else ""
+    start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+    block = f"{start}\n{text}\n{end}"
+    if start in doc and end in doc:
+        doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _m: block, doc, flags=re.S)
+    else:
+        doc = doc + ("\n" if doc else "") + block + "\n"
+    path.write_text(doc)

@@ -27,7 +27,6 @@ import argparse
 import logging
 import math
 import platform
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,10 @@ from typing import Callable, Optional
 import torch
 
 import feassample as fs
+from benchmarks import write_block
 import feassample.baselines  # noqa: F401  (registers the baselines)
 from feassample import metrics
 
-START, END = "<!-- compare:start -->", "<!-- compare:end -->"
 
 
 @dataclass
@@ -306,14 +305,7 @@ def main(argv=None) -> str:
     print(parts[-1])
     out = "\n".join(parts)
     if args.write:
-        path = Path(args.write)
-        doc = path.read_text() if path.exists() else ""
-        block = f"{START}\n{out}\n{END}"
-        if START in doc and END in doc:
-            doc = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _m: block, doc, flags=re.S)
-        else:
-            doc = doc + ("\n" if doc else "") + block + "\n"
-        path.write_text(doc)
+        write_block(args.write, "compare", out)
     return out
 
 

@@ -41,7 +41,6 @@ import logging
 import math
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -53,6 +52,7 @@ import torch
 from torch import nn
 
 import feassample as fs
+from benchmarks import write_block
 
 COLUMNS = ["model", "k", "threads", "status", "returned / n", "seed steps", "walk rounds", "wall s",
            "evals/s", "samples/s", "raw fwd+bwd/s", "samples/s / raw", "evals/s / raw",
@@ -550,15 +550,7 @@ def main(argv=None) -> str:
     out = "\n".join(parts)
     print("\n" + "\n".join(parts[2:]))
     if args.write:
-        path = Path(args.write)
-        doc = path.read_text() if path.exists() else ""
-        start, end = f"<!-- {args.tag}:start -->", f"<!-- {args.tag}:end -->"
-        block = f"{start}\n{out}\n{end}"
-        if start in doc and end in doc:
-            doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _m: block, doc, flags=re.S)
-        else:
-            doc = doc + ("\n" if doc else "") + block + "\n"
-        path.write_text(doc)
+        write_block(args.write, args.tag, out)
     return out
 
 

@@ -55,14 +55,11 @@ class DigitsModelSchema:
 
 
 @dataclass
-class FileModelSchema:
-    """``model=file``: your own model: a class (``"pkg.module:Class"`` or ``"path/file.py:Class"``)
-    built with ``kwargs``, then a ``state_dict`` file loaded with ``weights_only=True``."""
+class PreprocessingSchema:
+    """The preprocessing fields every model config may give (``feassample.Preprocessing``):
+    the input range, normalization ``mean``/``std`` and the input shape; unset: from the model's
+    metadata, where it has some."""
 
-    _target_: str = "feassample.models.load_model_file"
-    cls: str = MISSING
-    state_dict: str = MISSING
-    kwargs: Dict[str, Any] = field(default_factory=dict)
     input_range: Optional[List[float]] = None
     mean: Optional[List[float]] = None
     std: Optional[List[float]] = None
@@ -70,7 +67,18 @@ class FileModelSchema:
 
 
 @dataclass
-class NamedModelSchema:
+class FileModelSchema(PreprocessingSchema):
+    """``model=file``: your own model: a class (``"pkg.module:Class"`` or ``"path/file.py:Class"``)
+    built with ``kwargs``, then a ``state_dict`` file loaded with ``weights_only=True``."""
+
+    _target_: str = "feassample.models.load_model_file"
+    cls: str = MISSING
+    state_dict: str = MISSING
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NamedModelSchema(PreprocessingSchema):
     """``model=torchvision`` / ``model=timm``: an architecture by name (``arch``) with a local
     state_dict file (``weights``; nothing is downloaded); preprocessing from the library's
     metadata unless ``input_range``/``mean``/``std`` are given (``feassample.models.load_model``)."""
@@ -80,24 +88,16 @@ class NamedModelSchema:
     weights: str = MISSING
     weights_enum: str = "DEFAULT"
     kwargs: Dict[str, Any] = field(default_factory=dict)
-    input_range: Optional[List[float]] = None
-    mean: Optional[List[float]] = None
-    std: Optional[List[float]] = None
-    input_shape: Optional[List[int]] = None
 
 
 @dataclass
-class ProgramModelSchema:
+class ProgramModelSchema(PreprocessingSchema):
     """``model=exported`` / ``model=torchscript``: a ``torch.export`` program (``.pt2``) or a
     TorchScript archive at ``path``, which needs no class source; they carry no preprocessing, so
     give ``input_range`` (and ``mean``/``std`` if the program does not normalize)."""
 
     kind: str = "exported"
     path: str = MISSING
-    input_range: Optional[List[float]] = None
-    mean: Optional[List[float]] = None
-    std: Optional[List[float]] = None
-    input_shape: Optional[List[int]] = None
 
 
 @dataclass
