@@ -26,6 +26,13 @@ def new_figure(**kwargs) -> Figure:
     return Figure(**kwargs)
 
 
+def run_title(problem: FeasibleSet, samples: SampleSet, width: int = 120) -> str:
+    """The problem and the run's one-line summary, wrapped to fit above a figure."""
+    import textwrap
+    lines = textwrap.wrap(problem.describe(), width) + textwrap.wrap(samples.summary(), width)
+    return "\n".join(lines)
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Lay out ``fig``, write it to ``path`` (folders created) as PNG, return the path.
 
@@ -162,7 +169,7 @@ def image_grid(problem: FeasibleSet, samples: SampleSet, path: str | Path, ncols
     for j in range(m):
         ax = fig.add_subplot(grid[rows, j * per:(j + 1) * per - (1 if per > 2 else 0)])
         plot_values(samples, problem, [ax], columns=[j])
-    fig.suptitle(f"{problem.describe()}\n{samples.summary()}", fontsize=8)
+    fig.suptitle(run_title(problem, samples), fontsize=8)
     return save_figure(fig, path)
 
 
@@ -188,7 +195,7 @@ def plot_run(problem: FeasibleSet, samples: SampleSet, path: str | Path,
     plot_values(samples, problem, axes[first:first + m])
     for ax in axes[first + m:]:
         ax.axis("off")
-    fig.suptitle(f"{problem.describe()}\n{samples.summary()}", fontsize=8)
+    fig.suptitle(run_title(problem, samples), fontsize=8)
     return save_figure(fig, path)
 
 
