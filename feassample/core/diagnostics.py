@@ -132,6 +132,17 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
     return out
 
 
+def embedding_of(problem, x: Tensor, chunk: int = 256) -> Optional[Tensor]:
+    """The problem's embedding of decoded rows ``x (n, ...)`` flattened to ``(n, e)``, measured
+    in chunks without gradients; ``None`` when the problem has no embedding (``x.shape[0]``
+    forward passes)."""
+    with torch.no_grad():
+        parts = [problem.measure(x[i:i + chunk]).embedding for i in range(0, x.shape[0], chunk)]
+    if parts and all(p is not None for p in parts):
+        return torch.cat([p.reshape(p.shape[0], -1) for p in parts])
+    return None
+
+
 def warn_if_not_mixed(diag: dict, certified: bool) -> None:
     """A ``logging`` warning when certified samples are not mixed (naming the statistic)."""
     if diag.get("mixed") is False:
@@ -142,4 +153,4 @@ def warn_if_not_mixed(diag: dict, certified: bool) -> None:
                     diag["duplicates"])
 
 
-__all__ = ["diagnose", "duplicates", "warn_if_not_mixed", "RHAT_MAX", "ESS_MIN", "ESS_FRACTION"]
+__all__ = ["diagnose", "duplicates", "embedding_of", "warn_if_not_mixed", "RHAT_MAX", "ESS_MIN", "ESS_FRACTION"]

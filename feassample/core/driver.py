@@ -42,6 +42,9 @@ class Store(Protocol):
     def append(self, rows: dict) -> None:
         """Append accepted rows (``{"codes": ..., "values": ..., ...}``, contiguous CPU tensors)."""
 
+    def trim(self, count: int) -> None:
+        """Keep the first ``count`` sample rows only (a sampler that started its rows over)."""
+
     def save_state(self, phase: str, state: dict, stats: dict, rows: Optional[int]) -> None:
         """Keep ``phase``'s state dict, the statistics of the phases before it, and how many
         sample rows the state counts (``None``: the phase keeps no rows)."""
@@ -199,6 +202,12 @@ def _save(store: Optional[Store], phase: Sampler, state, stats: dict, force: boo
     if store is None:
         return
     buffer = phase.samples(state)
+    if buffer is not None and buffer.count < store.written:
+        # the sampler started its rows over (cover's budget="auto"): the state that counts them
+        # is saved first, then the shards are cut to it, so a kill in between resumes consistently
+        store.save_state(phase.name, state.state_dict(), {k: v for k, v in stats.items() if k != "why"},
+                         buffer.count)
+        store.trim(buffer.count)
     if buffer is not None and (buffer.count > store.written or not getattr(phase, "_shaped", False)):
         # the first write of a phase's rows may be empty: it records their shapes for a resume
         store.append(buffer.rows(store.written, buffer.count))
@@ -267,11 +276,7 @@ def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg, t0: float,
 
 def _diagnose(problem: FeasibleSet, codes: Tensor, x: Tensor, values: Tensor, walkers: Tensor,
               stats: dict, certified: bool) -> None:
-    embedding = None
-    with torch.no_grad():
-        parts = [problem.measure(x[i:i + 256]).embedding for i in range(0, x.shape[0], 256)]
-    if parts and all(p is not None for p in parts):
-        embedding = torch.cat([p.reshape(p.shape[0], -1) for p in parts])
+    embedding = diagnostics.embedding_of(problem, x)
     stats["diagnostic_evals"] = int(x.shape[0])
     diag = diagnostics.diagnose(walkers, values, codes, embedding, names=problem.bands.names)
     stats["diagnostics"] = diag
