@@ -118,6 +118,9 @@ class RunWriter:
         self._next_shard += 1
         self.written += int(rows["codes"].shape[0])
 
+    def trim(self, count: int) -> None:
+        self._trim_to(count)
+
     def save_state(self, phase: str, state: dict, stats: dict, rows: Optional[int]) -> None:
         _save(self.dir / "state.pt", {"phase": phase, "state": state, "stats": _plain(stats), "rows": rows})
 

@@ -79,9 +79,23 @@ def _statistics(values: Tensor, codes: Tensor, embedding: Optional[Tensor],
     return out
 
 
+def ancestry(ancestors: Tensor) -> dict:
+    """How many initial particles the rows descend from, given each row's initial ancestor
+    ``(n,)``: ``distinct_ancestors`` and ``effective_ancestors`` ``1 / sum_a p_a^2`` with ``p_a``
+    the share of rows descending from ``a`` (the inverse Simpson index: ``n`` when every row has
+    its own ancestor, 1 when all share one)."""
+    ids = ancestors.detach().reshape(-1).cpu()
+    if ids.numel() == 0:
+        return {"distinct_ancestors": 0, "effective_ancestors": 0.0}
+    _, counts = torch.unique(ids, return_counts=True)
+    share = counts.double() / ids.numel()
+    return {"distinct_ancestors": int(counts.numel()), "effective_ancestors": float(1.0 / share.pow(2).sum())}
+
+
 def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional[Tensor] = None,
-             names: Optional[Sequence[str]] = None) -> dict:
-    """Diagnostics of rows ``(n, ...)`` kept by walkers ``(n,)`` (integer ids).
+             names: Optional[Sequence[str]] = None, ancestors: Optional[Tensor] = None) -> dict:
+    """Diagnostics of rows ``(n, ...)`` kept by walkers ``(n,)`` (integer ids); with
+    ``ancestors`` ``(n,)`` (population methods: each row's initial particle) also ``ancestry``.
 
     Returns a dict with ``chains``, ``draws`` (per chain), per-statistic ``rhat``, ``ess_bulk``,
     ``ess_tail``, their extremes ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min`` and ``worst``
@@ -90,6 +104,8 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
     n = int(codes.shape[0])
     names = list(names) if names is not None else [str(j) for j in range(values.shape[1])]
     out: dict = {"duplicates": duplicates(codes), "rows": n}
+    if ancestors is not None:
+        out.update(ancestry(ancestors))
     idx, length = _chains(walkers.detach().cpu().numpy().astype(np.int64))
     if len(idx) < 2 or length < MIN_DRAWS:
         out.update(mixed=None, skipped=f"needs 2 walkers with {MIN_DRAWS} rows each or more "
@@ -132,6 +148,17 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
     return out
 
 
+def embedding_of(problem, x: Tensor, chunk: int = 256) -> Optional[Tensor]:
+    """The problem's embedding of decoded rows ``x (n, ...)`` flattened to ``(n, e)``, measured
+    in chunks without gradients; ``None`` when the problem has no embedding (``x.shape[0]``
+    forward passes)."""
+    with torch.no_grad():
+        parts = [problem.measure(x[i:i + chunk]).embedding for i in range(0, x.shape[0], chunk)]
+    if parts and all(p is not None for p in parts):
+        return torch.cat([p.reshape(p.shape[0], -1) for p in parts])
+    return None
+
+
 def warn_if_not_mixed(diag: dict, certified: bool) -> None:
     """A ``logging`` warning when certified samples are not mixed (naming the statistic)."""
     if diag.get("mixed") is False:
@@ -142,4 +169,4 @@ def warn_if_not_mixed(diag: dict, certified: bool) -> None:
                     diag["duplicates"])
 
 
-__all__ = ["diagnose", "duplicates", "warn_if_not_mixed", "RHAT_MAX", "ESS_MIN", "ESS_FRACTION"]
+__all__ = ["diagnose", "duplicates", "ancestry", "embedding_of", "warn_if_not_mixed", "RHAT_MAX", "ESS_MIN", "ESS_FRACTION"]

@@ -42,6 +42,9 @@ class Store(Protocol):
     def append(self, rows: dict) -> None:
         """Append accepted rows (``{"codes": ..., "values": ..., ...}``, contiguous CPU tensors)."""
 
+    def trim(self, count: int) -> None:
+        """Keep the first ``count`` sample rows only (a sampler that started its rows over)."""
+
     def save_state(self, phase: str, state: dict, stats: dict, rows: Optional[int]) -> None:
         """Keep ``phase``'s state dict, the statistics of the phases before it, and how many
         sample rows the state counts (``None``: the phase keeps no rows)."""
@@ -165,14 +168,16 @@ def run(problem: FeasibleSet, cfg, sampler: Sampler, *, callbacks: Iterable = ()
     if interrupted is not None:
         stats["interrupted_by"] = interrupted
     return finish(problem, codes, stats, cfg, t0, interrupted=interrupted is not None,
-                  walkers=_walkers(phase.samples(state), codes))
+                  walkers=_column(phase.samples(state), codes, "walker"),
+                  ancestors=_column(phase.samples(state), codes, "ancestor"))
 
 
-def _walkers(buffer: Optional[SampleBuffer], codes: Tensor) -> Optional[Tensor]:
-    """The walker of each returned row, when the sampler records it and returned its rows."""
-    if buffer is None or "walker" not in buffer.extra or buffer.count != codes.shape[0] or buffer.count == 0:
+def _column(buffer: Optional[SampleBuffer], codes: Tensor, name: str) -> Optional[Tensor]:
+    """Column ``name`` (``walker``, ``ancestor``) of each returned row, when the sampler records
+    it and returned its rows."""
+    if buffer is None or name not in buffer.extra or buffer.count != codes.shape[0] or buffer.count == 0:
         return None
-    return buffer.extra["walker"][: buffer.count]
+    return buffer.extra[name][: buffer.count]
 
 
 def _loop(phase: Sampler, state, callbacks, store, stats, bar, guard):
@@ -199,6 +204,12 @@ def _save(store: Optional[Store], phase: Sampler, state, stats: dict, force: boo
     if store is None:
         return
     buffer = phase.samples(state)
+    if buffer is not None and buffer.count < store.written:
+        # the sampler started its rows over (cover's budget="auto"): the state that counts them
+        # is saved first, then the shards are cut to it, so a kill in between resumes consistently
+        store.save_state(phase.name, state.state_dict(), {k: v for k, v in stats.items() if k != "why"},
+                         buffer.count)
+        store.trim(buffer.count)
     if buffer is not None and (buffer.count > store.written or not getattr(phase, "_shaped", False)):
         # the first write of a phase's rows may be empty: it records their shapes for a resume
         store.append(buffer.rows(store.written, buffer.count))
@@ -212,7 +223,8 @@ def _save(store: Optional[Store], phase: Sampler, state, stats: dict, force: boo
 
 
 def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg, t0: float,
-           interrupted: bool = False, walkers: Optional[Tensor] = None) -> SampleSet:
+           interrupted: bool = False, walkers: Optional[Tensor] = None,
+           ancestors: Optional[Tensor] = None) -> SampleSet:
     """The ``SampleSet`` of some codes, certified by ``problem.check`` (an independent pass), with
     ``status`` derived from that certificate for every method:
 
@@ -226,7 +238,9 @@ def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg, t0: float,
     With ``walkers`` ``(n,)`` (which walker kept each row: the MCMC-type samplers record it), the
     run's convergence diagnostics (``core.diagnostics``) go into ``stats["diagnostics"]``, with
     ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``, ``duplicates`` and ``mixed`` at the top; a
-    run that is not mixed says so in a warning. The embedding is measured once more for them
+    run that is not mixed says so in a warning. With ``ancestors`` ``(n,)`` (population methods:
+    each row's initial particle) they add ``distinct_ancestors`` and ``effective_ancestors`` of the
+    returned rows (``diagnostics.ancestry``), the latter also at the top. The embedding is measured once more for them
     (``diagnostic_evals`` forward passes, no gradients).
     """
     why = stats.pop("why", "")
@@ -260,24 +274,22 @@ def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg, t0: float,
     if status != "success":
         log.warning(message)
     if walkers is not None and not interrupted:
-        _diagnose(problem, codes, x, values, walkers, stats, certified=status == "success")
+        _diagnose(problem, codes, x, values, walkers, stats, certified=status == "success",
+                  ancestors=ancestors)
     config = {"problem": problem.config(), "sampler": cfg.record()}
     return SampleSet(x.detach(), codes.detach(), values.detach(), feasible.detach(), stats, config)
 
 
 def _diagnose(problem: FeasibleSet, codes: Tensor, x: Tensor, values: Tensor, walkers: Tensor,
-              stats: dict, certified: bool) -> None:
-    embedding = None
-    with torch.no_grad():
-        parts = [problem.measure(x[i:i + 256]).embedding for i in range(0, x.shape[0], 256)]
-    if parts and all(p is not None for p in parts):
-        embedding = torch.cat([p.reshape(p.shape[0], -1) for p in parts])
+              stats: dict, certified: bool, ancestors: Optional[Tensor] = None) -> None:
+    embedding = diagnostics.embedding_of(problem, x)
     stats["diagnostic_evals"] = int(x.shape[0])
-    diag = diagnostics.diagnose(walkers, values, codes, embedding, names=problem.bands.names)
+    diag = diagnostics.diagnose(walkers, values, codes, embedding, names=problem.bands.names,
+                                ancestors=ancestors)
     stats["diagnostics"] = diag
     stats["duplicates"] = diag["duplicates"]
     stats["mixed"] = diag["mixed"]
-    for key in ("rhat_max", "ess_bulk_min", "ess_tail_min"):
+    for key in ("rhat_max", "ess_bulk_min", "ess_tail_min", "effective_ancestors"):
         if key in diag:
             stats[key] = diag[key]
     diagnostics.warn_if_not_mixed(diag, certified)

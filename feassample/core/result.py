@@ -106,11 +106,17 @@ class SampleSet:
         if "mixed" in s:  # the convergence diagnostics of a multi-walker run
             diag = s.get("diagnostics") or {}
             if s["mixed"] is None:
-                line += f"; diagnostics skipped ({diag.get('skipped', 'too few rows')})"
+                line += (f"; diagnostics skipped ({diag.get('skipped', 'too few rows')}), "
+                         f"{s.get('duplicates', 0)} duplicates")
             else:
                 line += (f"; R-hat max {s['rhat_max']:.3g}, ESS bulk min {s['ess_bulk_min']:.0f}, "
                          f"tail min {s['ess_tail_min']:.0f}, {s['duplicates']} duplicates, "
                          + ("mixed" if s["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
+            if "effective_ancestors" in diag:  # population methods
+                line += (f", {diag['distinct_ancestors']} distinct ancestors "
+                         f"(effective {diag['effective_ancestors']:.0f})")
+        if "budget_rounds" in s:  # cover's budget="auto"
+            line += f"; budget auto: {s['budget_rounds']} pass(es), thin {s.get('thin')}, stopped: {s.get('budget_stop')}"
         if isinstance(s.get("log_prob"), (int, float)) and math.isfinite(s["log_prob"]):
             line += f"; log P(set) {s['log_prob']:.4g} ± {s.get('log_prob_se', math.nan):.2g} under the prior"
         return line

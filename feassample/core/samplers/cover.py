@@ -48,11 +48,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from .. import diagnostics
 from ..bands import Bands
 from ..problem import FeasibleSet
 from ..state import SampleBuffer, State
@@ -65,6 +66,9 @@ MOVES = ("level", "pairs", "normal", "manifold")
 #: relative eigenvalue of a block's Gram matrix below which the block is rank-deficient
 _RANK_TOL = 1e-6
 
+#: the budget (evaluations per sample) that ``budget="auto"`` plans its first pass for
+AUTO_START = 9.5
+
 
 @dataclass(frozen=True)
 class CoverConfig:
@@ -76,7 +80,16 @@ class CoverConfig:
             ``level`` alone or ``manifold, level``), see ``_choose_schedule``.
         budget: model evaluations per returned sample, seeds included, that the run plans for:
             the thinning is chosen after the burn-in so that the whole run fits (at least
-            ``min_thin`` rounds between samples of a walker).
+            ``min_thin`` rounds between samples of a walker). ``"auto"``: plan a first pass of
+            ``n`` samples for ``AUTO_START`` (9.5); while the diagnostics
+            (``core.diagnostics``) say the pass is not mixed and the next pass fits
+            ``max_budget``, double the thinning and sample a fresh pass from where the chains
+            are (the earlier passes become burn-in). ``stats["budget_rounds"]`` (passes),
+            ``["budget_stop"]`` (``"mixed"``, ``"cap"`` or ``"no diagnostics"``) and
+            ``["budget_history"]`` (per pass: thin, evaluations, R-hat max, mixed) report it.
+        max_budget: with ``budget="auto"``, the cap on model evaluations per returned sample
+            (seeds and every pass included; the diagnostics' own forward passes are counted
+            apart in ``stats["auto_diagnostic_evals"]``).
         thin: rounds between two samples of a walker (``None``: from ``budget``).
         min_thin: the smallest thinning the budget rule may choose.
         burn: rounds of burn-in (step sizes adapt; no samples are kept).
@@ -95,7 +108,8 @@ class CoverConfig:
     """
 
     schedule: Optional[Sequence[str]] = None
-    budget: float = 9.5
+    budget: Union[float, str] = 9.5
+    max_budget: float = 100.0
     thin: Optional[int] = None
     min_thin: int = 2
     burn: int = 12
@@ -119,8 +133,14 @@ class CoverConfig:
             object.__setattr__(self, "schedule", sched)
         if self.directions not in ("ensemble", "own"):
             raise ValueError(f"directions must be 'ensemble' or 'own', got {self.directions!r}")
-        if not self.budget > 0:
-            raise ValueError(f"budget must be > 0, got {self.budget}")
+        if isinstance(self.budget, str):
+            if self.budget != "auto":
+                raise ValueError(f"budget must be a number > 0 or 'auto', got {self.budget!r}")
+        elif isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or not self.budget > 0:
+            raise ValueError(f"budget must be a number > 0 or 'auto', got {self.budget!r}")
+        if isinstance(self.max_budget, bool) or not isinstance(self.max_budget, (int, float)) \
+                or not self.max_budget > 0:
+            raise ValueError(f"max_budget must be a number > 0, got {self.max_budget!r}")
         for name in ("burn", "pair_rounds", "min_thin", "newton_iters"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < (0 if name == "burn" else 1):
@@ -152,6 +172,10 @@ class CoverState(State):
         proposed, accepted_moves, move_evals, jump2: per move kind, proposals, acceptances,
             model evaluations and summed squared jump distances.
         alive: ``(K,)`` walkers in use.
+        auto_budget: ``budget="auto"``; budget_rounds: passes begun (1 = the first);
+            pass_evals0: ``model_evals`` when the current pass began; budget_stop: why the
+            passes stopped (``""`` while going on); budget_history: one dict per finished pass;
+            diagnostic_evals: forward passes of the passes' diagnostics.
     """
 
     codes: Tensor
@@ -180,6 +204,12 @@ class CoverState(State):
     hjump2: dict = field(default_factory=dict)
     auto: bool = False
     alive: Optional[Tensor] = None
+    auto_budget: bool = False
+    budget_rounds: int = 0
+    pass_evals0: int = 0
+    budget_stop: str = ""
+    budget_history: list = field(default_factory=list)
+    diagnostic_evals: int = 0
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -584,7 +614,7 @@ def init(problem: FeasibleSet, seeds: Tensor, n: int, cfg: CoverConfig, seed: in
                        samples=SampleBuffer.empty(n, x, x.new_zeros(1, problem.bands.m),
                                                   walker=torch.zeros(1, dtype=torch.long)),
                        rng=gen.get_state(), schedule=tuple(schedule), burn=cfg.burn, seed_evals=seed_evals,
-                       auto=cfg.schedule is None,
+                       auto=cfg.schedule is None, auto_budget=cfg.budget == "auto",
                        alive=torch.ones(K, dtype=torch.bool, device=x.device))
     values, grads = _evaluate_into(problem, state, x)
     state.values, state.grads = values, grads
@@ -622,7 +652,7 @@ def _plan_thin(state: CoverState, cfg: CoverConfig, n: int) -> int:
     per_round = sum(cost[kind] for kind in state.schedule) / len(state.schedule)
     spent = state.model_evals + state.seed_evals
     per_walker = math.ceil((n - state.samples.count) / max(k, 1))
-    left = cfg.budget * n - spent
+    left = (AUTO_START if cfg.budget == "auto" else cfg.budget) * n - spent
     thin = int(left / max(per_walker * k * per_round, 1e-9))
     return max(cfg.min_thin, thin)
 
@@ -673,9 +703,12 @@ def step(state: CoverState, problem: FeasibleSet, cfg: CoverConfig) -> tuple[Cov
             state.schedule = _choose_schedule(state, problem.box is not None)
         state.thin = _plan_thin(state, cfg, n)
         state.next_emit = state.rounds + state.thin
+        state.budget_rounds, state.pass_evals0 = 1, state.model_evals
     elif state.thin and state.rounds >= state.next_emit and not state.samples.full:
         _emit(state, problem)
         state.next_emit = state.rounds + state.thin
+        if state.auto_budget and state.samples.full and not state.budget_stop:
+            _next_pass(state, problem, cfg)
     state.rng = gen.get_state()
     return state, {"round": state.rounds, "move": kind, "accepted": state.samples.count - before}
 
@@ -694,6 +727,49 @@ def _emit(state: CoverState, problem: FeasibleSet) -> None:
     # before the column existed goes on without it
     walker = {"walker": take} if "walker" in state.samples.extra else {}
     state.samples.append(state.codes[take], state.values[take], **walker)
+
+
+def _next_pass(state: CoverState, problem: FeasibleSet, cfg: CoverConfig) -> None:
+    """``budget="auto"``: diagnose the full pass; stop (mixed, no diagnostics, or the next pass
+    would pass ``max_budget``) or double the thinning and start a fresh pass.
+
+    A fresh pass empties the buffer (the driver cuts the run directory's shards to it) while the
+    chains go on, so the returned rows are one pass: every ``thin``-th state of each walker after
+    a longer burn-in. Everything decided here derives from the state and the buffer's rows, so a
+    resumed run decides the same."""
+    count = state.samples.count
+    if "walker" not in state.samples.extra:  # resumed from shards written before the column
+        state.budget_stop = "no diagnostics"
+        return
+    codes = state.samples.codes[:count].reshape(count, *problem.code_shape)
+    with torch.no_grad():  # the driver's finish measures the same rows the same way
+        values, _ = problem.check(codes)
+        embedding = diagnostics.embedding_of(problem, problem.decode(codes))
+    state.diagnostic_evals += 2 * count
+    diag = diagnostics.diagnose(state.samples.extra["walker"][:count], values, codes, embedding,
+                                names=problem.bands.names)
+    spent = state.model_evals + state.seed_evals
+    cost = state.model_evals - state.pass_evals0
+    state.budget_history.append({"thin": state.thin, "evals": cost, "mixed": diag["mixed"],
+                                 "rhat_max": diag.get("rhat_max"), "worst": diag.get("worst", "")})
+    if diag["mixed"]:
+        state.budget_stop = "mixed"
+    elif diag["mixed"] is None:
+        state.budget_stop = "no diagnostics"
+        log.warning("budget='auto' stopped after pass %d: the diagnostics were skipped (%s)",
+                    state.budget_rounds, diag.get("skipped"))
+    elif spent + 2 * cost > cfg.max_budget * count:
+        state.budget_stop = "cap"
+        log.warning("budget='auto' stopped at the cap max_budget=%g after %d pass(es) (%.1f evaluations "
+                    "per sample, thin %d) and the samples are not mixed: %s; raise max_budget or see "
+                    "docs/troubleshooting.md", cfg.max_budget, state.budget_rounds, spent / max(count, 1),
+                    state.thin, diag.get("worst"))
+    else:
+        state.thin *= 2
+        state.samples.count = 0
+        state.next_emit = state.rounds + state.thin
+        state.pass_evals0 = state.model_evals
+        state.budget_rounds += 1
 
 
 def done(state: CoverState, max_rounds: int) -> bool:
@@ -726,7 +802,8 @@ class Cover(Sampler):
     def _budget(self, state: CoverState) -> int:
         cfg = self.config
         if self.max_rounds is None:
-            self.max_rounds = cfg.max_rounds or (state.burn + 4 * max(cfg.thin or 0, int(cfg.budget) + 2) *
+            budget = cfg.max_budget if cfg.budget == "auto" else cfg.budget
+            self.max_rounds = cfg.max_rounds or (state.burn + 4 * max(cfg.thin or 0, int(budget) + 2) *
                                                  math.ceil(self.run.n / max(int(state.alive.sum()), 1)) + 100)
         return self.max_rounds
 
@@ -748,6 +825,10 @@ class Cover(Sampler):
             **{f"acceptance_{k}": state.accepted_moves[k] / max(v, 1) for k, v in state.proposed.items()},
             evals_per_sample=(state.seed_evals + state.model_evals) / max(count, 1),
             nan_walkers=int((~state.alive).sum()))
+        if state.auto_budget:
+            stats.update(budget_rounds=state.budget_rounds, budget_stop=state.budget_stop or "not finished",
+                         budget_history=list(state.budget_history),
+                         auto_diagnostic_evals=state.diagnostic_evals)
         if not state.samples.full:
             stats["why"] = (f"the round budget ({self._budget(state)}) ran out or every walker stopped. "
                             "Raise the options max_rounds or budget")

@@ -176,6 +176,20 @@ def _fold(y: Tensor, lo: float, hi: float) -> Tensor:
     return (lo + torch.where(r > w, 2 * w - r, r)).clamp(lo, hi)
 
 
+# -- row ids for the diagnostics (columns of the emitted rows; they change no sample) ----------
+def _row_ids_like() -> dict:
+    """The id columns of the sample rows: ``walker`` (the particle's index in the population: once
+    inside the band there is no more resampling, so one index is one chain of the fixed kernel)
+    and ``ancestor`` (its initial ancestor), read by ``core.diagnostics``."""
+    return {"walker": torch.zeros(1, dtype=torch.long), "ancestor": torch.zeros(1, dtype=torch.long)}
+
+
+def _row_ids(state: "SMCState", take: Tensor) -> dict:
+    """The id columns of the particles ``take`` (none for a run resumed from shards without them)."""
+    ids = {"walker": take, "ancestor": state.ancestor[take]}
+    return {k: v for k, v in ids.items() if k in state.samples.extra}
+
+
 # -- the sampler ------------------------------------------------------------------------------
 class SMC(Sampler):
     """``method="smc"``: adaptive multilevel splitting on the prior restricted to the set (see the
@@ -248,7 +262,7 @@ class SMC(Sampler):
         gen = torch.Generator(device="cpu").manual_seed(int(key) + 104729)
         codes = self._prior(N, gen)
         m = problem.bands.m
-        samples = SampleBuffer.empty(run.n, codes, codes.new_zeros(1, m))
+        samples = SampleBuffer.empty(run.n, codes, codes.new_zeros(1, m), **_row_ids_like())
         state = SMCState(codes=codes, values=codes.new_zeros(N, m), score=codes.new_zeros(N),
                          ancestor=torch.arange(N, device=codes.device), scale=codes.new_ones(m),
                          samples=samples, rng=gen.get_state(),
@@ -355,7 +369,7 @@ class SMC(Sampler):
         state.check_evals += inside.numel()
         state.rejected_by_check += int((~ok).sum())
         take = inside[ok.to(inside.device)]
-        return state.samples.append(state.codes[take], state.values[take])
+        return state.samples.append(state.codes[take], state.values[take], **_row_ids(state, take))
 
     def step(self, state: SMCState) -> tuple[SMCState, dict]:
         gen = torch.Generator(device="cpu")
