@@ -24,6 +24,10 @@ from .common import Loss, Moments, descend
 #: default of ``WalkConfig.band_step``
 BAND_STEP = 0.5
 
+#: the least fraction of the band kept free at each end by the folded move across it (float32
+#: rounding of a step moves h by about D * 6e-8 * |grad h|_inf)
+FOLD_EDGE = 0.01
+
 
 @dataclass(frozen=True)
 class WalkConfig:
@@ -113,13 +117,16 @@ def _toward(g: Tensor, err: Tensor, free: Optional[Tensor]) -> Tensor:
 
 def limit_across(codes: Tensor, proposed: Tensor, values: Tensor, grads: Tensor, lo: Tensor,
                  hi: Tensor, band_step: float, box: Optional[tuple] = None,
-                 refine: int = 4, fold: bool = True) -> Tensor:
+                 refine: int = 4, fold: Optional[tuple] = None) -> Tensor:
     """The step ``proposed - codes`` with its part across the band limited (``WalkConfig.band_step``).
 
     Per row: the step ``s`` splits into its projection onto the span of the constraint gradients
     ``G`` (``(m, D)``, the normal part) and the rest (the tangent part, kept as is). The predicted
     change ``dh = G s`` is clipped, per constraint, to ``band_step`` times the room left towards the
-    band's end it moves to (zero room when it moves further out of the band); the normal part is
+    band's end it moves to (zero room when it moves further out of the band); for a row inside the
+    band and a ``fold`` interval ``(a, b)`` (``(m,)`` each, inside the band), ``h + dh`` is instead
+    folded back into ``[a, b]`` (reflected at its ends), so that the walker keeps moving across the
+    band without leaving it and without settling on its edge. The normal part is
     replaced by the least-norm vector in the span of ``G`` with that change, ``G^T (G G^T)^+ dh'``.
     In a box, the clipping at the walls changes ``G s`` again; up to ``refine`` more corrections,
     each on the coordinates strictly inside the box, bring it back to ``dh'``. Rows with a
@@ -131,6 +138,8 @@ def limit_across(codes: Tensor, proposed: Tensor, values: Tensor, grads: Tensor,
         lo, hi: ``(m,)`` the band's ends (the real band, the one a sample must be inside).
         band_step: the fraction of the room one step may use.
         box: ``(low, high)`` of the codes, or ``None``.
+        refine: corrections after the box's clipping.
+        fold: ``(a, b)`` where moves of rows inside the band fold back into, or ``None``.
     Returns:
         ``(B, ...)`` the new codes, inside the box.
     """
@@ -143,12 +152,13 @@ def limit_across(codes: Tensor, proposed: Tensor, values: Tensor, grads: Tensor,
     up = band_step * (hi - h).clamp(min=0)       # room when h moves up, inf for an open end
     down = band_step * (h - lo).clamp(min=0)
     target = torch.minimum(torch.maximum(dh, -down), up)
-    if fold:  # inside the band: the move across folds back into the band (a reflection), no pinning
-        inner = (h >= lo) & (h <= hi) & torch.isfinite(lo) & torch.isfinite(hi)
-        a_, span = lo + 0.01 * (hi - lo), 0.98 * (hi - lo)
-        y = torch.remainder(h + dh - a_, 2 * span)
+    if fold is not None:  # inside the band: the move across folds back into ``fold``, no pinning
+        a_, b_ = fold[0].double().to(h.device), fold[1].double().to(h.device)
+        span = b_ - a_
+        inner = (h >= lo) & (h <= hi) & torch.isfinite(span) & (span > 0)
+        y = torch.remainder(h + dh - a_, torch.where(inner, 2 * span, torch.ones_like(span)))
         folded = a_ + torch.where(y > span, 2 * span - y, y) - h
-        target = torch.where(inner, torch.nan_to_num(folded), target)
+        target = torch.where(inner, folded, target)
     target = torch.where(torch.isfinite(h), target, dh)
     step_ = step_ + _toward(g, target - dh, None)
     if box is not None:
@@ -230,8 +240,11 @@ def step(state: WalkState, loss: Loss, move, certify=None, seen: Optional[set] =
     new_codes, moments = descend(codes, ev.grad, moments, move)
     if band_step is not None:  # the box clips first, so the limit sees the step actually taken
         lo, hi = problem.bands.tensors(ev.values)
+        a, b = loss.target.tensors(ev.values)  # the walk's target band, at least FOLD_EDGE inside
+        a = torch.maximum(a, lo + FOLD_EDGE * (hi - lo))
+        b = torch.minimum(b, hi - FOLD_EDGE * (hi - lo))
         new_codes = limit_across(codes, problem.project(new_codes), ev.values, ev.value_grads,
-                                 lo, hi, band_step, box=problem.box)
+                                 lo, hi, band_step, box=problem.box, fold=(a, b))
     state.codes[live] = problem.project(new_codes)
     state.moments.put(live, moments)
     if bool(broken.any()):  # stop walkers whose model output is NaN/inf; the others go on
