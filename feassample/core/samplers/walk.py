@@ -42,8 +42,10 @@ class WalkConfig:
         band_step: the walk's step across the band follows the band's width (the default,
             ``BAND_STEP``; ``None``: off, the paper's plain step). Per walker, the step splits into
             its part along the constraint gradients (across the band) and the rest (along the
-            band); the part across is limited so that each ``h_j`` moves at most ``band_step``
-            times its room to the band's end it moves to; the part along the band is untouched.
+            band); the part along the band is untouched. For a walker inside the band, the part
+            across moves ``h`` to ``h + dh`` folded back (reflected) into the walk's target band;
+            for a walker outside, each ``h_j`` moves at most ``band_step`` times its room to the
+            band's end it moves to. In a box, the limit applies to the step after clipping.
             It costs ``m`` vector-Jacobian products per walker and round through the walk's own
             forward pass (``stats["vjp_evals"]``). Measured in docs/coverage.md (thin bands).
     """
