@@ -2,9 +2,10 @@
 
 ``walk_steps_min = ceil((n - seeds) / k)`` is the number of rounds a walk that accepts every
 walker in every round would need; the ratio ``walk_steps / walk_steps_min`` is the walk's overhead.
-Run: ``python -m benchmarks.walk_bands [--band-step 0.03]`` (one thread; about 10 s). The mean
-nearest-neighbour distance of the samples is printed too: a rule that makes the walk take fewer
-steps by not moving shows up there.
+Run: ``python -m benchmarks.walk_bands [--band-step 0.5 | --band-step off]`` (one thread; about a
+minute). The mean nearest-neighbour distance of the samples is printed too: a rule that makes the
+walk take fewer steps by not moving shows up there. "grads/sample" is the walk's model evaluations
+plus its extra vector-Jacobian products (``vjp_evals``), per returned sample.
 """
 from __future__ import annotations
 
@@ -21,26 +22,30 @@ BANDS = {0.2: (0.6, 0.8), 0.02: (0.69, 0.71), 5e-4: (0.7, 0.7005)}
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--band-step", type=float, default=None, help="WalkConfig.band_step (default: off)")
+    ap.add_argument("--band-step", default="default",
+                    help="WalkConfig.band_step: a number, 'off', or 'default' (the library's)")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    options = {"band_step": args.band_step}
-    print("| d | width in z | scale | worst ratio | ratios | mean NN | status |")
-    print("|---|---|---|---|---|---|---|")
+    options = {} if args.band_step == "default" else \
+        {"band_step": None if args.band_step == "off" else float(args.band_step)}
+    print("| d | width in z | scale | worst ratio | ratios | mean NN | grads/sample | status |")
+    print("|---|---|---|---|---|---|---|---|")
     worst_all = 0.0
     for d, (width, (z1, z2)), scale in itertools.product((784, 64), BANDS.items(), ("logit", "prob")):
         p = fs.LogisticHalfspace.random(d, z1, z2, scale=scale)
-        ratios, statuses, spread = [], set(), []
+        ratios, statuses, spread, cost = [], set(), [], []
         for seed in range(args.seeds):
             s = fs.sample(p, n=args.n, k=10, seed=seed, method="walk", options=options)
             ratios.append(s.stats["walk_steps"] / max(s.stats["walk_steps_min"], 1))
             statuses.add(s.status)
             spread.append(metrics.diversity(s.x.double())["mean_nn"])
+            cost.append((s.stats["walk_evals"] + s.stats.get("vjp_evals", 0)) / max(len(s.x), 1))
         worst_all = max(worst_all, max(ratios))
         print(f"| {d} | {width:g} | {scale} | {max(ratios):.2f} | {', '.join(f'{r:.2f}' for r in ratios)} "
-              f"| {sum(spread) / len(spread):.3g} | {','.join(sorted(statuses))} |")
+              f"| {sum(spread) / len(spread):.3g} | {sum(cost) / len(cost):.2f} "
+              f"| {','.join(sorted(statuses))} |")
     print(f"worst ratio over all bands: {worst_all:.2f}")
 
 

@@ -73,6 +73,7 @@ class Evaluation:
     embedding: Tensor       # (B, p), detached, in the objective's space
     grad: Tensor            # (B, *code_shape): d loss / d codes
     residual: Tensor        # (B, m, 2) against the target band, detached
+    value_grads: Optional[Tensor] = None  # (B, m, D): d values_j / d codes (flattened), if asked
 
 
 class Loss:
@@ -108,11 +109,15 @@ class Loss:
         return embedding.reshape(embedding.shape[0], -1)
 
     def evaluate(self, codes: Tensor, multipliers: Tensor, penalty: Tensor,
-                 pool: Optional[Pool], select: Optional[Tensor] = None) -> Evaluation:
+                 pool: Optional[Pool], select: Optional[Tensor] = None,
+                 value_grads: bool = False) -> Evaluation:
         """Forward and backward for codes ``(B, ...)``.
 
         ``select`` (a ``(B,)`` bool) limits the loss to some rows (the others still count in
-        the forward pass, e.g. seeds that have just frozen and join the pool).
+        the forward pass, e.g. seeds that have just frozen and join the pool). ``value_grads``
+        also returns the constraint values' gradients ``(B, m, D)``: ``m`` more vector-Jacobian
+        products through the same forward pass (rows are independent, so the gradient of a
+        column's batch sum is each row's gradient).
         """
         codes = codes.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -129,11 +134,21 @@ class Loss:
             loss = psi.sum()
             if self.objective.weight > 0 and bool(select.any()):
                 loss = loss - self.objective.weight * self.objective.value(emb[select], pool)
+            vg = None
+            if value_grads:
+                cols = []
+                for j in range(values.shape[1]):
+                    g, = torch.autograd.grad(values[:, j].sum(), codes, retain_graph=True,
+                                             allow_unused=True)
+                    cols.append(torch.zeros_like(codes) if g is None else g)
+                vg = torch.stack([g.reshape(g.shape[0], -1) for g in cols], 1) if cols else \
+                    codes.new_zeros(codes.shape[0], 0, codes[0].numel())
+                vg = torch.nan_to_num(vg.detach(), nan=0.0, posinf=0.0, neginf=0.0)
             grad, = torch.autograd.grad(loss, codes, allow_unused=True)
         if grad is None:
             grad = torch.zeros_like(codes)
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-        return Evaluation(values.detach(), emb.detach(), grad, c.detach())
+        return Evaluation(values.detach(), emb.detach(), grad, c.detach(), vg)
 
 
 __all__ = ["StepConfig", "Moments", "descend", "Evaluation", "Loss"]

@@ -9,7 +9,7 @@ other and from the pool, the penalty pulls back any walker that left the band.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -21,8 +21,12 @@ from .base import Sampler, Seeds
 from .common import Loss, Moments, descend
 
 
-#: default of ``WalkConfig.band_step`` (off: the cap trades the walk's spread for fewer steps)
-BAND_STEP = None
+#: default of ``WalkConfig.band_step``
+BAND_STEP = 0.5
+
+#: the least fraction of the band kept free at each end by the folded move across it (float32
+#: rounding of a step moves h by about D * 6e-8 * |grad h|_inf)
+FOLD_EDGE = 0.01
 
 
 @dataclass(frozen=True)
@@ -35,29 +39,27 @@ class WalkConfig:
             (``None``: the seed phase's ``seed_margin``).
         max_rounds: rounds before giving up (``None``: ``10 * ceil((n - k) / k) + 50``).
         max_idle: rounds in a row without an accepted sample before giving up (``None``: never).
-        band_step: the step length follows the band's width (``None``, the default: off). With
-            Adam, a step moves every coordinate by about ``lr``, so it changes ``h_j`` by about
-            ``lr * |grad h_j|`` (a sum of ``D`` terms ``g_i * (+-lr)``). The rule caps the step at
-            ``lr <= band_step * width_j / median |grad h_j|`` over the constraints with a finite band
-            (the median over the seeds, measured once at the start of the walk, ``K`` extra
-            evaluations), so that one step crosses at most a fraction ``band_step`` of the band
-            (the same factor scales the plain ``"gd"`` step). Measured (``benchmarks/walk_bands.py``,
-            d = 784 and 64, bands 0.2, 0.02, 5e-4 wide in z, 3 seeds): ``band_step=0.03`` keeps
-            every band within 1.85x of ``walk_steps_min`` (12.6x without), but the cap also
-            shortens the steps ALONG the band, so on thin bands the samples barely leave their
-            seeds (mean nearest-neighbour distance 0.194 -> 0.000 on d = 784, 5e-4): fewer steps
-            for copies of the seeds. It is therefore off by default; see docs/troubleshooting.md.
+        band_step: the walk's step across the band follows the band's width (the default,
+            ``BAND_STEP``; ``None``: off, the paper's plain step). Per walker, the step splits into
+            its part along the constraint gradients (across the band) and the rest (along the
+            band); the part along the band is untouched. For a walker inside the band, the part
+            across moves ``h`` to ``h + dh`` folded back (reflected) into the walk's target band;
+            for a walker outside, each ``h_j`` moves at most ``band_step`` times its room to the
+            band's end it moves to. In a box, the limit applies to the step after clipping.
+            It costs ``m`` vector-Jacobian products per walker and round through the walk's own
+            forward pass (``stats["vjp_evals"]``). Measured in docs/coverage.md (thin bands).
     """
 
     walk_lr: Optional[float] = None
     walk_margin: Optional[float] = None
     max_rounds: Optional[int] = None
     max_idle: Optional[int] = 200
-    band_step: Optional[float] = BAND_STEP  # measured suggestion when steps matter: 0.03
+    band_step: Optional[float] = BAND_STEP
 
     def __post_init__(self) -> None:
-        if self.band_step is not None and (isinstance(self.band_step, bool) or not self.band_step > 0):
-            raise ValueError(f"band_step must be > 0 or None, got {self.band_step!r}")
+        if self.band_step is not None and (isinstance(self.band_step, bool)
+                                           or not 0 < self.band_step <= 1):
+            raise ValueError(f"band_step must be in (0, 1] or None, got {self.band_step!r}")
         if self.walk_lr is not None and not self.walk_lr > 0:
             raise ValueError(f"walk_lr must be > 0, got {self.walk_lr}")
         if self.walk_margin is not None and not 0 <= self.walk_margin < 1:
@@ -84,7 +86,8 @@ class WalkState(State):
         alive: ``(K,)`` walkers still moving (a walker stops when the model returns NaN/inf).
         seeds: seeds the walk started from; seed_evals: the seed phase's evaluations.
         check_evals, rejected_by_check: certification passes and refusals.
-        lr: the step length in use (``0``: the configured one; set by ``band_step`` at init).
+        vjp_evals: per-sample vector-Jacobian products beyond ``model_evals`` (``band_step``).
+        lr: unused (``0``; kept so that older checkpoints load).
     """
 
     codes: Tensor
@@ -101,23 +104,76 @@ class WalkState(State):
     check_evals: int = 0
     rejected_by_check: int = 0
     lr: float = 0.0
+    vjp_evals: int = 0
 
 
-def band_lr(problem, codes: Tensor, lr: float, band_step: float) -> tuple[float, int]:
-    """The step length under ``WalkConfig.band_step``: ``min(lr, band_step * width_j / median_k
-    |grad h_j(codes_k)|)`` over the constraints with a finite band, and the evaluations spent
-    (one forward and backward per code)."""
-    from .cover import evaluate  # the constraint gradients of flattened codes
-    flat = codes.detach().reshape(codes.shape[0], -1)
-    _, grads = evaluate(problem, flat)
-    lo, hi = problem.bands.tensors(grads)
-    width = (hi - lo).to(grads.dtype)
-    gnorm = grads.norm(dim=2).median(dim=0).values  # (m,)
-    finite = torch.isfinite(width) & (gnorm > 0)
-    if not bool(finite.any()):
-        return lr, int(flat.shape[0])
-    cap = float((band_step * width[finite] / gnorm[finite]).min())
-    return min(lr, cap), int(flat.shape[0])
+def _toward(g: Tensor, err: Tensor, free: Optional[Tensor]) -> Tensor:
+    """The least-norm step ``(B, D)`` in the span of ``g`` (restricted to the ``free`` coordinates)
+    that changes ``g @ step`` by ``err`` ``(B, m)``."""
+    if free is not None:
+        g = g * free.unsqueeze(1)
+    gram = g @ g.transpose(1, 2)                  # (B, m, m); the pseudo-inverse skips dead rows
+    coef = (torch.linalg.pinv(gram, hermitian=True) @ err.unsqueeze(-1)).squeeze(-1)
+    return torch.einsum("bmd,bm->bd", g, coef)
+
+
+def limit_across(codes: Tensor, proposed: Tensor, values: Tensor, grads: Tensor, lo: Tensor,
+                 hi: Tensor, band_step: float, box: Optional[tuple] = None,
+                 refine: int = 4, fold: Optional[tuple] = None) -> Tensor:
+    """The step ``proposed - codes`` with its part across the band limited (``WalkConfig.band_step``).
+
+    Per row: the step ``s`` splits into its projection onto the span of the constraint gradients
+    ``G`` (``(m, D)``, the normal part) and the rest (the tangent part, kept as is). The predicted
+    change ``dh = G s`` is clipped, per constraint, to ``band_step`` times the room left towards the
+    band's end it moves to (zero room when it moves further out of the band); for a row inside the
+    band and a ``fold`` interval ``(a, b)`` (``(m,)`` each, inside the band), ``h + dh`` is instead
+    folded back into ``[a, b]`` (reflected at its ends), so that the walker keeps moving across the
+    band without leaving it and without settling on its edge. The normal part is
+    replaced by the least-norm vector in the span of ``G`` with that change, ``G^T (G G^T)^+ dh'``.
+    In a box, the clipping at the walls changes ``G s`` again; up to ``refine`` more corrections,
+    each on the coordinates strictly inside the box, bring it back to ``dh'``. Rows with a
+    non-finite value, and constraints with an infinite end, are left alone.
+
+    Args:
+        codes, proposed: ``(B, ...)`` the walkers and the optimizer's proposal (inside the box).
+        values: ``(B, m)`` the constraint values at ``codes``; grads: ``(B, m, D)`` their gradients.
+        lo, hi: ``(m,)`` the band's ends (the real band, the one a sample must be inside).
+        band_step: the fraction of the room one step may use.
+        box: ``(low, high)`` of the codes, or ``None``.
+        refine: corrections after the box's clipping.
+        fold: ``(a, b)`` where moves of rows inside the band fold back into, or ``None``.
+    Returns:
+        ``(B, ...)`` the new codes, inside the box.
+    """
+    shape, dtype = codes.shape, codes.dtype
+    g = grads.double()
+    x0 = codes.reshape(shape[0], -1).double()
+    step_ = proposed.reshape(shape[0], -1).double() - x0
+    h, lo, hi = values.double(), lo.double().to(values.device), hi.double().to(values.device)
+    dh = torch.einsum("bmd,bd->bm", g, step_)
+    up = band_step * (hi - h).clamp(min=0)       # room when h moves up, inf for an open end
+    down = band_step * (h - lo).clamp(min=0)
+    target = torch.minimum(torch.maximum(dh, -down), up)
+    if fold is not None:  # inside the band: the move across folds back into ``fold``, no pinning
+        a_, b_ = fold[0].double().to(h.device), fold[1].double().to(h.device)
+        span = b_ - a_
+        inner = (h >= lo) & (h <= hi) & torch.isfinite(span) & (span > 0)
+        y = torch.remainder(h + dh - a_, torch.where(inner, 2 * span, torch.ones_like(span)))
+        folded = a_ + torch.where(y > span, 2 * span - y, y) - h
+        target = torch.where(inner, folded, target)
+    target = torch.where(torch.isfinite(h), target, dh)
+    step_ = step_ + _toward(g, target - dh, None)
+    if box is not None:
+        low, high = (float(box[0]), float(box[1])) if not torch.is_tensor(box[0]) else \
+            (box[0].double().reshape(1, -1), box[1].double().reshape(1, -1))
+        for _ in range(refine):
+            x = torch.clamp(x0 + step_, low, high)
+            step_ = x - x0
+            err = target - torch.einsum("bmd,bd->bm", g, step_)
+            free = ((x > low) & (x < high)).to(g.dtype)
+            step_ = step_ + _toward(g, err, free)
+        step_ = torch.clamp(x0 + step_, low, high) - x0
+    return (x0 + step_).to(dtype).reshape(shape)
 
 
 def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers: Tensor,
@@ -136,17 +192,21 @@ def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers
                      alive=torch.ones(k, dtype=torch.bool, device=seeds.device))
 
 
-def step(state: WalkState, loss: Loss, move, certify=None, seen: Optional[set] = None) -> tuple[WalkState, dict]:
+def step(state: WalkState, loss: Loss, move, certify=None, seen: Optional[set] = None,
+         band_step: Optional[float] = None) -> tuple[WalkState, dict]:
     """One round: evaluate the walkers, accept those inside the band (and, with ``certify``, those
     its independent check confirms; with ``seen``, a set of the kept rows' bytes, only rows not
-    kept before), take one step."""
+    kept before), take one step (with ``band_step``, its part across the band limited)."""
     problem = loss.problem
     live = state.alive.nonzero().squeeze(1)
     codes = state.codes[live]
     buf = state.samples
     pool = Pool(state.pool, buf.extra["embedding"][: buf.count] if loss.objective.needs_points else None)
-    ev = loss.evaluate(codes, state.multipliers[live], state.penalty[live], pool)
+    ev = loss.evaluate(codes, state.multipliers[live], state.penalty[live], pool,
+                       value_grads=band_step is not None)
     state.model_evals += codes.shape[0]
+    if band_step is not None:
+        state.vjp_evals += codes.shape[0] * problem.bands.m
     broken = ~torch.isfinite(ev.values).all(1) | ~torch.isfinite(ev.embedding).all(1)
     new = 0
     if state.rounds > 0:
@@ -180,6 +240,13 @@ def step(state: WalkState, loss: Loss, move, certify=None, seen: Optional[set] =
             state.idle_rounds += 1
     moments = state.moments.rows(live)
     new_codes, moments = descend(codes, ev.grad, moments, move)
+    if band_step is not None:  # the box clips first, so the limit sees the step actually taken
+        lo, hi = problem.bands.tensors(ev.values)
+        a, b = loss.target.tensors(ev.values)  # the walk's target band, at least FOLD_EDGE inside
+        a = torch.maximum(a, lo + FOLD_EDGE * (hi - lo))
+        b = torch.minimum(b, hi - FOLD_EDGE * (hi - lo))
+        new_codes = limit_across(codes, problem.project(new_codes), ev.values, ev.value_grads,
+                                 lo, hi, band_step, box=problem.box, fold=(a, b))
     state.codes[live] = problem.project(new_codes)
     state.moments.put(live, moments)
     if bool(broken.any()):  # stop walkers whose model output is NaN/inf; the others go on
@@ -224,18 +291,16 @@ class Walk(Sampler):
         state.check_evals = int(seeds.codes.shape[0])
         state.rejected_by_check = int((~ok).sum())
         state.seeds = int(seeds.codes.shape[0])
-        if self.config.band_step is not None and state.codes.shape[0]:
-            state.lr, spent = band_lr(problem, state.codes, self.move.lr, self.config.band_step)
-            state.model_evals += spent
         return state
 
     def step(self, state: WalkState) -> tuple[WalkState, dict]:
-        move = replace(self.move, lr=state.lr) if state.lr > 0 else self.move
+        move = self.move
         if getattr(self, "_seen_of", None) is not state:  # the kept rows, as bytes (rebuilt on resume)
             buf = state.samples
             self._seen = {row.tobytes() for row in buf.codes[: buf.count].detach().cpu().numpy()}
             self._seen_of = state
-        return step(state, self.loss, move, certify=self.problem.check, seen=self._seen)
+        return step(state, self.loss, move, certify=self.problem.check, seen=self._seen,
+                    band_step=self.config.band_step)
 
     def done(self, state: WalkState) -> bool:
         return done(state, self.max_rounds, self.config.max_idle)
@@ -247,7 +312,9 @@ class Walk(Sampler):
                  "rejected_by_check": state.rejected_by_check,
                  "nan_walkers": int((~state.alive).sum()),
                  "walk_steps_min": math.ceil(max(n - state.seeds, 0) / k),
-                 "walk_lr": state.lr if state.lr > 0 else self.move.lr}
+                 "walk_lr": self.move.lr}
+        if self.config.band_step is not None:
+            stats["vjp_evals"] = state.vjp_evals
         if not state.samples.full:
             if not bool(state.alive.any()):
                 why = "every walker's model output became NaN or infinite"
@@ -261,4 +328,4 @@ class Walk(Sampler):
         return state.samples.codes[: state.samples.count], stats
 
 
-__all__ = ["WalkConfig", "WalkState", "Walk", "init", "step", "done"]
+__all__ = ["WalkConfig", "WalkState", "Walk", "init", "step", "done", "limit_across"]
