@@ -30,7 +30,7 @@ def main(n: int = 500, out: Path = OUT):
     print("| distances on | mean code norm | max code norm | mean NN dist in E | mean NN dist in pixels |")
     print("|---|---|---|---|---|")
     for label, objective in [("codes (eq. 13)", "codes"), ("E(G(c)) (eq. 5)", "sum_squared")]:
-        s = fs.sample(q, n=n, k=10, seed=0, objective=objective, method="walk")
+        s = fs.sample(q, n=n, k=10, seed=0, objective=objective, method="walk", band_step=None)
         norms = s.codes.norm(dim=1)
         e_div = metrics.diversity(embed(q, s.x))["mean_nn"]
         x_div = metrics.diversity(s.x.flatten(1))["mean_nn"]

@@ -30,7 +30,7 @@ def main(n: int = 500, out: Path = OUT) -> list:
     for z1, z2 in BANDS:
         q = digits_neuron("classifier.fc2", 3, z1, z2, model=model, G=G)
         t0 = time.perf_counter()
-        s = fs.sample(q, n=n, k=10, seed=0, method="walk")  # the paper's walk, as published
+        s = fs.sample(q, n=n, k=10, seed=0, method="walk", band_step=None)  # the paper's walk, as published
         wall = time.perf_counter() - t0
         rows.append((f"[{z1:g}, {z2:g}]", s))
         table.append(f"| [{z1:g}, {z2:g}] | {s.status} | {len(s)} | {s.stats['seed_steps']} | "

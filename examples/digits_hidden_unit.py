@@ -36,7 +36,7 @@ def main(n: int = 500, out: Path = OUT):
     rows = []
     for z1, z2 in bands_from_data(model):
         q = digits_neuron("features.conv2", (CHANNEL, *POS), z1, z2, model=model, G=G)
-        s = fs.sample(q, n=n, k=10, seed=0, method="walk")  # the paper's walk, as published
+        s = fs.sample(q, n=n, k=10, seed=0, method="walk", band_step=None)  # the paper's walk, as published
         print(f"[{z1}, {z2}]: {s.summary()}")
         rows.append((f"conv2[{CHANNEL},{POS[0]},{POS[1]}]\nin [{z1:g}, {z2:g}]", s))
     sample_rows(rows, out, title=f"hidden unit features.conv2 channel {CHANNEL} at ({POS[0]}, {POS[1]}): typical vs high band")

@@ -33,7 +33,7 @@ def main(n: int = 500, out: Path = OUT):
              ("conv2[5,4,4] in [3.3, 4]\nand fc2[3] in [8, 12]", fs.Intersection([hidden, out3]))]
     rows = []
     for label, problem in cases:
-        s = fs.sample(problem, n=n, k=10, seed=0, method="walk")  # the paper's walk
+        s = fs.sample(problem, n=n, k=10, seed=0, method="walk", band_step=None)  # the paper's walk
         print(f"{label.replace(chr(10), ' ')}: {s.summary()}")
         rows.append((label, s))
     sample_rows(rows, out, title="intersections of inverse sets (titles: the constrained values)")

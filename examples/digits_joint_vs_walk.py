@@ -33,7 +33,7 @@ def main(n: int = 100, k: int = 10, out: Path = OUT):
     runs = [
         ("1. joint eq. (15), full budget", dict(method="joint", joint_until="converged", initial_codes=start, **budget)),
         ("2. seeds to convergence + walk", dict(initial_codes=start[:k], seed_margin=0.5, **budget, _full_seeds=True)),
-        ("3. seeds until feasible + walk", dict(initial_codes=start[:k], method="walk", **budget)),
+        ("3. seeds until feasible + walk", dict(initial_codes=start[:k], method="walk", band_step=None, **budget)),
     ]
     rows = []
     print("| process | status | seed/joint steps | walk steps | model evals | mean NN dist in E | wall s |")
@@ -44,7 +44,7 @@ def main(n: int = 100, k: int = 10, out: Path = OUT):
         if full:
             # Seeds optimized "all the way" (the joint solve on K codes), then the walk from them.
             seeds = fs.sample(q, n=k, k=k, seed=0, method="joint", joint_until="converged", **settings)
-            s = fs.sample(q, n=n, k=k, seed=0, initial_codes=seeds.codes[:k], method="walk", **budget)
+            s = fs.sample(q, n=n, k=k, seed=0, initial_codes=seeds.codes[:k], method="walk", band_step=None, **budget)
             seed_steps = seeds.stats["seed_steps"] + s.stats["seed_steps"]
             evals = seeds.stats["model_evals"] + s.stats["model_evals"]
         else:

@@ -41,7 +41,7 @@ def main(n: int = 100, k: int = 10, out: Path = OUT):
                                         ("mean of squared distances", "sum_squared", True),
                                         ("sum of squared distances (eq. 5)", "sum_squared", False)]:
         s = fs.sample(q, n=n, k=k, seed=0, objective=objective, normalize=normalize,
-                      initial_codes=start, method="walk")
+                      initial_codes=start, method="walk", band_step=None)
         e = metrics.diversity(embed(q, s.x))
         px = metrics.mean_pairwise_distance(s.x.flatten(1))
         seeds = metrics.mean_pairwise_distance(embed(q, s.x[:k]))
