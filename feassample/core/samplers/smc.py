@@ -67,8 +67,15 @@ class SMCConfig:
         particles: ``N``, the population size (``None``: ``n`` clamped to ``[256, 2048]``). The
             standard error of ``log_prob`` shrinks like ``1 / sqrt(N)``.
         p0: the fraction of particles kept at each level (the level is their ``p0``-quantile).
-        moves: move rounds per level (rejuvenation of the resampled particles).
-        thin: move rounds between two emissions of the population once inside the band.
+        moves: the fewest move rounds per level (rejuvenation of the resampled particles).
+        max_moves: the most move rounds per level, and between two emissions in the band.
+        jump: the decorrelation target. Moves continue after ``moves`` rounds until the mean over
+            the particles of ``|(x - x0) / sd|^2 / D`` reaches ``jump``, ``x0`` being the
+            particle's position at the resampling (or at the last emission) and ``sd`` the
+            population's per-coordinate spread there (``2`` for independent draws, so ``1`` is
+            half-way: the copies of one ancestor have moved as far apart as the population is
+            wide), and until ``1 - 1/e`` of the particles have left ``x0``.
+        thin: the fewest move rounds between two emissions of the population once inside the band.
         move: ``"auto"`` (``"reflect"`` on a box, ``"pcn"`` otherwise), ``"reflect"`` or ``"pcn"``.
         accept: the acceptance rate the step adapts toward while the levels tighten.
         resampling: ``"systematic"`` or ``"multinomial"``.
@@ -79,8 +86,10 @@ class SMCConfig:
 
     particles: Optional[int] = None
     p0: float = 0.5
-    moves: int = 5
-    thin: int = 3
+    moves: int = 2
+    max_moves: int = 30
+    jump: float = 1.0
+    thin: int = 2
     move: str = "auto"
     accept: float = 0.35
     resampling: str = "systematic"
@@ -89,7 +98,7 @@ class SMCConfig:
     batch: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("particles", "moves", "thin", "max_stages", "max_stall", "batch"):
+        for name in ("particles", "moves", "max_moves", "thin", "max_stages", "max_stall", "batch"):
             v = getattr(self, name)
             if v is None and name in ("particles", "batch"):
                 continue
@@ -100,6 +109,10 @@ class SMCConfig:
             raise ValueError(f"p0 must be a fraction in (0, 1), got {self.p0!r}")
         if not (isinstance(self.accept, (int, float)) and 0.0 < self.accept < 1.0):
             raise ValueError(f"accept must be a rate in (0, 1), got {self.accept!r}")
+        if not (isinstance(self.jump, (int, float)) and 0.0 <= self.jump):
+            raise ValueError(f"jump must be a number >= 0, got {self.jump!r}")
+        if self.max_moves < self.moves or self.max_moves < self.thin:
+            raise ValueError(f"max_moves must be >= moves and thin, got {self.max_moves!r}")
         if self.move not in MOVES:
             raise ValueError(f"move must be one of {MOVES}, got {self.move!r}")
         if self.resampling not in RESAMPLING:
@@ -124,6 +137,12 @@ class SMCState(State):
         stall: consecutive stages without progress; model_evals, check_evals: evaluations;
         proposed, accepted: move counts; rejected_by_check: particles the certificate refused.
         failed: why the levels stopped short ("" while fine).
+        strict: moves are accepted iff ``score < level`` (the particles AT the level were killed,
+            so the level's law is the prior on ``{score < L}``); ``False`` at ``L = 0`` and when a
+            plateau of ties had to be kept.
+        spread: ``(D,)`` the per-coordinate proposal scale (the population's standard deviation,
+            in probit coordinates for ``pcn`` on a box), fixed from one resampling (or emission)
+            to the next; origin: ``(N, D)`` the positions there (to measure the jump).
     """
 
     codes: Tensor
@@ -147,6 +166,9 @@ class SMCState(State):
     accepted: int = 0
     rejected_by_check: int = 0
     failed: str = ""
+    strict: bool = False
+    spread: Optional[Tensor] = None
+    origin: Optional[Tensor] = None
 
 
 # -- pieces -----------------------------------------------------------------------------------
@@ -252,7 +274,7 @@ class SMC(Sampler):
         state = SMCState(codes=codes, values=codes.new_zeros(N, m), score=codes.new_zeros(N),
                          ancestor=torch.arange(N, device=codes.device), scale=codes.new_ones(m),
                          samples=samples, rng=gen.get_state(),
-                         step=0.1 if self.kind == "reflect" else 0.5)
+                         step=0.5)
         state.values = self._values(state, codes)
         bands = problem.bands
         excess = (bands.violation(state.values) - bands.tol).clamp(min=0)
@@ -283,8 +305,10 @@ class SMC(Sampler):
         # 26, 2016, on unbiased AMS); a plateau of ties
         # (nothing strictly below) keeps the ties
         keep = score < level if level > 0.0 else score <= level
+        state.strict = level > 0.0
         if not bool(keep.any()):
             keep = score <= level
+            state.strict = False
         frac = float(keep.sum()) / N
         if level >= state.level:
             state.stall += 1
@@ -307,12 +331,39 @@ class SMC(Sampler):
         pick = idx[pick.to(idx.device)]
         state.codes, state.values = state.codes[pick].clone(), state.values[pick].clone()
         state.score, state.ancestor = state.score[pick].clone(), state.ancestor[pick].clone()
-        state.moves_left = cfg.moves
+        state.moves_left = cfg.max_moves
+        self._anchor(state, spread=True)
         if len(state.fractions) >= cfg.max_stages and not state.inside:
             state.failed = (f"{cfg.max_stages} levels did not reach the band (the set's prior probability "
                             f"is below about exp({sum(math.log(p) for p in state.fractions):.1f})); "
                             "raise max_stages or p0")
         return {"level": level, "survived": frac}
+
+    def _coords(self, codes: Tensor) -> Tensor:
+        """The coordinates the moves act in: probit coordinates for ``pcn`` on a box, else codes."""
+        box = self.problem.box
+        return _probit(codes, *box) if self.kind == "pcn" and box is not None else codes
+
+    def _anchor(self, state: SMCState, spread: bool) -> None:
+        """Remember the particles' positions (to measure how far they move from here) and, with
+        ``spread``, set the per-coordinate proposal scale to the population's standard deviation
+        (computed once per level, before any move of that level, so every round of the level uses
+        one fixed kernel; frozen for good once the level is the band)."""
+        state.origin = state.codes.clone()
+        if spread:
+            u = self._coords(state.codes)
+            sd = u.std(0) if u.shape[0] > 1 else torch.ones_like(u[0])
+            width = (self.problem.box[1] - self.problem.box[0]) if self.kind == "reflect" else 1.0
+            state.spread = torch.nan_to_num(sd, nan=0.0).clamp(min=1e-6 * width)
+
+    def _mixed(self, state: SMCState) -> bool:
+        """The decorrelation rule: the mean squared jump since the anchor, per coordinate in units
+        of the population's spread, has reached ``jump`` (2 for independent draws), and at least
+        ``1 - 1/e`` of the particles have left their anchor (copies of one ancestor have split)."""
+        u, u0 = self._coords(state.codes), self._coords(state.origin)
+        moved = (state.codes != state.origin).any(1).float().mean()
+        jump = (((u - u0) / state.spread) ** 2).mean()
+        return bool(jump >= self.config.jump) and float(moved) >= 1 - math.exp(-1)
 
     def _move(self, state: SMCState, gen: torch.Generator) -> float:
         """One round of moves of every particle, invariant for the prior restricted to
@@ -322,7 +373,7 @@ class SMC(Sampler):
         xi = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
         box = self.problem.box
         if self.kind == "reflect":
-            y = _fold(x + state.step * (box[1] - box[0]) * xi, *box)
+            y = _fold(x + state.step * state.spread * xi, *box)
             ok = torch.ones(N, dtype=torch.bool, device=x.device)
         else:
             b = min(state.step, 1.0)
@@ -335,7 +386,7 @@ class SMC(Sampler):
         rows = ok.nonzero().squeeze(1)
         v = self._values(state, y[rows])
         sc = self._score(v, state.scale)
-        good = sc <= state.level
+        good = sc < state.level if state.strict else sc <= state.level
         take = rows[good]
         state.codes[take], state.values[take], state.score[take] = y[take], v[good], sc[good]
         rate = float(good.sum()) / N
@@ -369,16 +420,21 @@ class SMC(Sampler):
         rate = self._move(state, gen)
         state.rounds += 1
         new = 0
+        cfg = self.config
         if state.moves_left > 0:
             state.moves_left -= 1
+            if cfg.max_moves - state.moves_left >= cfg.moves and self._mixed(state):
+                state.moves_left = 0  # decorrelated: the level is done
             if state.inside and state.moves_left == 0:
                 new = self._emit(state, gen)  # the band's level: the population is the first emission
                 state.since_emit = 0
+                self._anchor(state, spread=False)
         else:
             state.since_emit += 1
-            if state.since_emit >= self.config.thin:
+            if (state.since_emit >= cfg.thin and self._mixed(state)) or state.since_emit >= cfg.max_moves:
                 new = self._emit(state, gen)
                 state.since_emit = 0
+                self._anchor(state, spread=False)
         state.rng = gen.get_state()
         info.update(round=state.rounds, stage=len(state.fractions), acceptance=rate, accepted=new)
         return state, info
