@@ -75,6 +75,9 @@ class SMCConfig:
             population's per-coordinate spread there (``2`` for independent draws, so ``1`` is
             half-way: the copies of one ancestor have moved as far apart as the population is
             wide), and until ``1 - 1/e`` of the particles have left ``x0``.
+        level_jump: the same target on the levels above the band, whose populations only need to
+            represent their level well enough to place the next one: lower than ``jump`` (the
+            band's population and every later emission use ``jump``), it saves most of the cost.
         thin: the fewest move rounds between two emissions of the population once inside the band.
         move: ``"auto"`` (``"reflect"`` on a box, ``"pcn"`` otherwise), ``"reflect"`` or ``"pcn"``.
         accept: the acceptance rate the step adapts toward while the levels tighten.
@@ -89,6 +92,7 @@ class SMCConfig:
     moves: int = 2
     max_moves: int = 30
     jump: float = 1.0
+    level_jump: float = 0.25
     thin: int = 2
     move: str = "auto"
     accept: float = 0.35
@@ -109,8 +113,10 @@ class SMCConfig:
             raise ValueError(f"p0 must be a fraction in (0, 1), got {self.p0!r}")
         if not (isinstance(self.accept, (int, float)) and 0.0 < self.accept < 1.0):
             raise ValueError(f"accept must be a rate in (0, 1), got {self.accept!r}")
-        if not (isinstance(self.jump, (int, float)) and 0.0 <= self.jump):
-            raise ValueError(f"jump must be a number >= 0, got {self.jump!r}")
+        for name in ("jump", "level_jump"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0.0 <= v):
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
         if self.max_moves < self.moves or self.max_moves < self.thin:
             raise ValueError(f"max_moves must be >= moves and thin, got {self.max_moves!r}")
         if self.move not in MOVES:
@@ -359,11 +365,13 @@ class SMC(Sampler):
     def _mixed(self, state: SMCState) -> bool:
         """The decorrelation rule: the mean squared jump since the anchor, per coordinate in units
         of the population's spread, has reached ``jump`` (2 for independent draws), and at least
-        ``1 - 1/e`` of the particles have left their anchor (copies of one ancestor have split)."""
+        ``1 - 1/e`` of the particles have left their anchor (copies of one ancestor have split).
+        Above the band the target is ``level_jump``."""
         u, u0 = self._coords(state.codes), self._coords(state.origin)
         moved = (state.codes != state.origin).any(1).float().mean()
         jump = (((u - u0) / state.spread) ** 2).mean()
-        return bool(jump >= self.config.jump) and float(moved) >= 1 - math.exp(-1)
+        target = self.config.jump if state.inside else self.config.level_jump
+        return bool(jump >= target) and float(moved) >= 1 - math.exp(-1)
 
     def _move(self, state: SMCState, gen: torch.Generator) -> float:
         """One round of moves of every particle, invariant for the prior restricted to
