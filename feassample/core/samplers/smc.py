@@ -89,7 +89,7 @@ class SMCConfig:
 
     particles: Optional[int] = None
     p0: float = 0.5
-    moves: int = 2
+    moves: int = 5
     max_moves: int = 30
     jump: float = 1.0
     level_jump: float = 0.25
@@ -149,6 +149,10 @@ class SMCState(State):
         spread: ``(D,)`` the per-coordinate proposal scale (the population's standard deviation,
             in probit coordinates for ``pcn`` on a box), fixed from one resampling (or emission)
             to the next; origin: ``(N, D)`` the positions there (to measure the jump).
+        jump_rate: the mean squared jump per round (per coordinate, in units of ``spread``)
+            measured over the last period (a level's rounds, or the rounds between emissions);
+            period_rounds, period_proposed, period_accepted: the current period's counts;
+            plan: the rounds this period takes, fixed when it starts.
     """
 
     codes: Tensor
@@ -175,6 +179,11 @@ class SMCState(State):
     strict: bool = False
     spread: Optional[Tensor] = None
     origin: Optional[Tensor] = None
+    jump_rate: float = 0.0
+    period_rounds: int = 0
+    period_proposed: int = 0
+    period_accepted: int = 0
+    plan: int = 0
 
 
 # -- pieces -----------------------------------------------------------------------------------
@@ -337,8 +346,9 @@ class SMC(Sampler):
         pick = idx[pick.to(idx.device)]
         state.codes, state.values = state.codes[pick].clone(), state.values[pick].clone()
         state.score, state.ancestor = state.score[pick].clone(), state.ancestor[pick].clone()
-        state.moves_left = cfg.max_moves
+        self._measure(state)
         self._anchor(state, spread=True)
+        state.moves_left = state.plan = self._plan(state)
         if len(state.fractions) >= cfg.max_stages and not state.inside:
             state.failed = (f"{cfg.max_stages} levels did not reach the band (the set's prior probability "
                             f"is below about exp({sum(math.log(p) for p in state.fractions):.1f})); "
@@ -362,16 +372,50 @@ class SMC(Sampler):
             width = (self.problem.box[1] - self.problem.box[0]) if self.kind == "reflect" else 1.0
             state.spread = torch.nan_to_num(sd, nan=0.0).clamp(min=1e-6 * width)
 
-    def _mixed(self, state: SMCState) -> bool:
-        """The decorrelation rule: the mean squared jump since the anchor, per coordinate in units
-        of the population's spread, has reached ``jump`` (2 for independent draws), and at least
-        ``1 - 1/e`` of the particles have left their anchor (copies of one ancestor have split).
-        Above the band the target is ``level_jump``."""
+    def _measure(self, state: SMCState) -> None:
+        """At the end of a period (a level's rounds, or the rounds between two emissions): the mean
+        squared jump per round since the anchor, per coordinate in units of the spread."""
+        if state.origin is None or state.period_rounds == 0:
+            return
         u, u0 = self._coords(state.codes), self._coords(state.origin)
-        moved = (state.codes != state.origin).any(1).float().mean()
-        jump = (((u - u0) / state.spread) ** 2).mean()
-        target = self.config.jump if state.inside else self.config.level_jump
-        return bool(jump >= target) and float(moved) >= 1 - math.exp(-1)
+        jump = float((((u - u0) / state.spread) ** 2).mean())
+        state.jump_rate = jump / state.period_rounds
+
+    def _mixed(self, state: SMCState) -> bool:
+        """In the band: the mean squared jump since the anchor, per coordinate in units of the
+        spread, has reached ``jump`` (2 for independent draws) and at least ``1 - 1/e`` of the
+        particles have left their anchor (the copies of one ancestor have split). A population
+        average over ``N`` particles: the rule depends on any one particle only at order ``1/N``,
+        and ``log_prob`` is already fixed when the band's moves start."""
+        u, u0 = self._coords(state.codes), self._coords(state.origin)
+        moved = float((state.codes != state.origin).any(1).float().mean())
+        jump = float((((u - u0) / state.spread) ** 2).mean())
+        return jump >= self.config.jump and moved >= 1 - math.exp(-1)
+
+    def _plan(self, state: SMCState) -> int:
+        """The rounds of the period that starts now, fixed before any of its moves from what the
+        previous periods measured (so the number of rounds does not depend on where this period's
+        moves lead, and every round applies the same invariant kernel: a stopping rule that looked
+        at the current moves would bias the law). Enough rounds that the mean squared jump reaches
+        the target (``jump`` in the band, ``level_jump`` above it; 2 for independent draws) at the
+        last measured rate, and that a particle is left unmoved with probability at most ``5%`` in
+        the band (``1/e`` above it) at the last acceptance (Drovandi & Pettitt, Biometrics 67,
+        2011: ``R = log c / log(1 - acceptance)``); within ``[moves, max_moves]`` (``thin`` for
+        emissions). The first level, with nothing measured, takes ``max(moves, 5)``."""
+        cfg = self.config
+        least = cfg.thin if state.inside and state.samples.count > 0 else cfg.moves
+        if state.jump_rate <= 0.0 or state.period_proposed == 0:
+            rounds = max(least, 5)
+        else:
+            target, c = (cfg.jump, 0.05) if state.inside else (cfg.level_jump, math.exp(-1))
+            rounds = math.ceil(target / state.jump_rate)
+            acc = state.period_accepted / state.period_proposed
+            if acc <= 0.0:
+                rounds = cfg.max_moves
+            elif acc < 1.0:
+                rounds = max(rounds, math.ceil(math.log(c) / math.log1p(-acc)))
+        state.period_rounds = state.period_proposed = state.period_accepted = 0
+        return int(min(max(rounds, least), cfg.max_moves))
 
     def _move(self, state: SMCState, gen: torch.Generator) -> float:
         """One round of moves of every particle, invariant for the prior restricted to
@@ -400,6 +444,9 @@ class SMC(Sampler):
         rate = float(good.sum()) / N
         state.proposed += N
         state.accepted += int(good.sum())
+        state.period_rounds += 1
+        state.period_proposed += N
+        state.period_accepted += int(good.sum())
         if not state.inside:  # adapt only while the levels tighten: the output kernel is fixed
             state.step = min(state.step * math.exp(rate - self.config.accept), 1.0)
         return rate
@@ -431,21 +478,28 @@ class SMC(Sampler):
         cfg = self.config
         if state.moves_left > 0:
             state.moves_left -= 1
-            if cfg.max_moves - state.moves_left >= cfg.moves and self._mixed(state):
-                state.moves_left = 0  # decorrelated: the level is done
+            if state.inside and state.moves_left == 0 and not self._mixed(state) \
+                    and state.period_rounds < cfg.max_moves:
+                state.moves_left = 1  # the band: move on until the population has decorrelated
             if state.inside and state.moves_left == 0:
                 new = self._emit(state, gen)  # the band's level: the population is the first emission
-                state.since_emit = 0
-                self._anchor(state, spread=False)
+                self._next_period(state)
         else:
             state.since_emit += 1
-            if (state.since_emit >= cfg.thin and self._mixed(state)) or state.since_emit >= cfg.max_moves:
+            if state.since_emit >= state.plan and (self._mixed(state) or state.since_emit >= cfg.max_moves):
                 new = self._emit(state, gen)
-                state.since_emit = 0
-                self._anchor(state, spread=False)
+                self._next_period(state)
         state.rng = gen.get_state()
         info.update(round=state.rounds, stage=len(state.fractions), acceptance=rate, accepted=new)
         return state, info
+
+    def _next_period(self, state: SMCState) -> None:
+        """After an emission: measure the rounds since the last anchor, re-anchor (the spread and
+        the step stay frozen in the band) and plan the rounds to the next emission."""
+        self._measure(state)
+        self._anchor(state, spread=False)
+        state.since_emit = 0
+        state.plan = self._plan(state)
 
     def done(self, state: SMCState) -> bool:
         return state.samples.full or bool(state.failed)
