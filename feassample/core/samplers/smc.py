@@ -407,7 +407,7 @@ class SMC(Sampler):
         if state.jump_rate <= 0.0 or state.period_proposed == 0:
             rounds = max(least, 5)
         else:
-            target, c = (cfg.jump, 0.05) if state.inside else (cfg.level_jump, math.exp(-1))
+            target, c = (cfg.jump, 0.05) if state.inside else (cfg.level_jump, 0.05)
             rounds = math.ceil(target / state.jump_rate)
             acc = state.period_accepted / state.period_proposed
             if acc <= 0.0:
