@@ -89,7 +89,7 @@ class SMCConfig:
 
     particles: Optional[int] = None
     p0: float = 0.5
-    moves: int = 5
+    moves: int = 3
     max_moves: int = 30
     jump: float = 1.0
     level_jump: float = 0.25
@@ -401,11 +401,11 @@ class SMC(Sampler):
         last measured rate, and that a particle is left unmoved with probability at most ``5%`` in
         the band (``1/e`` above it) at the last acceptance (Drovandi & Pettitt, Biometrics 67,
         2011: ``R = log c / log(1 - acceptance)``); within ``[moves, max_moves]`` (``thin`` for
-        emissions). The first level, with nothing measured, takes ``max(moves, 5)``."""
+        emissions). The first level, with nothing measured, takes ``max(moves, 8)``."""
         cfg = self.config
         least = cfg.thin if state.inside and state.samples.count > 0 else cfg.moves
         if state.jump_rate <= 0.0 or state.period_proposed == 0:
-            rounds = max(least, 5)
+            rounds = max(least, 8)
         else:
             target, c = (cfg.jump, 0.05) if state.inside else (cfg.level_jump, 0.05)
             rounds = math.ceil(target / state.jump_rate)
