@@ -11,12 +11,20 @@ grows with the distance outside it (the largest violation over the constraints, 
 scale fixed at init; ``+inf`` for NaN values). ``N`` particles start iid from the prior. At each
 stage the next level ``L_i`` is the ``p0``-quantile of the current scores (never below 0); the
 fraction ``p_i`` of particles with ``s <= L_i`` survives; ``N`` particles are resampled from the
-survivors (systematic or multinomial, from the run's generator), then each moves ``moves`` times
-with a Markov kernel that leaves the prior restricted to ``{s <= L_i}`` invariant:
+survivors (systematic or multinomial, from the run's generator), then each moves with a Markov
+kernel that leaves the prior restricted to ``{s < L_i}`` invariant. The particles AT the level
+die with those above it, so the level's law is the prior on ``{s < L_i}`` and a move is accepted
+iff ``s(y) < L_i`` (``<= 0`` in the band): on a plateau of the score (a ReLU unit that is 0 on
+most of the prior) an accept rule ``<= L_i`` would let the particles wander back onto the
+plateau, and the levels would never leave it.
 
-``"reflect"``  (box priors) ``y = fold(x + sigma (hi - lo) xi)``, folded back into the box at the
-    walls: a symmetric kernel on the box, so "accept iff ``s(y) <= L_i``" is the Metropolis rule
-    for the uniform law on the level set.
+``"reflect"``  (box priors) ``y = fold(x + sigma sd * xi)``, folded back into the box at the
+    walls, with ``sd`` the population's per-coordinate standard deviation, computed once per level
+    right after the resampling (the standard adaptive SMC proposal: heavy-tailed weights pin a few
+    coordinates, which then get small steps while the others move freely). For a fixed ``sd`` the
+    folded Gaussian is a symmetric kernel on the box (the density of reaching ``y`` from ``x`` is a
+    sum over mirror images of ``y``, each a Gaussian in ``y' - x``), so "accept iff ``y`` is in the
+    level" is the Metropolis rule for the uniform law on the level set.
 ``"pcn"``  preconditioned Crank-Nicolson ``y = sqrt(1 - beta^2) x + beta xi`` (Cotter, Roberts,
     Stuart & White, Stat. Sci. 28, 2013), reversible with respect to ``N(0, I)``, so "accept iff
     ``y`` is in the domain and ``s(y) <= L_i``" needs no Metropolis-Hastings ratio; its cost does
@@ -24,9 +32,20 @@ with a Markov kernel that leaves the prior restricted to ``{s <= L_i}`` invarian
     ``c = lo + (hi - lo) Phi(u)`` (uniform codes <=> standard normal ``u``).
 
 The step (``sigma`` or ``beta``) adapts between rounds from the population's acceptance while the
-levels tighten, and is frozen once the level reaches 0 (the band): from then on every round is the
-same kernel, invariant for the target, and every ``thin`` rounds the particles (certified by
-``problem.check``) are kept as samples until there are ``n``.
+levels tighten, and is frozen, with ``sd``, once the level reaches 0 (the band): from then on
+every round is the same kernel, invariant for the target.
+
+How many rounds. Above the band, a level's rounds are fixed before its first move, from what the
+previous level measured: enough that the mean squared jump (per coordinate, in units of ``sd``)
+reaches ``level_jump`` and that a particle stays where the resampling put it with probability at
+most 5% (Drovandi & Pettitt, Biometrics 67, 2011), at least ``moves``. A rule that stopped on the
+current moves would make the number of rounds depend on where they lead, and ``log_prob`` showed
+the bias (+1 SE on a 2e-12 tail). In the band the population moves on until it has decorrelated
+(``_mixed``: mean squared jump since the resampling ``>= jump``, 2 being the value between
+independent draws, and ``1 - 1/e`` of the particles moved), at most ``max_moves`` rounds; then it
+is certified (``problem.check``) and kept, and again after at least ``thin`` rounds and the same
+rule, until there are ``n`` samples. That rule is a population average over ``N`` particles (its
+dependence on one particle is of order ``1/N``) and comes after ``log_prob`` is fixed.
 
 Probability of the set. ``P(X) = prod_i P(s <= L_i | s <= L_{i-1})`` is estimated by
 ``prod_i p_i``, the last factor being the fraction with ``s <= 0``. Its relative variance, for
