@@ -161,7 +161,8 @@ def test_summary_reports_the_log_probability():
 
 def test_bad_options_are_refused_with_their_name():
     for bad, name in (({"p0": 1.0}, "p0"), ({"particles": 1}, "particles"), ({"move": "hmc"}, "move"),
-                      ({"moves": 0}, "moves"), ({"resampling": "stratified"}, "resampling")):
+                      ({"moves": 0}, "moves"), ({"jump": -1.0}, "jump"), ({"level_jump": "a"}, "level_jump"),
+                      ({"max_moves": 2}, "max_moves"), ({"resampling": "stratified"}, "resampling")):
         with pytest.raises(ValueError, match=name):
             SMCConfig(**bad)
     with pytest.raises(ValueError, match="reflect"):
@@ -201,3 +202,45 @@ def test_an_unreachable_band_ends_with_a_clear_reason():
                                 box=(0.0, 1.0))
     s = fs.sample(problem, n=20, seed=0, method="smc", options={"particles": 50})
     assert s.status == "infeasible" and "plateau" in s.stats["message"]
+
+
+def _irwin_hall_cdf(x: float, d: int) -> float:
+    """P(sum of d iid U(0, 1) <= x), the Irwin-Hall law (closed form, exact in fractions)."""
+    from fractions import Fraction
+    xf = Fraction(x)
+    total = sum((-1) ** k * math.comb(d, k) * (xf - k) ** d for k in range(0, min(d, math.floor(x)) + 1))
+    return float(total / math.factorial(d))
+
+
+def test_a_relu_plateau_under_most_of_the_prior_does_not_stop_the_levels():
+    # h = relu(sum(x) - 5) on [0, 1]^8 is 0 on 89% of the cube: the score is flat there, so the
+    # p0-quantile sits on the plateau; moves accepted onto the level's ties used to stall the run
+    d, c = 8, 5.0
+    p = fs.from_functions(lambda x: torch.relu(x.sum(1, keepdim=True) - c), lo=[1.0], hi=[1.5],
+                          code_shape=(d,), box=(0.0, 1.0))
+    exact = math.log(_irwin_hall_cdf(c + 1.5, d) - _irwin_hall_cdf(c + 1.0, d))
+    assert _irwin_hall_cdf(c, d) > 0.85  # the plateau holds most of the prior
+    zs = []
+    for seed in range(5):
+        s = fs.sample(p, n=300, seed=seed, method="smc")
+        assert s.status == "success" and len(s) == 300 and bool(s.feasible.all()), s.stats.get("why")
+        total = s.x.double().flatten(1).sum(1)
+        assert bool(((total >= c + 1.0 - 1e-4) & (total <= c + 1.5 + 1e-4)).all())
+        zs.append(_z(s, exact))
+    assert sum(abs(z) <= 2 for z in zs) >= 4, (exact, zs)
+
+
+def test_resampled_copies_move_apart_on_a_heavy_tailed_slab_at_d_784():
+    # Student-t weights pin a few coordinates; with one isotropic step the copies of an ancestor
+    # never moved (14-39 exact duplicates of 500, NN ratio 0.04 in benchmarks/coverage.py)
+    import numpy as np
+    w = torch.from_numpy(np.random.default_rng(5).standard_t(1.5, size=784)).float() * 0.05
+    p = fs.LogisticHalfspace(w, c=-float(w.sum()) / 2, z1=0.6, z2=0.8)
+    s = fs.sample(p, n=500, seed=0, method="smc")
+    assert s.status == "success" and bool(p.membership(s.x.double()).all())
+    codes = s.codes.flatten(1)
+    assert torch.unique(codes, dim=0).shape[0] == 500
+    # nearest-neighbour distances as large as an exact sample's (not collapsed onto ancestors)
+    exact = p.exact_sample(500, generator=torch.Generator().manual_seed(1)).double().flatten(1)
+    nn = lambda x: torch.cdist(x, x).fill_diagonal_(math.inf).amin(1).mean()  # noqa: E731
+    assert float(nn(codes.double()) / nn(exact)) > 0.8

@@ -11,12 +11,20 @@ grows with the distance outside it (the largest violation over the constraints, 
 scale fixed at init; ``+inf`` for NaN values). ``N`` particles start iid from the prior. At each
 stage the next level ``L_i`` is the ``p0``-quantile of the current scores (never below 0); the
 fraction ``p_i`` of particles with ``s <= L_i`` survives; ``N`` particles are resampled from the
-survivors (systematic or multinomial, from the run's generator), then each moves ``moves`` times
-with a Markov kernel that leaves the prior restricted to ``{s <= L_i}`` invariant:
+survivors (systematic or multinomial, from the run's generator), then each moves with a Markov
+kernel that leaves the prior restricted to ``{s < L_i}`` invariant. The particles AT the level
+die with those above it, so the level's law is the prior on ``{s < L_i}`` and a move is accepted
+iff ``s(y) < L_i`` (``<= 0`` in the band): on a plateau of the score (a ReLU unit that is 0 on
+most of the prior) an accept rule ``<= L_i`` would let the particles wander back onto the
+plateau, and the levels would never leave it.
 
-``"reflect"``  (box priors) ``y = fold(x + sigma (hi - lo) xi)``, folded back into the box at the
-    walls: a symmetric kernel on the box, so "accept iff ``s(y) <= L_i``" is the Metropolis rule
-    for the uniform law on the level set.
+``"reflect"``  (box priors) ``y = fold(x + sigma sd * xi)``, folded back into the box at the
+    walls, with ``sd`` the population's per-coordinate standard deviation, computed once per level
+    right after the resampling (the standard adaptive SMC proposal: heavy-tailed weights pin a few
+    coordinates, which then get small steps while the others move freely). For a fixed ``sd`` the
+    folded Gaussian is a symmetric kernel on the box (the density of reaching ``y`` from ``x`` is a
+    sum over mirror images of ``y``, each a Gaussian in ``y' - x``), so "accept iff ``y`` is in the
+    level" is the Metropolis rule for the uniform law on the level set.
 ``"pcn"``  preconditioned Crank-Nicolson ``y = sqrt(1 - beta^2) x + beta xi`` (Cotter, Roberts,
     Stuart & White, Stat. Sci. 28, 2013), reversible with respect to ``N(0, I)``, so "accept iff
     ``y`` is in the domain and ``s(y) <= L_i``" needs no Metropolis-Hastings ratio; its cost does
@@ -24,9 +32,21 @@ with a Markov kernel that leaves the prior restricted to ``{s <= L_i}`` invarian
     ``c = lo + (hi - lo) Phi(u)`` (uniform codes <=> standard normal ``u``).
 
 The step (``sigma`` or ``beta``) adapts between rounds from the population's acceptance while the
-levels tighten, and is frozen once the level reaches 0 (the band): from then on every round is the
-same kernel, invariant for the target, and every ``thin`` rounds the particles (certified by
-``problem.check``) are kept as samples until there are ``n``.
+levels tighten, and is frozen, with ``sd``, once the level reaches 0 (the band): from then on
+every round is the same kernel, invariant for the target.
+
+How many rounds. Above the band, a level's rounds are fixed before its first move, from what the
+previous level measured: enough that the mean squared jump (per coordinate, in units of ``sd``)
+reaches ``level_jump`` and that a particle stays where the resampling put it with probability at
+most 1% (Drovandi & Pettitt, Biometrics 67, 2011), at least ``moves``. A rule that stopped on the
+current moves would make the number of rounds depend on where they lead, and ``log_prob`` showed
+the bias (+1 SE on a 2e-12 tail); fewer rounds (5%, or ``1/e``) left ``log_prob``'s spread over
+seeds about 1.3x its standard error at 5e-25. In the band the population moves on until it has decorrelated
+(``_mixed``: mean squared jump since the resampling ``>= jump``, 2 being the value between
+independent draws, and ``1 - 1/e`` of the particles moved), at most ``max_moves`` rounds; then it
+is certified (``problem.check``) and kept, and again after at least ``thin`` rounds and the same
+rule, until there are ``n`` samples. That rule is a population average over ``N`` particles (its
+dependence on one particle is of order ``1/N``) and comes after ``log_prob`` is fixed.
 
 Probability of the set. ``P(X) = prod_i P(s <= L_i | s <= L_{i-1})`` is estimated by
 ``prod_i p_i``, the last factor being the fraction with ``s <= 0``. Its relative variance, for
@@ -67,8 +87,18 @@ class SMCConfig:
         particles: ``N``, the population size (``None``: ``n`` clamped to ``[256, 2048]``). The
             standard error of ``log_prob`` shrinks like ``1 / sqrt(N)``.
         p0: the fraction of particles kept at each level (the level is their ``p0``-quantile).
-        moves: move rounds per level (rejuvenation of the resampled particles).
-        thin: move rounds between two emissions of the population once inside the band.
+        moves: the fewest move rounds per level (rejuvenation of the resampled particles).
+        max_moves: the most move rounds per level, and between two emissions in the band.
+        jump: the decorrelation target. Moves continue after ``moves`` rounds until the mean over
+            the particles of ``|(x - x0) / sd|^2 / D`` reaches ``jump``, ``x0`` being the
+            particle's position at the resampling (or at the last emission) and ``sd`` the
+            population's per-coordinate spread there (``2`` for independent draws, so ``1`` is
+            half-way: the copies of one ancestor have moved as far apart as the population is
+            wide), and until ``1 - 1/e`` of the particles have left ``x0``.
+        level_jump: the same target on the levels above the band, whose populations only need to
+            represent their level well enough to place the next one: lower than ``jump`` (the
+            band's population and every later emission use ``jump``), it saves most of the cost.
+        thin: the fewest move rounds between two emissions of the population once inside the band.
         move: ``"auto"`` (``"reflect"`` on a box, ``"pcn"`` otherwise), ``"reflect"`` or ``"pcn"``.
         accept: the acceptance rate the step adapts toward while the levels tighten.
         resampling: ``"systematic"`` or ``"multinomial"``.
@@ -79,8 +109,11 @@ class SMCConfig:
 
     particles: Optional[int] = None
     p0: float = 0.5
-    moves: int = 5
-    thin: int = 3
+    moves: int = 3
+    max_moves: int = 30
+    jump: float = 1.0
+    level_jump: float = 0.25
+    thin: int = 2
     move: str = "auto"
     accept: float = 0.35
     resampling: str = "systematic"
@@ -89,7 +122,7 @@ class SMCConfig:
     batch: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("particles", "moves", "thin", "max_stages", "max_stall", "batch"):
+        for name in ("particles", "moves", "max_moves", "thin", "max_stages", "max_stall", "batch"):
             v = getattr(self, name)
             if v is None and name in ("particles", "batch"):
                 continue
@@ -100,6 +133,12 @@ class SMCConfig:
             raise ValueError(f"p0 must be a fraction in (0, 1), got {self.p0!r}")
         if not (isinstance(self.accept, (int, float)) and 0.0 < self.accept < 1.0):
             raise ValueError(f"accept must be a rate in (0, 1), got {self.accept!r}")
+        for name in ("jump", "level_jump"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0.0 <= v):
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        if self.max_moves < self.moves or self.max_moves < self.thin:
+            raise ValueError(f"max_moves must be >= moves and thin, got {self.max_moves!r}")
         if self.move not in MOVES:
             raise ValueError(f"move must be one of {MOVES}, got {self.move!r}")
         if self.resampling not in RESAMPLING:
@@ -124,6 +163,16 @@ class SMCState(State):
         stall: consecutive stages without progress; model_evals, check_evals: evaluations;
         proposed, accepted: move counts; rejected_by_check: particles the certificate refused.
         failed: why the levels stopped short ("" while fine).
+        strict: moves are accepted iff ``score < level`` (the particles AT the level were killed,
+            so the level's law is the prior on ``{score < L}``); ``False`` at ``L = 0`` and when a
+            plateau of ties had to be kept.
+        spread: ``(D,)`` the per-coordinate proposal scale (the population's standard deviation,
+            in probit coordinates for ``pcn`` on a box), fixed from one resampling (or emission)
+            to the next; origin: ``(N, D)`` the positions there (to measure the jump).
+        jump_rate: the mean squared jump per round (per coordinate, in units of ``spread``)
+            measured over the last period (a level's rounds, or the rounds between emissions);
+            period_rounds, period_proposed, period_accepted: the current period's counts;
+            plan: the rounds this period takes, fixed when it starts.
     """
 
     codes: Tensor
@@ -147,6 +196,14 @@ class SMCState(State):
     accepted: int = 0
     rejected_by_check: int = 0
     failed: str = ""
+    strict: bool = False
+    spread: Optional[Tensor] = None
+    origin: Optional[Tensor] = None
+    jump_rate: float = 0.0
+    period_rounds: int = 0
+    period_proposed: int = 0
+    period_accepted: int = 0
+    plan: int = 0
 
 
 # -- pieces -----------------------------------------------------------------------------------
@@ -161,7 +218,8 @@ def log_prob_estimate(fractions, particles: int) -> tuple[float, float]:
 
 
 def _probit(c: Tensor, lo: float, hi: float) -> Tensor:
-    u = ((c - lo) / (hi - lo)).clamp(1e-15, 1 - 1e-15)
+    eps = torch.finfo(c.dtype).eps  # 1 - eps must stay below 1 in c's dtype (erfinv(1) = inf)
+    u = ((c - lo) / (hi - lo)).clamp(eps, 1 - eps)
     return math.sqrt(2.0) * torch.erfinv(2 * u - 1)
 
 
@@ -266,7 +324,7 @@ class SMC(Sampler):
         state = SMCState(codes=codes, values=codes.new_zeros(N, m), score=codes.new_zeros(N),
                          ancestor=torch.arange(N, device=codes.device), scale=codes.new_ones(m),
                          samples=samples, rng=gen.get_state(),
-                         step=0.1 if self.kind == "reflect" else 0.5)
+                         step=0.5)
         state.values = self._values(state, codes)
         bands = problem.bands
         excess = (bands.violation(state.values) - bands.tol).clamp(min=0)
@@ -297,8 +355,10 @@ class SMC(Sampler):
         # 26, 2016, on unbiased AMS); a plateau of ties
         # (nothing strictly below) keeps the ties
         keep = score < level if level > 0.0 else score <= level
+        state.strict = level > 0.0
         if not bool(keep.any()):
             keep = score <= level
+            state.strict = False
         frac = float(keep.sum()) / N
         if level >= state.level:
             state.stall += 1
@@ -321,12 +381,76 @@ class SMC(Sampler):
         pick = idx[pick.to(idx.device)]
         state.codes, state.values = state.codes[pick].clone(), state.values[pick].clone()
         state.score, state.ancestor = state.score[pick].clone(), state.ancestor[pick].clone()
-        state.moves_left = cfg.moves
+        self._measure(state)
+        self._anchor(state, spread=True)
+        state.moves_left = state.plan = self._plan(state)
         if len(state.fractions) >= cfg.max_stages and not state.inside:
             state.failed = (f"{cfg.max_stages} levels did not reach the band (the set's prior probability "
                             f"is below about exp({sum(math.log(p) for p in state.fractions):.1f})); "
                             "raise max_stages or p0")
         return {"level": level, "survived": frac}
+
+    def _coords(self, codes: Tensor) -> Tensor:
+        """The coordinates the moves act in: probit coordinates for ``pcn`` on a box, else codes."""
+        box = self.problem.box
+        return _probit(codes, *box) if self.kind == "pcn" and box is not None else codes
+
+    def _anchor(self, state: SMCState, spread: bool) -> None:
+        """Remember the particles' positions (to measure how far they move from here) and, with
+        ``spread``, set the per-coordinate proposal scale to the population's standard deviation
+        (computed once per level, before any move of that level, so every round of the level uses
+        one fixed kernel; frozen for good once the level is the band)."""
+        state.origin = state.codes.clone()
+        if spread:
+            u = self._coords(state.codes)
+            sd = u.std(0) if u.shape[0] > 1 else torch.ones_like(u[0])
+            width = (self.problem.box[1] - self.problem.box[0]) if self.kind == "reflect" else 1.0
+            state.spread = torch.nan_to_num(sd, nan=0.0).clamp(min=1e-6 * width)
+
+    def _measure(self, state: SMCState) -> None:
+        """At the end of a period (a level's rounds, or the rounds between two emissions): the mean
+        squared jump per round since the anchor, per coordinate in units of the spread."""
+        if state.origin is None or state.period_rounds == 0:
+            return
+        u, u0 = self._coords(state.codes), self._coords(state.origin)
+        jump = float((((u - u0) / state.spread) ** 2).mean())
+        state.jump_rate = jump / state.period_rounds
+
+    def _mixed(self, state: SMCState) -> bool:
+        """In the band: the mean squared jump since the anchor, per coordinate in units of the
+        spread, has reached ``jump`` (2 for independent draws) and at least ``1 - 1/e`` of the
+        particles have left their anchor (the copies of one ancestor have split). A population
+        average over ``N`` particles: the rule depends on any one particle only at order ``1/N``,
+        and ``log_prob`` is already fixed when the band's moves start."""
+        u, u0 = self._coords(state.codes), self._coords(state.origin)
+        moved = float((state.codes != state.origin).any(1).float().mean())
+        jump = float((((u - u0) / state.spread) ** 2).mean())
+        return jump >= self.config.jump and moved >= 1 - math.exp(-1)
+
+    def _plan(self, state: SMCState) -> int:
+        """The rounds of the period that starts now, fixed before any of its moves from what the
+        previous periods measured (so the number of rounds does not depend on where this period's
+        moves lead, and every round applies the same invariant kernel: a stopping rule that looked
+        at the current moves would bias the law). Enough rounds that the mean squared jump reaches
+        the target (``jump`` in the band, ``level_jump`` above it; 2 for independent draws) at the
+        last measured rate, and that a particle is left unmoved with probability at most ``1%``
+        above the band (``5%`` between emissions in the band) at the last acceptance (Drovandi & Pettitt, Biometrics 67,
+        2011: ``R = log c / log(1 - acceptance)``); within ``[moves, max_moves]`` (``thin`` for
+        emissions). The first level, with nothing measured, takes ``max(moves, 8)``."""
+        cfg = self.config
+        least = cfg.thin if state.inside and state.samples.count > 0 else cfg.moves
+        if not (math.isfinite(state.jump_rate) and state.jump_rate > 0.0) or state.period_proposed == 0:
+            rounds = max(least, 8)
+        else:
+            target, c = (cfg.jump, 0.05) if state.inside else (cfg.level_jump, 0.01)
+            rounds = math.ceil(target / state.jump_rate)
+            acc = state.period_accepted / state.period_proposed
+            if acc <= 0.0:
+                rounds = cfg.max_moves
+            elif acc < 1.0:
+                rounds = max(rounds, math.ceil(math.log(c) / math.log1p(-acc)))
+        state.period_rounds = state.period_proposed = state.period_accepted = 0
+        return int(min(max(rounds, least), cfg.max_moves))
 
     def _move(self, state: SMCState, gen: torch.Generator) -> float:
         """One round of moves of every particle, invariant for the prior restricted to
@@ -336,7 +460,7 @@ class SMC(Sampler):
         xi = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
         box = self.problem.box
         if self.kind == "reflect":
-            y = _fold(x + state.step * (box[1] - box[0]) * xi, *box)
+            y = _fold(x + state.step * state.spread * xi, *box)
             ok = torch.ones(N, dtype=torch.bool, device=x.device)
         else:
             b = min(state.step, 1.0)
@@ -349,12 +473,15 @@ class SMC(Sampler):
         rows = ok.nonzero().squeeze(1)
         v = self._values(state, y[rows])
         sc = self._score(v, state.scale)
-        good = sc <= state.level
+        good = sc < state.level if state.strict else sc <= state.level
         take = rows[good]
         state.codes[take], state.values[take], state.score[take] = y[take], v[good], sc[good]
         rate = float(good.sum()) / N
         state.proposed += N
         state.accepted += int(good.sum())
+        state.period_rounds += 1
+        state.period_proposed += N
+        state.period_accepted += int(good.sum())
         if not state.inside:  # adapt only while the levels tighten: the output kernel is fixed
             state.step = min(state.step * math.exp(rate - self.config.accept), 1.0)
         return rate
@@ -383,19 +510,31 @@ class SMC(Sampler):
         rate = self._move(state, gen)
         state.rounds += 1
         new = 0
+        cfg = self.config
         if state.moves_left > 0:
             state.moves_left -= 1
+            if state.inside and state.moves_left == 0 and not self._mixed(state) \
+                    and state.period_rounds < cfg.max_moves:
+                state.moves_left = 1  # the band: move on until the population has decorrelated
             if state.inside and state.moves_left == 0:
                 new = self._emit(state, gen)  # the band's level: the population is the first emission
-                state.since_emit = 0
+                self._next_period(state)
         else:
             state.since_emit += 1
-            if state.since_emit >= self.config.thin:
+            if state.since_emit >= state.plan and (self._mixed(state) or state.since_emit >= cfg.max_moves):
                 new = self._emit(state, gen)
-                state.since_emit = 0
+                self._next_period(state)
         state.rng = gen.get_state()
         info.update(round=state.rounds, stage=len(state.fractions), acceptance=rate, accepted=new)
         return state, info
+
+    def _next_period(self, state: SMCState) -> None:
+        """After an emission: measure the rounds since the last anchor, re-anchor (the spread and
+        the step stay frozen in the band) and plan the rounds to the next emission."""
+        self._measure(state)
+        self._anchor(state, spread=False)
+        state.since_emit = 0
+        state.plan = self._plan(state)
 
     def done(self, state: SMCState) -> bool:
         return state.samples.full or bool(state.failed)
