@@ -15,3 +15,17 @@ def write_block(path, tag: str, text: str) -> None:
     else:
         doc = doc + ("\n" if doc else "") + block + "\n"
     path.write_text(doc)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,5 +1,5 @@
 """budget="auto" vs the fixed 9.5 on the two-piece set (n=300, k=10, seeds 0-9): `python -m benchmarks.auto_budget` (docs/coverage.md)."""
-import math, time, logging, torch
+import math, logging, torch
 torch.set_num_threads(1)
 logging.disable(logging.WARNING)
 import feassample as fs

@@ -29,13 +29,12 @@ import math
 import platform
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
 import feassample as fs
-from benchmarks import write_block
+from benchmarks import cpu_name, write_block
 import feassample.baselines  # noqa: F401  (registers the baselines)
 from feassample import metrics
 
@@ -247,15 +246,7 @@ def targets(case: Case, rows: list[dict]) -> list[str]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, torch {torch.__version__}, Python {platform.python_version()}, 1 thread"
+    return f"{cpu_name()}, torch {torch.__version__}, Python {platform.python_version()}, 1 thread"
 
 
 def main(argv=None) -> str:

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 import feassample as fs
-from benchmarks import write_block
+from benchmarks import cpu_name, write_block
 
 COLUMNS = ["model", "k", "threads", "status", "returned / n", "seed steps", "walk rounds", "wall s",
            "evals/s", "samples/s", "raw fwd+bwd/s", "samples/s / raw", "evals/s / raw",
@@ -379,15 +379,7 @@ def targets(rows: list[dict]) -> list[str]:
 def machine(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} cores), torch {torch.__version__}, Python {platform.python_version()}"
+    return f"{cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def _free_mib() -> float:
