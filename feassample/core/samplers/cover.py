@@ -401,21 +401,27 @@ def _block_directions(G: Tensor, blocks: Tensor, z: Tensor) -> Tensor:
     return d / d.norm(dim=-1, keepdim=True).clamp(min=1e-30)
 
 
-def _pairs_move(state: CoverState, problem, idx: Tensor, partner: Tensor, gen, band, cfg) -> None:
-    lo_b, hi_b, _ = band
-    blo, bhi = problem.box
-    x = state.codes[idx]
+def pairs_proposal(x: Tensor, G: Tensor, box: tuple, scale: Tensor, rounds: int,
+                   block: Optional[int], gen) -> Tensor:
+    """The pairs move's proposal ``y (B, D)`` from ``x (B, D)`` (shared by ``cover`` and ``smc``).
+
+    ``rounds`` times: random disjoint blocks of ``block`` (default ``m + 1``) coordinates (one draw
+    shared by the moving rows), in each block the unit direction orthogonal to that block's rows
+    of the *partner* gradients ``G (B, m, D)`` (``_block_directions``), and a point of the box
+    chord of the line along it: a uniform (Gibbs) point where ``scale >= 1``, else a uniform step
+    of half-width ``scale x`` the chord's length reflected into the chord. Every ingredient is
+    independent of the moving row's own state and each draw is a symmetric kernel on its line, so
+    "accept iff ``y`` is in the set" leaves the uniform law on the set (in the box) invariant."""
+    blo, bhi = box
     B, D = x.shape
-    m = state.values.shape[1]
-    b = cfg.block or (m + 1)
+    m = G.shape[1]
+    b = block or (m + 1)
     if b < m + 1:
         raise ValueError(f"block={b} leaves no direction orthogonal to {m} constraint gradients: "
                          f"use block >= {m + 1}")
     nb = D // b
-    G = state.grads[partner]
     y = x.clone()
-    s = state.pairs_scale[idx]
-    for _ in range(cfg.pair_rounds):
+    for _ in range(rounds):
         # random disjoint blocks (one draw shared by the moving walkers: it is independent of
         # their states, which is all the symmetry of the proposal needs)
         perm = torch.randperm(D, generator=gen)[: nb * b].to(x.device).expand(B, nb * b)
@@ -432,15 +438,24 @@ def _pairs_move(state: CoverState, problem, idx: Tensor, partner: Tensor, gen, b
         length = tmax - tmin
         gibbs = tmin + u * length
         # window move: a uniform step of half-width s * length, reflected into the chord
-        step = (2 * u - 1) * (s[:, None] * length)
+        step = (2 * u - 1) * (scale[:, None] * length)
         span = length.clamp(min=1e-30)
         r = torch.remainder(step - tmin, 2 * span)
         win = tmin + torch.where(r > span, 2 * span - r, r)
-        t = torch.where((s[:, None] >= 1.0), gibbs, win)
+        t = torch.where((scale[:, None] >= 1.0), gibbs, win)
         # a zero direction (a measure-zero event) gives an unbounded chord: the walker stays
         t = torch.where((length > 0) & torch.isfinite(length), t, torch.zeros_like(t))
         new = (xb + t.unsqueeze(-1) * d).clamp(blo, bhi)
         y.scatter_(1, perm, new.reshape(B, nb * b))
+    return y
+
+
+def _pairs_move(state: CoverState, problem, idx: Tensor, partner: Tensor, gen, band, cfg) -> None:
+    lo_b, hi_b, _ = band
+    x = state.codes[idx]
+    B = x.shape[0]
+    y = pairs_proposal(x, state.grads[partner], problem.box, state.pairs_scale[idx], cfg.pair_rounds,
+                       cfg.block, gen)
     v, g = _evaluate_into(problem, state, y)
     good = _in_band(v, lo_b, hi_b)
     take = good.nonzero().squeeze(1)
@@ -836,4 +851,4 @@ class Cover(Sampler):
         return codes, stats
 
 
-__all__ = ["CoverConfig", "CoverState", "Cover", "init", "step", "done", "evaluate"]
+__all__ = ["CoverConfig", "CoverState", "Cover", "init", "step", "done", "evaluate", "pairs_proposal"]
