@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 
 import feassample as fs
-from feassample.core.samplers.smc import SMCConfig, log_prob_estimate
+from feassample.core.samplers.smc import SMCConfig, log_prob_estimate, survival_variance
 from feassample.io import load_checkpoint
 from feassample.problems.slab_truth import SlabLaw
 
@@ -43,11 +43,15 @@ def test_log_prob_in_a_deep_tail_below_1e_minus_10():
     exact = p.law.log_volume()
     assert exact < math.log(1e-10)
     zs = []
-    for seed in range(10):
+    for seed in range(20):
         s = fs.sample(p, n=300, seed=seed, method="smc", options={"particles": 500})
         assert s.status == "success" and bool(p.membership(s.x.double()).all())
         zs.append(_z(s, exact))
-    assert sum(abs(z) <= 2 for z in zs) >= 9, (exact, zs)
+    # Measured over 30 seeds (docs/smc.md): 26 of 30 within 2 SE, mean z 0.16, sd of z 1.16 (the
+    # SE is about 15% small here). 20 seeds make the floor a statistic, not a coin flip: a
+    # calibrated SE gives 19 of 20 on average, a biased or 1.5x too small SE about 16 or fewer.
+    assert sum(abs(z) <= 2 for z in zs) >= 17, (exact, zs)
+    assert abs(sum(zs) / len(zs)) < 0.75, (exact, zs)  # no bias of log_prob (was +0.75 SE without pairs)
 
 
 @pytest.mark.slow
@@ -244,3 +248,66 @@ def test_resampled_copies_move_apart_on_a_heavy_tailed_slab_at_d_784():
     exact = p.exact_sample(500, generator=torch.Generator().manual_seed(1)).double().flatten(1)
     nn = lambda x: torch.cdist(x, x).fill_diagonal_(math.inf).amin(1).mean()  # noqa: E731
     assert float(nn(codes.double()) / nn(exact)) > 0.8
+
+
+def test_survival_variance_is_binomial_for_independent_particles_and_grows_with_copies():
+    keep = torch.tensor([True] * 30 + [False] * 70)
+    alone = survival_variance(keep, torch.arange(100))
+    assert alone == pytest.approx((1 - 0.3) / (0.3 * 100))
+    # the same indicators in families of two identical copies: twice the variance
+    twins = survival_variance(torch.cat([keep, keep]), torch.arange(100).repeat(2))
+    assert twins == pytest.approx(2 * (1 - 0.3) / (0.3 * 200))
+
+
+def test_pairs_move_keeps_the_uniform_law_on_a_curved_set_in_a_box():
+    # h = sum x^2 in [1.5, 2.0] on [0, 1]^6: curved, so the pairs move's directions come from a
+    # partner's gradient (red-black); exact reference: rejection from the cube (not our sampler)
+    from scipy import stats
+    h = lambda x: (x ** 2).sum(1)  # noqa: E731
+    p = fs.from_functions(h, 1.5, 2.0, (6,), box=(0.0, 1.0))
+    g = torch.Generator().manual_seed(11)
+    ref = torch.rand(40_000, 6, generator=g, dtype=torch.float64)
+    ref = ref[(h(ref) >= 1.5) & (h(ref) <= 2.0)]
+    for seed in range(4):
+        s = fs.sample(p, n=1000, seed=seed, method="smc", options={"pairs": "on"}, dtype="float64")
+        assert s.status == "success" and s.stats["pairs"] is True
+        assert s.stats["log_prob"] == pytest.approx(math.log(ref.shape[0] / 40_000),
+                                                    abs=4 * s.stats["log_prob_se"])
+        x = s.x.double()
+        # 8 KS tests at 0.001: a false alarm 0.8% of the time for an exact sampler; a kernel that
+        # is not invariant (the walker's own gradient) gave p = 1e-122 on this set (docs/coverage.md)
+        assert stats.ks_2samp(h(x).numpy(), h(ref).numpy()).pvalue > 1e-3, seed
+        assert stats.ks_2samp(x[:, 0].numpy(), ref[:, 0].numpy()).pvalue > 1e-3, seed
+
+
+def test_copies_move_apart_on_a_thin_band_at_d_784():
+    # band 0.7 <= sigmoid <= 0.701: the isotropic step must stay tiny, and without the pairs move
+    # the copies of an ancestor stayed together (NN ratio 0.024 in benchmarks/coverage.py)
+    p = fs.LogisticHalfspace.random(784, 0.7, 0.701)
+    s = fs.sample(p, n=300, seed=1, method="smc")
+    assert s.status == "success" and s.stats["pairs"] is True and bool(p.membership(s.x.double()).all())
+    exact = p.exact_sample(300, generator=torch.Generator().manual_seed(3)).double().flatten(1)
+    nn = lambda x: torch.cdist(x, x).fill_diagonal_(math.inf).amin(1).mean()  # noqa: E731
+    assert float(nn(s.codes.double().flatten(1)) / nn(exact)) > 0.9
+
+
+def test_pairs_need_gradients_and_auto_falls_back_without_them():
+    step = fs.from_functions(lambda x: torch.where(x.sum(1) > 2.0, 1.0, 0.0), 0.5, 1.0, (4,), box=(0.0, 1.0))
+    s = fs.sample(step, n=50, seed=0, method="smc")
+    assert s.status == "success" and s.stats["pairs"] is False
+    with pytest.raises(ValueError, match="gradients"):
+        fs.sample(step, n=50, seed=0, method="smc", options={"pairs": "on"})
+    with pytest.raises(ValueError, match="pairs must be one of"):
+        fs.sample(step, n=50, seed=0, method="smc", options={"pairs": "sometimes"})
+
+
+def test_an_unreachable_band_returns_the_closest_particles_closest_first():
+    p = fs.from_functions(lambda x: x.sum(dim=1), lo=10.0, hi=11.0, code_shape=(4,), box=(0, 1))
+    s = fs.sample(p, n=20, k=5, seed=0, method="smc")
+    assert s.status == "infeasible" and not bool(s.feasible.any())
+    assert "closest came within" in s.stats["message"] and s.stats["returned_closest"] is True
+    assert 1 <= len(s) <= 5 and torch.unique(s.codes, dim=0).shape[0] == len(s)
+    gaps = 10.0 - s.values[:, 0].double()
+    assert bool((gaps[1:] >= gaps[:-1] - 1e-6).all())
+    assert float(gaps[0]) == pytest.approx(s.stats["best_violation"], abs=1e-4)
+    assert s.stats["best_violation"] >= 6.0 - 1e-4  # sum(x) <= 4 on the unit cube

@@ -74,8 +74,10 @@ from torch import Tensor
 from ..problem import FeasibleSet
 from ..state import SampleBuffer, State
 from .base import Sampler, Seeds
+from .cover import evaluate, pairs_proposal
 
 MOVES = ("auto", "reflect", "pcn")
+PAIRS = ("auto", "on", "off")
 RESAMPLING = ("systematic", "multinomial")
 
 
@@ -100,6 +102,14 @@ class SMCConfig:
             band's population and every later emission use ``jump``), it saves most of the cost.
         thin: the fewest move rounds between two emissions of the population once inside the band.
         move: ``"auto"`` (``"reflect"`` on a box, ``"pcn"`` otherwise), ``"reflect"`` or ``"pcn"``.
+        pairs: with ``move="reflect"``, every other round is the covering walk's pairs move
+            (``cover.pairs_proposal``: in random blocks of ``m + 1`` coordinates, a point of the box
+            chord orthogonal to a partner particle's constraint gradients; red-black halves), which
+            moves every coordinate by O(1) where the isotropic step must stay small (thin bands in
+            high dimension). It needs the constraints' gradients (one backward pass per
+            evaluation). ``"auto"``: on when the values have gradients, ``"on"``: required,
+            ``"off"``: the gradient-free kernel alone.
+        pair_rounds: block draws per pairs proposal.
         accept: the acceptance rate the step adapts toward while the levels tighten.
         resampling: ``"systematic"`` or ``"multinomial"``.
         max_stages: levels before the run gives up (``log p`` is then only bounded above).
@@ -115,6 +125,8 @@ class SMCConfig:
     level_jump: float = 0.25
     thin: int = 2
     move: str = "auto"
+    pairs: str = "auto"
+    pair_rounds: int = 2
     accept: float = 0.35
     resampling: str = "systematic"
     max_stages: int = 400
@@ -122,7 +134,8 @@ class SMCConfig:
     batch: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("particles", "moves", "max_moves", "thin", "max_stages", "max_stall", "batch"):
+        for name in ("particles", "moves", "max_moves", "thin", "max_stages", "max_stall", "batch",
+                     "pair_rounds"):
             v = getattr(self, name)
             if v is None and name in ("particles", "batch"):
                 continue
@@ -141,6 +154,8 @@ class SMCConfig:
             raise ValueError(f"max_moves must be >= moves and thin, got {self.max_moves!r}")
         if self.move not in MOVES:
             raise ValueError(f"move must be one of {MOVES}, got {self.move!r}")
+        if self.pairs not in PAIRS:
+            raise ValueError(f"pairs must be one of {PAIRS}, got {self.pairs!r}")
         if self.resampling not in RESAMPLING:
             raise ValueError(f"resampling must be one of {RESAMPLING}, got {self.resampling!r}")
 
@@ -166,6 +181,8 @@ class SMCState(State):
         strict: moves are accepted iff ``score < level`` (the particles AT the level were killed,
             so the level's law is the prior on ``{score < L}``); ``False`` at ``L = 0`` and when a
             plateau of ties had to be kept.
+        parent: ``(N,)`` each particle's index before the last resampling (its family);
+            variances: each stage's variance of ``log p_i`` (``survival_variance``).
         spread: ``(D,)`` the per-coordinate proposal scale (the population's standard deviation,
             in probit coordinates for ``pcn`` on a box), fixed from one resampling (or emission)
             to the next; origin: ``(N, D)`` the positions there (to measure the jump).
@@ -173,6 +190,9 @@ class SMCState(State):
             measured over the last period (a level's rounds, or the rounds between emissions);
             period_rounds, period_proposed, period_accepted: the current period's counts;
             plan: the rounds this period takes, fixed when it starts.
+        grads: ``(N, m, D)`` the constraints' gradients at the particles (with ``pairs`` only).
+        pair_step: the pairs move's window (a fraction of the chord; ``>= 1``: a Gibbs draw).
+        vspread, vorigin: the values' spread and positions at the anchor (the jump in values).
     """
 
     codes: Tensor
@@ -204,17 +224,45 @@ class SMCState(State):
     period_proposed: int = 0
     period_accepted: int = 0
     plan: int = 0
+    grads: Optional[Tensor] = None
+    parent: Optional[Tensor] = None
+    variances: list = field(default_factory=list)
+    pair_step: float = 1.0
+    vspread: Optional[Tensor] = None
+    vorigin: Optional[Tensor] = None
 
 
 # -- pieces -----------------------------------------------------------------------------------
-def log_prob_estimate(fractions, particles: int) -> tuple[float, float]:
+def log_prob_estimate(fractions, particles: int, variances=None) -> tuple[float, float]:
     """``(log p, se)`` from the stages' survival fractions ``p_i`` and the population size ``N``:
-    ``log p = sum_i log p_i``, ``se^2 = sum_i (1 - p_i) / (p_i N)`` (Cérou et al. 2012, eq. (3))."""
+    ``log p = sum_i log p_i``, ``se^2 = sum_i (1 - p_i) / (p_i N)`` for independent particles
+    (Cérou et al. 2012, eq. (3)), or ``sum_i variances[i]`` (each stage's variance of ``log p_i``,
+    ``survival_variance``) where given."""
     if not fractions:
         return math.nan, math.nan
     logp = math.fsum(math.log(p) for p in fractions)
-    var = math.fsum((1.0 - p) / (p * particles) for p in fractions)
+    if variances is not None and len(variances) == len(fractions):
+        var = math.fsum(variances)
+    else:
+        var = math.fsum((1.0 - p) / (p * particles) for p in fractions)
     return logp, math.sqrt(var)
+
+
+def survival_variance(keep: Tensor, family: Tensor) -> float:
+    """The variance of ``log p_hat`` for one stage, ``p_hat = mean(keep)``, with the particles
+    grouped in families (copies of one parent at the last resampling): the cluster-robust
+    (sandwich) variance ``sum_f (sum_{j in f} (I_j - p_hat))^2 / (N p_hat)^2``. Independent
+    particles (families of one, as at the first stage) give the binomial ``(1 - p) / (p N)`` up to
+    ``1/N``; copies that the moves have not decorrelated survive or die together, and the variance
+    grows with that correlation (the role of Au & Beck's factor ``gamma``, 2001, eq. (29), here
+    measured across the families instead of along chains)."""
+    N = keep.numel()
+    p = float(keep.float().mean())
+    if p <= 0.0:
+        return math.inf
+    resid = keep.to(torch.float64) - p
+    sums = torch.zeros(N, dtype=torch.float64, device=keep.device).index_add_(0, family, resid)
+    return float((sums ** 2).sum()) / (N * p) ** 2
 
 
 def _probit(c: Tensor, lo: float, hi: float) -> Tensor:
@@ -283,6 +331,19 @@ class SMC(Sampler):
         state.model_evals += b
         return torch.cat(out)
 
+    def _evaluate(self, state: SMCState, codes: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """Values ``(B, m)`` and, when the pairs move is on (``state.grads`` is kept), gradients
+        ``(B, m, D)`` of flattened codes, in batches of ``config.batch``; one evaluation per code."""
+        if state.grads is None:
+            return self._values(state, codes), None
+        b = codes.shape[0]
+        size = self.config.batch or max(b, 1)
+        parts = [evaluate(self.problem, codes[i:i + size]) for i in range(0, b, size)]
+        state.model_evals += b
+        if not parts:
+            return evaluate(self.problem, codes)
+        return torch.cat([v for v, _ in parts]), torch.cat([g for _, g in parts])
+
     def _score(self, values: Tensor, scale: Tensor) -> Tensor:
         """0 inside the band (``bands.feasible``), else the largest violation beyond ``tol`` over
         the constraints, each divided by its scale; ``inf`` for NaN values."""
@@ -325,7 +386,16 @@ class SMC(Sampler):
                          ancestor=torch.arange(N, device=codes.device), scale=codes.new_ones(m),
                          samples=samples, rng=gen.get_state(),
                          step=0.5)
-        state.values = self._values(state, codes)
+        if self.kind == "reflect" and cfg.pairs != "off":
+            try:
+                state.grads = codes.new_zeros(0)  # marks the pairs move on for _evaluate
+                state.values, state.grads = self._evaluate(state, codes)
+            except RuntimeError as err:  # the values have no gradient (a non-differentiable h)
+                state.grads, state.model_evals = None, 0
+                if cfg.pairs == "on":
+                    raise ValueError(f"pairs='on' needs the constraints' gradients, but: {err}") from err
+        if state.grads is None:
+            state.values = self._values(state, codes)
         bands = problem.bands
         excess = (bands.violation(state.values) - bands.tol).clamp(min=0)
         excess = torch.where(torch.isfinite(excess), excess, torch.zeros_like(excess))
@@ -360,6 +430,8 @@ class SMC(Sampler):
             keep = score <= level
             state.strict = False
         frac = float(keep.sum()) / N
+        family = state.parent if state.parent is not None else torch.arange(N, device=keep.device)
+        variance = survival_variance(keep, family.to(keep.device))
         if level >= state.level:
             state.stall += 1
             if state.stall >= cfg.max_stall:
@@ -370,6 +442,7 @@ class SMC(Sampler):
             state.stall = 0
         state.level = level
         state.fractions.append(frac)
+        state.variances.append(variance)
         state.inside = level <= 0.0
         idx = keep.nonzero().squeeze(1)
         s = idx.numel()
@@ -379,8 +452,11 @@ class SMC(Sampler):
         else:
             pick = torch.randint(s, (N,), generator=gen)
         pick = idx[pick.to(idx.device)]
+        state.parent = pick.clone()
         state.codes, state.values = state.codes[pick].clone(), state.values[pick].clone()
         state.score, state.ancestor = state.score[pick].clone(), state.ancestor[pick].clone()
+        if state.grads is not None:
+            state.grads = state.grads[pick].clone()
         self._measure(state)
         self._anchor(state, spread=True)
         state.moves_left = state.plan = self._plan(state)
@@ -401,6 +477,11 @@ class SMC(Sampler):
         (computed once per level, before any move of that level, so every round of the level uses
         one fixed kernel; frozen for good once the level is the band)."""
         state.origin = state.codes.clone()
+        if state.grads is not None:  # the pairs move keeps h: follow the values' jump too
+            state.vorigin = torch.nan_to_num(state.values.clone(), nan=0.0, posinf=0.0, neginf=0.0)
+            if spread:
+                sd = state.vorigin.std(0) if state.vorigin.shape[0] > 1 else torch.zeros_like(state.vorigin[0])
+                state.vspread = torch.nan_to_num(sd, nan=0.0)
         if spread:
             u = self._coords(state.codes)
             sd = u.std(0) if u.shape[0] > 1 else torch.ones_like(u[0])
@@ -412,9 +493,22 @@ class SMC(Sampler):
         squared jump per round since the anchor, per coordinate in units of the spread."""
         if state.origin is None or state.period_rounds == 0:
             return
+        state.jump_rate = self._jump(state) / state.period_rounds
+
+    def _jump(self, state: SMCState) -> float:
+        """The mean squared jump since the anchor per coordinate, in units of the spread; with the
+        pairs move (which keeps affine constraints constant) the smaller of that and the same for
+        the constraint values (constraints whose values do not spread at all are left out)."""
         u, u0 = self._coords(state.codes), self._coords(state.origin)
         jump = float((((u - u0) / state.spread) ** 2).mean())
-        state.jump_rate = jump / state.period_rounds
+        if state.grads is not None and state.vspread is not None and state.vorigin is not None:
+            v = torch.nan_to_num(state.values, nan=0.0, posinf=0.0, neginf=0.0)
+            scale = state.vorigin.abs().amax(0).clamp(min=1e-30)
+            live = state.vspread > 1e-9 * scale
+            if bool(live.any()):
+                vj = float((((v - state.vorigin)[:, live] / state.vspread[live]) ** 2).mean())
+                jump = min(jump, vj)
+        return jump
 
     def _mixed(self, state: SMCState) -> bool:
         """In the band: the mean squared jump since the anchor, per coordinate in units of the
@@ -422,10 +516,8 @@ class SMC(Sampler):
         particles have left their anchor (the copies of one ancestor have split). A population
         average over ``N`` particles: the rule depends on any one particle only at order ``1/N``,
         and ``log_prob`` is already fixed when the band's moves start."""
-        u, u0 = self._coords(state.codes), self._coords(state.origin)
         moved = float((state.codes != state.origin).any(1).float().mean())
-        jump = float((((u - u0) / state.spread) ** 2).mean())
-        return jump >= self.config.jump and moved >= 1 - math.exp(-1)
+        return self._jump(state) >= self.config.jump and moved >= 1 - math.exp(-1)
 
     def _plan(self, state: SMCState) -> int:
         """The rounds of the period that starts now, fixed before any of its moves from what the
@@ -454,7 +546,10 @@ class SMC(Sampler):
 
     def _move(self, state: SMCState, gen: torch.Generator) -> float:
         """One round of moves of every particle, invariant for the prior restricted to
-        ``{score <= level}``; returns the acceptance rate."""
+        ``{score <= level}``; returns the acceptance rate. With the pairs move on, every other
+        round is a pairs round."""
+        if state.grads is not None and state.rounds % 2 == 1:
+            return self._pairs_round(state, gen)
         x = state.codes
         N = x.shape[0]
         xi = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
@@ -471,19 +566,57 @@ class SMC(Sampler):
                 y = math.sqrt(1 - b * b) * x + b * xi
                 ok = self._in_domain(y)
         rows = ok.nonzero().squeeze(1)
-        v = self._values(state, y[rows])
+        good = self._accept(state, rows, y[rows])
+        rate = float(good.sum()) / N
+        self._count(state, N, int(good.sum()))
+        if not state.inside:  # adapt only while the levels tighten: the output kernel is fixed
+            state.step = min(state.step * math.exp(rate - self.config.accept), 1.0)
+        return rate
+
+    def _accept(self, state: SMCState, rows: Tensor, y: Tensor) -> Tensor:
+        """Evaluate the proposals ``y`` of the particles ``rows`` and move those inside the level
+        (``score < level``; ``<= 0`` in the band); returns which were accepted."""
+        v, g = self._evaluate(state, y)
         sc = self._score(v, state.scale)
         good = sc < state.level if state.strict else sc <= state.level
         take = rows[good]
-        state.codes[take], state.values[take], state.score[take] = y[take], v[good], sc[good]
-        rate = float(good.sum()) / N
-        state.proposed += N
-        state.accepted += int(good.sum())
+        state.codes[take], state.values[take], state.score[take] = y[good], v[good], sc[good]
+        if g is not None:
+            state.grads[take] = g[good]
+        return good
+
+    @staticmethod
+    def _count(state: SMCState, proposed: int, accepted: int) -> None:
+        state.proposed += proposed
+        state.accepted += accepted
         state.period_rounds += 1
-        state.period_proposed += N
-        state.period_accepted += int(good.sum())
-        if not state.inside:  # adapt only while the levels tighten: the output kernel is fixed
-            state.step = min(state.step * math.exp(rate - self.config.accept), 1.0)
+        state.period_proposed += proposed
+        state.period_accepted += accepted
+
+    def _pairs_round(self, state: SMCState, gen: torch.Generator) -> float:
+        """The covering walk's pairs move for every particle, red-black: the population is split
+        in two random halves (a draw independent of the particles' states), and each half moves
+        along block directions from the gradients of random partners in the other half
+        (``cover.pairs_proposal``), accepted iff inside the level. Given the other half, the
+        proposal is symmetric, so the prior (uniform on the box) restricted to the level is
+        invariant, for any constraint. The window adapts like ``step`` above the band."""
+        x = state.codes
+        N = x.shape[0]
+        order = torch.randperm(N, generator=gen).to(x.device)
+        halves = (order[: N // 2], order[N // 2:])
+        accepted = 0
+        for movers, others in (halves, halves[::-1]):
+            if movers.numel() == 0 or others.numel() == 0:
+                continue
+            partner = others[torch.randint(others.numel(), (movers.numel(),), generator=gen).to(x.device)]
+            window = torch.full((movers.numel(),), state.pair_step, dtype=x.dtype, device=x.device)
+            y = pairs_proposal(state.codes[movers], state.grads[partner], self.problem.box, window,
+                               self.config.pair_rounds, None, gen)
+            accepted += int(self._accept(state, movers, y).sum())
+        rate = accepted / N
+        self._count(state, N, accepted)
+        if not state.inside:
+            state.pair_step = min(state.pair_step * math.exp(rate - self.config.accept), 1.0)
         return rate
 
     def _emit(self, state: SMCState, gen: torch.Generator) -> int:
@@ -548,19 +681,45 @@ class SMC(Sampler):
         stats = dict(model_evals=state.model_evals, check_evals=state.check_evals, particles=N,
                      smc_stages=len(state.fractions), smc_levels_done=state.inside,
                      smc_fractions=list(state.fractions), walk_steps=state.rounds,
-                     move=self.kind, step=state.step, acceptance=state.accepted / max(state.proposed, 1),
+                     move=self.kind, step=state.step, pairs=state.grads is not None, acceptance=state.accepted / max(state.proposed, 1),
                      rejected_by_check=state.rejected_by_check,
                      distinct_ancestors=int(torch.unique(state.ancestor).numel()),
                      evals_per_sample=state.model_evals / max(count, 1))
         if state.inside:
-            logp, se = log_prob_estimate(state.fractions, N)
+            logp, se = log_prob_estimate(state.fractions, N, state.variances)
             stats.update(log_prob=logp, log_prob_se=se)
         if state.failed:
             stats["why"] = state.failed
         elif not state.samples.full:
             stats["why"] = "stopped before n samples"
         codes = state.samples.codes[:count].reshape(count, *self.problem.code_shape)
+        if count == 0 and state.failed and N > 0:
+            codes = self._closest(state, stats)
         return codes, stats
 
+    def _closest(self, state: SMCState, stats: dict) -> Tensor:
+        """No certified sample (the levels stopped short of the band): the ``k`` distinct particles
+        closest to the band (smallest largest violation), closest first, as the other methods
+        return their closest iterates; ``stats["best_violation"]`` says how close they came."""
+        viol = self.problem.bands.violation(state.values).amax(1)
+        viol = torch.where(torch.isnan(viol), torch.full_like(viol, math.inf), viol)
+        order = torch.argsort(viol, stable=True)
+        codes = state.codes[order]
+        _, first = torch.unique(codes, dim=0, return_inverse=True)
+        keep = torch.zeros(codes.shape[0], dtype=torch.bool, device=codes.device)
+        seen = set()
+        for i, g in enumerate(first.tolist()):
+            if g not in seen:
+                seen.add(g)
+                keep[i] = True
+        rows = keep.nonzero().squeeze(1)[: self.run.k]
+        best = float(viol[order[0]])
+        stats.update(best_violation=best, returned_closest=True)
+        stats["why"] = (stats.get("why") or "no particle reached the band") + (
+            f"; the closest came within {best:.4g} of the band "
+            f"({self.problem.bands.describe()}); the {rows.numel()} closest distinct particles are "
+            "returned, closest first")
+        return codes[rows].reshape(rows.numel(), *self.problem.code_shape)
 
-__all__ = ["SMCConfig", "SMCState", "SMC", "log_prob_estimate"]
+
+__all__ = ["SMCConfig", "SMCState", "SMC", "log_prob_estimate", "survival_variance"]
