@@ -10,8 +10,8 @@ p = float(case.pieces(big).double().mean()); sd = math.sqrt(p * (1 - p) / 300)
 print(f"exact share {p:.3f}, iid sd {sd:.3f}")
 print("| seed | fixed evals/sample | fixed R-hat max | fixed share z | auto passes | auto thin | auto evals/sample | auto R-hat max | auto share z | stop |")
 for seed in range(10):
-    a = fs.sample(case.problem, n=300, k=10, seed=seed)
-    b = fs.sample(case.problem, n=300, k=10, seed=seed, options={"budget": "auto"})
+    a = fs.sample(case.problem, n=300, k=10, seed=seed, method="cover")
+    b = fs.sample(case.problem, n=300, k=10, seed=seed, method="cover", options={"budget": "auto"})
     za = (float(case.pieces(a.codes).double().mean()) - p) / sd
     zb = (float(case.pieces(b.codes).double().mean()) - p) / sd
     print(f"| {seed} | {a.stats['evals_per_sample']:.1f} | {a.stats['rhat_max']:.3f} | {za:+.1f} | {b.stats['budget_rounds']} | {b.stats['thin']} | {b.stats['evals_per_sample']:.1f} | {b.stats['rhat_max']:.3f} | {zb:+.1f} | {b.stats['budget_stop']} |", flush=True)

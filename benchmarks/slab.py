@@ -31,7 +31,8 @@ SLABS = [
 ]
 
 CONFIGS = {
-    "cover (default)": dict(method="cover"),
+    "cover": dict(method="cover"),
+    "smc (default)": dict(method="smc"),
     "walk": dict(method="walk"),
     "paper": dict(method="walk", optimizer="gd", lr=0.01, normalize=False),
 }

@@ -2,7 +2,7 @@
 side by side with the model's raw forward+backward throughput at the same batch.
 
 For each model and each ``k`` (10 to 10,000) and thread count, one fresh subprocess runs
-``fs.sample(problem, n=2k, k=k, seed=0)`` (the default method, ``"cover"``) under a wall-clock
+``fs.sample(problem, n=2k, k=k, seed=0, method="cover")`` (the covering walk) under a wall-clock
 cap, then times the raw forward+backward of the same model on a batch of ``k`` random codes.
 Columns:
 
@@ -307,7 +307,7 @@ def run_one(name: str, k: int, threads: int, device: str, cap: float) -> dict:
     rounds = Rounds(clock, cap)
     with clock:
         t0 = time.perf_counter()
-        s = fs.sample(problem, n=2 * k, k=k, seed=0, device=device, callbacks=[rounds])
+        s = fs.sample(problem, n=2 * k, k=k, seed=0, method="cover", device=device, callbacks=[rounds])
         _sync(device)
         wall = time.perf_counter() - t0
     peak = _peak_mib(device)

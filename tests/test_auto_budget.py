@@ -21,8 +21,8 @@ from benchmarks import coverage  # noqa: E402
 
 def test_auto_on_a_mixed_slab_stops_after_one_pass_at_the_same_cost():
     p = fs.LogisticHalfspace.random(64, 0.6, 0.8)
-    fixed = fs.sample(p, n=500, k=10, seed=0)
-    auto = fs.sample(p, n=500, k=10, seed=0, options={"budget": "auto"})
+    fixed = fs.sample(p, n=500, k=10, seed=0, method="cover")
+    auto = fs.sample(p, n=500, k=10, seed=0, method="cover", options={"budget": "auto"})
     assert fixed.stats["mixed"] is True
     assert auto.stats["budget_rounds"] == 1 and auto.stats["budget_stop"] == "mixed"
     assert auto.stats["model_evals"] == fixed.stats["model_evals"]  # 9.5 planned either way
@@ -34,8 +34,8 @@ def test_auto_spends_more_where_the_first_pass_is_not_mixed():
     """Two pieces (benchmarks/coverage.py), seed 2: measured R-hat max 1.066 at thin 8 (8.5
     evaluations per sample), 1.022 at thin 16 (mixed; 24.5 per sample)."""
     problem = coverage.cases()["two_pieces"].problem
-    fixed = fs.sample(problem, n=300, k=10, seed=2)
-    auto = fs.sample(problem, n=300, k=10, seed=2, options={"budget": "auto"})
+    fixed = fs.sample(problem, n=300, k=10, seed=2, method="cover")
+    auto = fs.sample(problem, n=300, k=10, seed=2, method="cover", options={"budget": "auto"})
     assert fixed.stats["mixed"] is False and bool(auto.feasible.all()) and len(auto) == 300
     history = auto.stats["budget_history"]
     assert auto.stats["budget_rounds"] == len(history) >= 2
@@ -51,7 +51,7 @@ def test_auto_spends_more_where_the_first_pass_is_not_mixed():
 def test_auto_stops_at_the_cap_and_names_the_statistic(caplog):
     problem = coverage.cases()["two_pieces"].problem
     with caplog.at_level(logging.WARNING, logger="feassample.core.samplers.cover"):
-        s = fs.sample(problem, n=300, k=10, seed=0, options={"budget": "auto", "max_budget": 20})
+        s = fs.sample(problem, n=300, k=10, seed=0, method="cover", options={"budget": "auto", "max_budget": 20})
     assert s.stats["budget_stop"] == "cap" and s.stats["budget_rounds"] == 1
     assert s.stats["evals_per_sample"] <= 20 and s.stats["mixed"] is False
     assert "stopped at the cap max_budget=20" in caplog.text and "R-hat of" in caplog.text
@@ -60,14 +60,14 @@ def test_auto_stops_at_the_cap_and_names_the_statistic(caplog):
 def test_auto_resumes_bit_identically_after_a_fresh_pass(tmp_path):
     problem = coverage.cases()["two_pieces"].problem
     opts = {"budget": "auto"}
-    full = fs.sample(problem, n=300, k=10, seed=2, options=opts)
+    full = fs.sample(problem, n=300, k=10, seed=2, method="cover", options=opts)
 
     class StopInSecondPass:
         def __call__(self, phase, state, info):
             if phase == "cover" and state.budget_rounds == 2 and state.samples.count >= 100:
                 raise KeyboardInterrupt
 
-    part = fs.sample(problem, n=300, k=10, seed=2, options=opts, run_dir=tmp_path,
+    part = fs.sample(problem, n=300, k=10, seed=2, method="cover", options=opts, run_dir=tmp_path,
                      callbacks=[StopInSecondPass()])
     assert part.status == "interrupted"
     checkpoint, _ = load_checkpoint(tmp_path)
@@ -91,7 +91,7 @@ def test_budget_auto_composes_from_the_command_line():
 
     from feassample import app
     with initialize_config_dir(config_dir=str(app.config_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["sampler.options.budget=auto",
+        cfg = compose(config_name="config", overrides=["sampler=cover", "sampler.options.budget=auto",
                                                        "sampler.options.max_budget=40"])
     options = app.sampler_config(cfg).options
     assert options.budget == "auto" and options.max_budget == 40

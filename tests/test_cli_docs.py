@@ -29,7 +29,7 @@ def test_the_generated_page_lists_every_option_of_every_group_and_every_sampler_
         for f in dataclasses.fields(cls.Config):
             assert f"`sampler.options.{f.name}`" in page
     assert "_schema" not in page.replace("Schema`", "")  # class names only, never an option
-    assert "| `sampler` | `cover` (default)" in page
+    assert "| `sampler` | `smc` (default)" in page
 
 
 def test_help_is_written_for_the_app_and_lists_no_internal_schema():

@@ -73,7 +73,7 @@ def test_duplicates_and_too_few_rows():
 
 def test_cover_on_a_slab_is_mixed_and_reports_its_diagnostics():
     p = fs.LogisticHalfspace.random(64, 0.6, 0.8)
-    s = fs.sample(p, n=500, k=10, seed=0)
+    s = fs.sample(p, n=500, k=10, seed=0, method="cover")
     assert s.status == "success"
     # measured: R-hat max 1.014, bulk ESS min 423 over 10 walkers x 50 draws
     assert s.stats["mixed"] is True and s.stats["rhat_max"] < 1.05 and s.stats["ess_bulk_min"] > 200

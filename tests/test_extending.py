@@ -43,7 +43,7 @@ CASES = {  # example -> (problem, settings, phase to interrupt)
     "sampler": (lambda: fs.LogisticHalfspace.random(16, 0.6, 0.8), {"method": "box_metropolis"}, "box_metropolis"),
     "objective": (lambda: fs.LogisticHalfspace.random(16, 0.6, 0.8),
                   {"method": "walk", "objective": "soft_nearest"}, "walk"),
-    "problem": (lambda: SHELL(d=6), {}, "cover"),
+    "problem": (lambda: SHELL(d=6), {}, "smc"),  # the default method
 }
 
 
@@ -163,8 +163,8 @@ def test_every_example_runs_from_the_command_line_and_resumes(tmp_path):
 
 def test_a_misspelled_option_is_refused_before_any_directory_is_created(tmp_path):
     run = tmp_path / "never"
-    out = _cli(["+sampler.options.budgett=10", "progress=false", f"hydra.run.dir={run}"], ROOT)
-    assert out.returncode != 0 and "no option 'budgett' (did you mean 'budget'?)" in out.stderr + out.stdout
+    out = _cli(["+sampler.options.particels=10", "progress=false", f"hydra.run.dir={run}"], ROOT)
+    assert out.returncode != 0 and "no option 'particels' (did you mean 'particles'?)" in out.stderr + out.stdout
     assert not run.exists()
     out = _cli(["sampler=plugin", "sampler._target_=examples/extending_sampler.py:BoxMetropolis",
                 "+sampler.options.stepp=1", f"hydra.run.dir={run}"], ROOT)
@@ -173,15 +173,17 @@ def test_a_misspelled_option_is_refused_before_any_directory_is_created(tmp_path
 
 
 def test_typed_options_are_checked_when_the_config_is_composed():
-    cfg = _compose(["sampler.options.budget=10"])  # the cover walk's own option
+    cfg = _compose(["sampler.options.particles=300"])  # the default smc's own option
+    assert app.sampler_config(cfg).options.particles == 300
+    cfg = _compose(["sampler=cover", "sampler.options.budget=10"])  # the cover walk's own option
     assert app.sampler_config(cfg).options.budget == 10
     with pytest.raises(ConfigCompositionException):
-        _compose(["sampler.options.budgett=10"])
-    cfg = _compose(["+sampler.options.budgett=10"])  # '+' adds keys even to a typed node...
-    with pytest.raises(ValueError, match="no option 'budgett' \\(did you mean 'budget'\\?\\)"):
+        _compose(["sampler.options.particels=10"])
+    cfg = _compose(["+sampler.options.particels=10"])  # '+' adds keys even to a typed node...
+    with pytest.raises(ValueError, match="no option 'particels' \\(did you mean 'particles'\\?\\)"):
         app.sampler_config(cfg)                         # ...so the app checks them itself
     with pytest.raises(ConfigCompositionException):
-        _compose(["sampler=walk", "sampler.options.budget=10"])  # not a walk option
+        _compose(["sampler=walk", "sampler.options.particles=10"])  # not a walk option
     cfg = _compose(["sampler=plugin", "sampler._target_=os:system"])
     with pytest.raises(TypeError, match="not a subclass of feassample's Sampler"):
         app.sampler_config(cfg, ROOT)

@@ -71,7 +71,7 @@ def test_resume_during_seeding(tmp_path):
             if phase == "seeds" and state.steps == 3:
                 raise KeyboardInterrupt
 
-    s = fs.sample(problem, n=50, k=5, seed=0, run_dir=tmp_path, callbacks=[StopSeeding()])
+    s = fs.sample(problem, n=50, k=5, seed=0, method="cover", run_dir=tmp_path, callbacks=[StopSeeding()])
     assert s.status == "interrupted"
     saved, _ = load_checkpoint(tmp_path)
     assert saved.phase == "seeds" and saved.state["steps"] == 3
@@ -167,7 +167,7 @@ def test_a_band_a_sigmoid_unit_cannot_reach_ends_infeasible_within_budget():
     """z1 = 1.2 on a sigmoid unit: never reachable; bounded time, best iterates, how close."""
     model = nn.Sequential(nn.Linear(6, 3), nn.Sigmoid())
     q = fs.NeuronInverseSet(model, "1", 0, 1.2, 1.5, input_shape=(6,), input_range=(0.0, 1.0))
-    s = fs.sample(q, n=50, k=5, seed=0, inner_steps=50, max_outer=4)
+    s = fs.sample(q, n=50, k=5, seed=0, method="cover", inner_steps=50, max_outer=4)
     assert s.status == "infeasible" and not bool(s.feasible.any())
     assert s.stats["seed_steps"] == 200
     assert "closest came within" in s.stats["message"]

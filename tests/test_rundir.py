@@ -44,9 +44,9 @@ def test_resume_with_other_weights_is_refused_naming_them(tmp_path):
 
 def test_resume_with_other_law_settings_is_refused(tmp_path):
     p = slab()
-    fs.sample(p, n=40, k=5, run_dir=tmp_path)
+    fs.sample(p, method="cover", n=40, k=5, run_dir=tmp_path)
     with pytest.raises(ValueError, match="other settings .*options"):
-        fs.sample(p, n=80, resume=tmp_path, config=fs.SamplerConfig(n=80, k=5, options={"budget": 20}))
+        fs.sample(p, n=80, resume=tmp_path, config=fs.SamplerConfig(method="cover", n=80, k=5, options={"budget": 20}))
     with pytest.raises(ValueError, match="method 'cover', not 'walk'"):
         fs.sample(p, n=80, resume=tmp_path, method="walk")
     assert len(fs.sample(p, n=80, resume=tmp_path)) == 80  # the saved settings: fine
@@ -116,13 +116,13 @@ def test_rows_written_after_the_last_state_are_trimmed_on_resume(tmp_path):
     """A kill between a shard's write and its state's write leaves rows the state does not
     count: the resume rewrites that shard (new file, fsync, rename) and stays bit-identical."""
     p = slab()
-    full = fs.sample(p, n=150, k=5, seed=2)
+    full = fs.sample(p, method="cover", n=150, k=5, seed=2)
 
     def stop(phase, state, info):
         if phase == "cover" and state.rounds == 40:
             raise KeyboardInterrupt
 
-    fs.sample(p, n=150, k=5, seed=2, run_dir=tmp_path, callbacks=[stop])
+    fs.sample(p, method="cover", n=150, k=5, seed=2, run_dir=tmp_path, callbacks=[stop])
     shards = tmp_path / "checkpoint" / "shards"
     saved, _ = load_checkpoint(tmp_path)
     count = saved.rows["codes"].shape[0]
@@ -146,7 +146,7 @@ def slow_save(path, obj):
         time.sleep(0.3)
     real(path, obj)
 io._save = slow_save
-s = fs.sample(fs.LogisticHalfspace.random(16, 0.6, 0.8), n=3000, k=5, seed=0, run_dir=sys.argv[1])
+s = fs.sample(fs.LogisticHalfspace.random(16, 0.6, 0.8), n=3000, k=5, seed=0, method="cover", run_dir=sys.argv[1])
 print("STATUS", s.status, len(s))
 """
 
@@ -168,7 +168,7 @@ def test_a_signal_inside_a_write_saves_after_it_and_resumes_bit_identically(tmp_
     assert "STATUS interrupted" in out and "Traceback" not in err
     p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
     resumed = fs.sample(p, n=200, resume=run)
-    assert torch.equal(resumed.codes, fs.sample(p, n=200, k=5, seed=0).codes)
+    assert torch.equal(resumed.codes, fs.sample(p, method="cover", n=200, k=5, seed=0).codes)
 
 
 @pytest.mark.parametrize("settings", [{"lr": 1e6}, {"max_outer": 1, "inner_steps": 1}])
@@ -187,7 +187,7 @@ def test_the_app_refuses_to_resume_with_other_weights_or_settings(tmp_path):
 
     def cfg(*extra):
         with initialize_config_dir(config_dir=app.config_dir(), version_base="1.3"):
-            return compose(config_name="config", overrides=["problem.d=16", "sampler.n=40", "sampler.k=5",
+            return compose(config_name="config", overrides=["sampler=cover", "problem.d=16", "sampler.n=40", "sampler.k=5",
                                                             "progress=false", "coverage=false", "plot=false",
                                                             *extra])
     first = tmp_path / "first"
@@ -231,7 +231,7 @@ def test_a_full_disk_is_one_line_and_the_data_written_stays_valid(tiny_disk):
     p = fs.LogisticHalfspace.random(64, 0.6, 0.8)
     run = tiny_disk / "run"
     with pytest.raises(fs.core.result.DiskFull, match=r"disk full: writing \S+ needs [\d,]+ bytes in .*tiny"):
-        fs.sample(p, n=20_000, k=10, run_dir=run)
+        fs.sample(p, method="cover", n=20_000, k=10, run_dir=run)
     saved, _ = load_checkpoint(run)                    # what reached the disk is a valid checkpoint
     kept = saved.rows["codes"]
     assert kept.shape[0] > 0 and bool(p.membership(kept.double()).all())

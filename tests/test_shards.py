@@ -82,7 +82,7 @@ def test_a_killed_shard_resumes_then_merges(tmp_path):
             raise KeyboardInterrupt
 
     for i in range(2):
-        fs.sample(p, n=80, k=5, seed=3, shard=i, shards=2, run_dir=tmp_path / f"s{i}",
+        fs.sample(p, method="cover", n=80, k=5, seed=3, shard=i, shards=2, run_dir=tmp_path / f"s{i}",
                   callbacks=[stop] if i == 1 else [])
     with pytest.raises(ValueError, match="status 'interrupted': resume it"):
         merge_shards([tmp_path], problem=p)

@@ -44,9 +44,10 @@ def test_a_constraint_that_returns_no_batch_of_values_is_named(h, match):
 @pytest.mark.parametrize("h", [lambda x: x.sum(1).detach(), lambda x: x.argmax(1).to(x.dtype)],
                          ids=["detach", "argmax"])
 def test_a_constraint_without_gradient_is_refused_not_reported_infeasible(h):
-    # before: status "infeasible ... band may be unreachable" after the whole seed phase
+    # before: status "infeasible ... band may be unreachable" after the whole seed phase. The
+    # methods that follow gradients (cover, walk, joint, langevin...) refuse it before any work
     with pytest.raises(ValueError, match=r"no gradient with respect to the codes \(detach/argmax\?\)"):
-        _run(fs.from_functions(h, 0.5, 0.7, (2,), **BOX))
+        _run(fs.from_functions(h, 0.5, 0.7, (2,), **BOX), method="cover")
 
 
 def test_a_gradient_free_method_still_takes_a_constraint_without_gradient():
@@ -246,3 +247,11 @@ def test_a_manifest_entry_outside_the_weights_folder_is_refused(tmp_path):
     # before: the checksum matched, so the file outside the folder was loaded
     with pytest.raises(ValueError, match=r"'digits_cnn' names the file '../outside/x.pt', which is not inside"):
         load_classifier("digits_cnn", weights_dir=folder)
+
+
+def test_the_default_smc_takes_a_constraint_without_gradient_without_its_pairs_move():
+    p = fs.from_functions(lambda x: x.sum(1).detach(), 0.5, 1.5, (2,), **BOX)
+    s = _run(p)
+    sums = s.x.double().sum(1)
+    assert s.stats["method"] == "smc" and s.stats["pairs"] is False
+    assert len(s) == 6 and bool(((sums >= 0.5) & (sums <= 1.5)).all())

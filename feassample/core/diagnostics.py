@@ -108,8 +108,12 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
         out.update(ancestry(ancestors))
     idx, length = _chains(walkers.detach().cpu().numpy().astype(np.int64))
     if len(idx) < 2 or length < MIN_DRAWS:
-        out.update(mixed=None, skipped=f"needs 2 walkers with {MIN_DRAWS} rows each or more "
-                   f"(have {len(idx)} walker(s) with {length} rows)")
+        if ancestors is not None:  # a population: R-hat over particles needs rows per particle
+            why = (f"R-hat/ESS over particles need {MIN_DRAWS} rows per particle: n >= {MIN_DRAWS} x "
+                   "particles")
+        else:
+            why = f"needs 2 walkers with {MIN_DRAWS} rows each or more (have {len(idx)} walker(s) with {length} rows)"
+        out.update(mixed=None, skipped=why)
         return out
     from arviz_stats.base import array_stats  # ~0.7 s to import: only when a run is diagnosed
 

@@ -52,9 +52,11 @@ class SamplerConfig:
     """Every setting of a run (the Hydra ``sampler`` and ``objective`` groups mirror these fields).
 
     Attributes:
-        method: a registered method name (``"cover"``, the default: seeds, then the covering
-            walk, whose samples are spread like uniform samples of the set; ``"walk"``, the
-            paper's walk; ``"joint"``; the baselines), a ``Sampler`` subclass or instance.
+        method: a registered method name (``"smc"``, the default: adaptive multilevel
+            splitting, samples of the prior restricted to the set and its probability
+            ``log_prob``; ``"cover"``: seeds, then the covering walk, cheapest on slab-like sets;
+            ``"walk"``, the paper's walk; ``"joint"``; the baselines), a ``Sampler`` subclass or
+            instance.
         n: samples wanted; k: walkers (seeds) per round, ``1 <= k <= n``.
         seed: the run's seed (same seed, settings and device: same samples).
         objective: a registered objective name (``"sum_squared"``, eq. 5/6; ``"codes"``, eq. 13;
@@ -68,7 +70,7 @@ class SamplerConfig:
             with a seed phase, ``(n, *code_shape)`` for the joint solve.
     """
 
-    method: Any = "cover"
+    method: Any = "smc"
     n: int = 500
     k: int = 10
     seed: int = 0
