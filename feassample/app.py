@@ -478,6 +478,12 @@ def coverage(problem, samples: SampleSet, draws: int, seed: int) -> tuple[dict, 
     report = metrics.coverage_report(x, reference, probes, ref_draws, t=problem.t(x),
                                      t_cdf=problem.t_cdf, box=problem.box or (0.0, 1.0))
     report.pop("energy_ratio", None)  # the null mean is ~0: energy_z is the calibrated number
+    law = getattr(problem, "law", None)
+    if law is not None and "log_prob" in samples.stats:  # the exact volume against the estimate
+        exact = float(law.log_volume())
+        report["log_prob_exact"] = exact
+        se = samples.stats.get("log_prob_se", math.nan)
+        report["log_prob_z"] = (samples.stats["log_prob"] - exact) / se if se and se > 0 else math.nan
     return report, reference
 
 
@@ -533,6 +539,9 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
         if cov:
             log.info("coverage vs exact iid: KS p=%.3g, boundary z=%.2f, NN ratio=%.2f, fill ratio=%.3f",
                      cov.get("ks_p", math.nan), cov["boundary_z"], cov["nn_ratio"], cov["fill_ratio"])
+            if "log_prob_exact" in cov:
+                log.info("log P(set): exact %.4g, estimated %.4g (z = %.2f)", cov["log_prob_exact"],
+                         result.stats["log_prob"], cov["log_prob_z"])
     text = json.dumps(metrics_out, indent=2, default=str)
     atomic_write_bytes(out_dir / "metrics.json", lambda fh: fh.write(text.encode()))
     if cfg.plot and len(result):

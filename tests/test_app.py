@@ -88,6 +88,12 @@ def test_a_run_writes_samples_metrics_and_plot(tmp_path):
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.0 <= on_disk["coverage"]["ks_p"] <= 1.0
     assert (tmp_path / "plot.png").stat().st_size > 10_000
+    # the default smc estimates log P(set); the slab's exact volume (SlabLaw) is reported beside it
+    from feassample.problems.slab_truth import SlabLaw
+    problem = app.build_problem(cfg, ROOT)
+    exact = SlabLaw(problem.w64, problem.a, problem.b).log_volume()
+    assert on_disk["coverage"]["log_prob_exact"] == pytest.approx(exact)
+    assert abs(on_disk["log_prob"] - exact) < 4 * on_disk["log_prob_se"]
 
 
 def test_the_custom_python_problem_runs_from_the_app(tmp_path):
