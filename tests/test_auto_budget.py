@@ -117,9 +117,13 @@ def test_smc_rows_carry_particle_and_ancestor_and_are_diagnosed():
     assert "distinct ancestors" in s.summary()
 
 
-def test_smc_with_one_row_per_particle_still_reports_duplicates_and_ancestors():
+def test_smc_with_one_row_per_particle_is_diagnosed_over_ancestral_families():
     p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
     s = fs.sample(p, n=300, seed=3, method="smc")
-    assert s.stats["mixed"] is None and "duplicates" in s.stats
-    assert s.stats["diagnostics"]["distinct_ancestors"] >= 1
-    assert "diagnostics skipped" in s.summary() and "distinct ancestors" in s.summary()
+    d = s.stats["diagnostics"]
+    assert d["chains_by"] == "ancestor" and d["chains"] >= 20 and d["draws"] == 4
+    assert s.stats["mixed"] is True and "duplicates" in s.stats and d["distinct_ancestors"] >= 1
+    assert "ancestral families" in s.summary() and "distinct ancestors" in s.summary()
+    # too few families (a population of 40): skipped, and the summary says why
+    s = fs.sample(p, n=40, seed=3, method="smc", options={"particles": 40})
+    assert s.stats["mixed"] is None and "diagnostics skipped" in s.summary()

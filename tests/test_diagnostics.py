@@ -98,3 +98,43 @@ def test_langevin_rows_carry_their_chain():
     p = fs.LogisticHalfspace.random(8, 0.4, 0.8)
     s = fs.sample(p, n=60, k=6, seed=0, method="langevin")
     assert "mixed" in s.stats and s.stats["diagnostics"]["rows"] == len(s)
+
+
+def _families(families: int, size: int, gen: torch.Generator, rho: float):
+    """One row per particle (walker ids all distinct), ``size`` rows per ancestral family, with
+    correlation ``rho`` between the rows of one family (a shared family effect)."""
+    common = torch.randn(families, 1, 5, generator=gen, dtype=torch.float64) * math.sqrt(rho)
+    own = torch.randn(families, size, 5, generator=gen, dtype=torch.float64) * math.sqrt(1 - rho)
+    codes = (common + own).reshape(families * size, 5)
+    ancestors = torch.arange(families).repeat_interleave(size)
+    walkers = torch.arange(families * size)
+    return walkers, codes[:, :1].clone(), codes, ancestors
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_row_per_particle_is_diagnosed_over_ancestral_families(seed):
+    # independent rows: every family looks like the population (R-hat within its null range)
+    walkers, values, codes, anc = _families(60, 6, torch.Generator().manual_seed(seed), rho=0.0)
+    d = diagnostics.diagnose(walkers, values, codes, ancestors=anc)
+    assert d["chains_by"] == "ancestor" and d["chains"] == 60 and d["draws"] == 4
+    assert d["thresholds"]["rhat_max"] == pytest.approx(1 + 1.8 / math.sqrt(60))
+    assert d["mixed"] is True, d.get("worst")
+    # descendants that stay by their ancestor (correlation 0.8 within a family): not mixed
+    walkers, values, codes, anc = _families(60, 6, torch.Generator().manual_seed(seed), rho=0.8)
+    d = diagnostics.diagnose(walkers, values, codes, ancestors=anc)
+    assert d["mixed"] is False and "R-hat" in d["worst"]
+    # too few families for a verdict
+    walkers, values, codes, anc = _families(10, 6, torch.Generator().manual_seed(seed), rho=0.0)
+    d = diagnostics.diagnose(walkers, values, codes, ancestors=anc)
+    assert d["mixed"] is None and "ancestral families" in d["skipped"]
+
+
+def test_smc_whose_copies_never_separate_is_flagged_not_mixed(caplog):
+    # the thin d = 784 slab without the pairs move: the copies of an ancestor stay together
+    p = fs.LogisticHalfspace.random(784, 0.7, 0.701)
+    with caplog.at_level(logging.WARNING, logger="feassample.core.diagnostics"):
+        bad = fs.sample(p, n=300, seed=0, method="smc", options={"pairs": "off"})
+    assert bad.status == "success" and bad.stats["mixed"] is False and bad.stats["rhat_max"] > 2
+    assert "ancestral families" in caplog.text
+    good = fs.sample(p, n=300, seed=0, method="smc")
+    assert good.stats["mixed"] is True and good.stats["diagnostics"]["chains_by"] == "ancestor"

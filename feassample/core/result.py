@@ -109,7 +109,9 @@ class SampleSet:
                 line += (f"; diagnostics skipped ({diag.get('skipped', 'too few rows')}), "
                          f"{s.get('duplicates', 0)} duplicates")
             else:
-                line += (f"; R-hat max {s['rhat_max']:.3g}, ESS bulk min {s['ess_bulk_min']:.0f}, "
+                over = (f" over {diag.get('chains')} ancestral families"
+                        if diag.get("chains_by") == "ancestor" else "")
+                line += (f"; R-hat max {s['rhat_max']:.3g}{over}, ESS bulk min {s['ess_bulk_min']:.0f}, "
                          f"tail min {s['ess_tail_min']:.0f}, {s['duplicates']} duplicates, "
                          + ("mixed" if s["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
             if "effective_ancestors" in diag:  # population methods

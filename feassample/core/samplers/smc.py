@@ -97,6 +97,10 @@ class SMCConfig:
             population's per-coordinate spread there (``2`` for independent draws, so ``1`` is
             half-way: the copies of one ancestor have moved as far apart as the population is
             wide), and until ``1 - 1/e`` of the particles have left ``x0``.
+        thin_jump: the target between two emissions when ``n > particles`` (each particle is
+            emitted again): measured from the particle's last emitted position, so ``2`` is
+            independence; ``1.8`` leaves a lag-1 correlation of about ``0.1`` between a particle's
+            successive rows (``1`` left about ``0.5``: R-hat over particles about 1.25).
         level_jump: the same target on the levels above the band, whose populations only need to
             represent their level well enough to place the next one: lower than ``jump`` (the
             band's population and every later emission use ``jump``), it saves most of the cost.
@@ -122,12 +126,13 @@ class SMCConfig:
     moves: int = 3
     max_moves: int = 30
     jump: float = 1.0
+    thin_jump: float = 1.8
     level_jump: float = 0.25
     thin: int = 2
     move: str = "auto"
     pairs: str = "auto"
     pair_rounds: int = 2
-    accept: float = 0.35
+    accept: float = 0.5
     resampling: str = "systematic"
     max_stages: int = 400
     max_stall: int = 8
@@ -146,7 +151,7 @@ class SMCConfig:
             raise ValueError(f"p0 must be a fraction in (0, 1), got {self.p0!r}")
         if not (isinstance(self.accept, (int, float)) and 0.0 < self.accept < 1.0):
             raise ValueError(f"accept must be a rate in (0, 1), got {self.accept!r}")
-        for name in ("jump", "level_jump"):
+        for name in ("jump", "level_jump", "thin_jump"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0.0 <= v):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -517,7 +522,14 @@ class SMC(Sampler):
         average over ``N`` particles: the rule depends on any one particle only at order ``1/N``,
         and ``log_prob`` is already fixed when the band's moves start."""
         moved = float((state.codes != state.origin).any(1).float().mean())
-        return self._jump(state) >= self.config.jump and moved >= 1 - math.exp(-1)
+        return self._jump(state) >= self._target(state) and moved >= 1 - math.exp(-1)
+
+    def _target(self, state: SMCState) -> float:
+        """The decorrelation target of the current period in the band: ``jump`` until the first
+        emission (copies of one parent each move that far from their common origin, so they end
+        about as far apart as independent draws), then ``thin_jump`` (the particle's own last
+        emitted position is the other end: ``2`` would be independence)."""
+        return self.config.thin_jump if state.samples.count > 0 else self.config.jump
 
     def _plan(self, state: SMCState) -> int:
         """The rounds of the period that starts now, fixed before any of its moves from what the
@@ -534,7 +546,7 @@ class SMC(Sampler):
         if not (math.isfinite(state.jump_rate) and state.jump_rate > 0.0) or state.period_proposed == 0:
             rounds = max(least, 8)
         else:
-            target, c = (cfg.jump, 0.05) if state.inside else (cfg.level_jump, 0.01)
+            target, c = (self._target(state), 0.05) if state.inside else (cfg.level_jump, 0.01)
             rounds = math.ceil(target / state.jump_rate)
             acc = state.period_accepted / state.period_proposed
             if acc <= 0.0:
