@@ -121,9 +121,9 @@ def _l(z):
 def main(names=None, n=500, seeds=10, particles=None):
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    print("| case | exact log P | within 2 SE | worst abs z | se | stages | evals/sample | rejection evals/sample "
-          "| KS p < 0.01 (min p) | piece share (worst dev / iid sd) | s/run |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| case | exact log P | within 2 SE | worst abs z | mean z | sd of z | se | stages | evals/sample "
+          "| rejection evals/sample | KS p < 0.01 (min p) | piece share (worst dev / iid sd) | s/run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, make in CASES.items():
         if names and not any(k in name for k in names):
             continue
@@ -144,14 +144,19 @@ def main(names=None, n=500, seeds=10, particles=None):
         within = sum(abs(z) <= 2 for z in zs)
         kscol = f"{sum(q < 0.01 for q in pv)} ({min(pv):.3f})" if pv else "-"
         sharecol = f"{max(dev):.2f}" if dev else "-"
-        print(f"| {name} | {exact:.3f} | {within}/{seeds} | {max(abs(z) for z in zs):.2f} | {max(ses):.3f} | "
+        mean = sum(zs) / seeds
+        sd = math.sqrt(sum((z - mean) ** 2 for z in zs) / seeds)
+        print(f"| {name} | {exact:.3f} | {within}/{seeds} | {max(abs(z) for z in zs):.2f} | {mean:+.2f} | {sd:.2f} | "
+              f"{max(ses):.3f} | "
               f"{min(stages)}-{max(stages)} | {max(eps):.1f} | {math.exp(-exact):.3g} | {kscol} | {sharecol} | "
               f"{(time.time() - t0) / seeds:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if "=" not in a]
-    kw = {k: int(v) for k, v in (a.split("=", 1) for a in sys.argv[1:] if "=" in a)}
+    def _is_kw(a):  # n=5000, particles=500 (a case name such as "slab d=16" is not)
+        return "=" in a and a.split("=", 1)[0].isidentifier()
+    args = [a for a in sys.argv[1:] if not _is_kw(a)]
+    kw = {k: int(v) for k, v in (a.split("=", 1) for a in sys.argv[1:] if _is_kw(a))}
     if args == ["--held-out"]:
         held_out(**kw)
     else:
