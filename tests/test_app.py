@@ -166,7 +166,7 @@ def test_the_app_resumes_a_killed_run(tmp_path):
     problem = app.build_problem(cfg, ROOT)
 
     def stop(phase, state):
-        if phase == "smc" and state.rounds == 5:  # the default method, inside its levels
+        if phase == "smc" and state.rounds == 1:  # the default method (rejection here), after one batch
             raise KeyboardInterrupt
 
     part = api_sample(problem, n=200, k=10, seed=0, run_dir=first, callbacks=[stop])

@@ -105,7 +105,7 @@ def test_ancestry_counts_and_inverse_simpson():
 
 def test_smc_rows_carry_particle_and_ancestor_and_are_diagnosed():
     p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
-    s = fs.sample(p, n=1000, seed=3, method="smc", options={"particles": 200})
+    s = fs.sample(p, n=1000, seed=3, method="smc", options={"particles": 200, "rejection_rate": None})
     d = s.stats["diagnostics"]
     # 1000 rows from 200 particles: 5 draws per particle chain
     assert d["chains"] == 200 and d["draws"] == 5 and d["rows"] == 1000
@@ -119,11 +119,11 @@ def test_smc_rows_carry_particle_and_ancestor_and_are_diagnosed():
 
 def test_smc_with_one_row_per_particle_is_diagnosed_over_ancestral_families():
     p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
-    s = fs.sample(p, n=300, seed=3, method="smc")
+    s = fs.sample(p, n=300, seed=3, method="smc", options={"rejection_rate": None})
     d = s.stats["diagnostics"]
     assert d["chains_by"] == "ancestor" and d["chains"] >= 20 and d["draws"] == 4
     assert s.stats["mixed"] is True and "duplicates" in s.stats and d["distinct_ancestors"] >= 1
     assert "ancestral families" in s.summary() and "distinct ancestors" in s.summary()
     # too few families (a population of 40): skipped, and the summary says why
-    s = fs.sample(p, n=40, seed=3, method="smc", options={"particles": 40})
+    s = fs.sample(p, n=40, seed=3, method="smc", options={"particles": 40, "rejection_rate": None})
     assert s.stats["mixed"] is None and "diagnostics skipped" in s.summary()

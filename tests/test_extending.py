@@ -43,7 +43,7 @@ CASES = {  # example -> (problem, settings, phase to interrupt)
     "sampler": (lambda: fs.LogisticHalfspace.random(16, 0.6, 0.8), {"method": "box_metropolis"}, "box_metropolis"),
     "objective": (lambda: fs.LogisticHalfspace.random(16, 0.6, 0.8),
                   {"method": "walk", "objective": "soft_nearest"}, "walk"),
-    "problem": (lambda: SHELL(d=6), {}, "smc"),  # the default method
+    "problem": (lambda: SHELL(d=6), {"options": {"rejection_rate": None}}, "smc"),  # the levels
 }
 
 

@@ -29,7 +29,7 @@ def test_log_prob_matches_the_exact_slab_volume_on_9_of_10_seeds():
     exact = p.law.log_volume()
     zs = []
     for seed in range(10):
-        s = fs.sample(p, n=400, seed=seed, method="smc")
+        s = fs.sample(p, n=400, seed=seed, method="smc", options={"rejection_rate": None})
         assert s.status == "success" and bool(s.feasible.all()) and len(s) == 400
         assert bool(p.membership(s.x.double()).all())  # exact membership, not our own check
         assert s.stats["smc_stages"] >= 1 and s.stats["log_prob_se"] > 0
@@ -63,10 +63,15 @@ def test_log_prob_far_in_the_tail_1e_minus_24():
     assert sum(abs(z) <= 2 for z in zs) >= 9, (exact, zs)
 
 
-def test_samples_follow_the_exact_law_of_w_x_on_a_slab():
+MODES = pytest.mark.parametrize("rate", [None, 0.05], ids=["levels", "rejection_if_common"])
+
+
+@MODES
+def test_samples_follow_the_exact_law_of_w_x_on_a_slab(rate):
     p = fs.LogisticHalfspace.random(16, 0.7, 0.95)
     exact = p.t(p.exact_sample(4000, generator=torch.Generator().manual_seed(9))).numpy()
-    pvalues = [stats.ks_2samp(p.t(fs.sample(p, n=500, seed=seed, method="smc").x).numpy(), exact).pvalue
+    pvalues = [stats.ks_2samp(p.t(fs.sample(p, n=500, seed=seed, method="smc",
+                                            options={"rejection_rate": rate}).x).numpy(), exact).pvalue
                for seed in range(10)]
     assert sum(pv < 0.01 for pv in pvalues) <= 1, pvalues
 
@@ -80,7 +85,8 @@ def _two_slabs(d: int = 16, r1: float = 0.6, r2: float = 1.6):
     return problem, w, m, upper.log_volume(), lower.log_volume()
 
 
-def test_a_set_in_two_pieces_gets_each_piece_in_its_exact_share():
+@MODES
+def test_a_set_in_two_pieces_gets_each_piece_in_its_exact_share(rate):
     problem, w, m, log_up, log_lo = _two_slabs()
     share = 1 / (1 + math.exp(log_lo - log_up))  # the upper piece's exact share
     exact = math.log(math.exp(log_up) + math.exp(log_lo))
@@ -88,8 +94,9 @@ def test_a_set_in_two_pieces_gets_each_piece_in_its_exact_share():
     sd = math.sqrt(share * (1 - share) / n)
     zs = []
     for seed in range(10):
-        s = fs.sample(problem, n=n, seed=seed, method="smc")
+        s = fs.sample(problem, n=n, seed=seed, method="smc", options={"rejection_rate": rate})
         assert s.status == "success" and bool(s.feasible.all())
+        assert s.stats["smc_mode"] == ("levels" if rate is None else "rejection")
         got = float(((s.x.double() @ w - m) > 0).double().mean())
         assert abs(got - share) <= 3 * sd, (seed, got, share)
         zs.append(_z(s, exact))
@@ -114,7 +121,8 @@ def test_gaussian_code_prior_uses_pcn_and_matches_the_normal_law():
     assert sum(pv < 0.01 for pv in pvalues) <= 1, pvalues
 
 
-def test_a_code_ball_is_respected_and_is_part_of_the_prior():
+@MODES
+def test_a_code_ball_is_respected_and_is_part_of_the_prior(rate):
     u = torch.zeros(10, dtype=torch.float64)
     u[0] = 1.0
 
@@ -132,7 +140,7 @@ def test_a_code_ball_is_respected_and_is_part_of_the_prior():
             return codes * (3.0 / norms).clamp(max=1.0)
 
     problem = Ball()
-    s = fs.sample(problem, n=300, seed=0, method="smc", dtype="float64")
+    s = fs.sample(problem, n=300, seed=0, method="smc", dtype="float64", options={"rejection_rate": rate})
     assert s.status == "success" and bool((s.codes.norm(dim=1) <= 3.0).all())
     assert bool(torch.isfinite(problem.log_prior(s.codes)).all())
     assert not bool(torch.isfinite(problem.log_prior(torch.full((1, 10), 2.0, dtype=torch.float64))).all())
@@ -187,7 +195,7 @@ class StopAfter:
 @pytest.mark.parametrize("stop", [3, 20])  # inside the levels; in the output rounds
 def test_checkpoint_and_resume_is_bit_identical(tmp_path, stop):
     p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
-    opts = {"particles": 200}
+    opts = {"particles": 200, "rejection_rate": None}
     full = fs.sample(p, n=1000, seed=3, method="smc", options=opts)
     part = fs.sample(p, n=1000, seed=3, method="smc", options=opts, run_dir=tmp_path, callbacks=[StopAfter(stop)])
     assert part.status == "interrupted"
@@ -226,7 +234,7 @@ def test_a_relu_plateau_under_most_of_the_prior_does_not_stop_the_levels():
     assert _irwin_hall_cdf(c, d) > 0.85  # the plateau holds most of the prior
     zs = []
     for seed in range(5):
-        s = fs.sample(p, n=300, seed=seed, method="smc")
+        s = fs.sample(p, n=300, seed=seed, method="smc", options={"rejection_rate": None})
         assert s.status == "success" and len(s) == 300 and bool(s.feasible.all()), s.stats.get("why")
         total = s.x.double().flatten(1).sum(1)
         assert bool(((total >= c + 1.0 - 1e-4) & (total <= c + 1.5 + 1e-4)).all())
@@ -240,7 +248,7 @@ def test_resampled_copies_move_apart_on_a_heavy_tailed_slab_at_d_784():
     import numpy as np
     w = torch.from_numpy(np.random.default_rng(5).standard_t(1.5, size=784)).float() * 0.05
     p = fs.LogisticHalfspace(w, c=-float(w.sum()) / 2, z1=0.6, z2=0.8)
-    s = fs.sample(p, n=500, seed=0, method="smc")
+    s = fs.sample(p, n=500, seed=0, method="smc", options={"rejection_rate": None})
     assert s.status == "success" and bool(p.membership(s.x.double()).all())
     codes = s.codes.flatten(1)
     assert torch.unique(codes, dim=0).shape[0] == 500
@@ -269,7 +277,8 @@ def test_pairs_move_keeps_the_uniform_law_on_a_curved_set_in_a_box():
     ref = torch.rand(40_000, 6, generator=g, dtype=torch.float64)
     ref = ref[(h(ref) >= 1.5) & (h(ref) <= 2.0)]
     for seed in range(4):
-        s = fs.sample(p, n=1000, seed=seed, method="smc", options={"pairs": "on"}, dtype="float64")
+        s = fs.sample(p, n=1000, seed=seed, method="smc", options={"pairs": "on", "rejection_rate": None},
+                      dtype="float64")
         assert s.status == "success" and s.stats["pairs"] is True
         assert s.stats["log_prob"] == pytest.approx(math.log(ref.shape[0] / 40_000),
                                                     abs=4 * s.stats["log_prob_se"])
@@ -311,3 +320,37 @@ def test_an_unreachable_band_returns_the_closest_particles_closest_first():
     assert bool((gaps[1:] >= gaps[:-1] - 1e-6).all())
     assert float(gaps[0]) == pytest.approx(s.stats["best_violation"], abs=1e-4)
     assert s.stats["best_violation"] >= 6.0 - 1e-4  # sum(x) <= 4 on the unit cube
+
+
+@pytest.mark.parametrize("resume_at", [None, 2])
+def test_a_common_set_is_sampled_by_rejection_from_the_prior(tmp_path, resume_at):
+    # P(set) = 0.23 >= rejection_rate: exact independent draws of the prior restricted to the set,
+    # log_prob the fraction of prior draws inside, at about 1 / P evaluations per sample
+    p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    exact = p.law.log_volume()
+    zs = []
+    for seed in range(10):
+        s = fs.sample(p, n=400, seed=seed, method="smc")
+        assert s.status == "success" and s.stats["smc_mode"] == "rejection" and s.stats["smc_stages"] == 0
+        assert bool(p.membership(s.x.double()).all()) and torch.unique(s.codes, dim=0).shape[0] == 400
+        assert s.stats["evals_per_sample"] < 1.25 / math.exp(exact)  # 1 / P, and the last batch's rest
+        assert s.stats["mixed"] is None and "independent draws" in s.stats["diagnostics"]["skipped"]
+        zs.append(_z(s, exact))
+    assert sum(abs(z) <= 2 for z in zs) >= 9, zs
+    # the law of w.x is the exact one (KS against the slab's exact sampler)
+    from scipy import stats
+    ref = p.t(p.exact_sample(4000, generator=torch.Generator().manual_seed(5))).numpy()
+    assert stats.ks_2samp(p.t(s.x).numpy(), ref).pvalue > 1e-3
+    if resume_at is not None:  # stopped between two batches, resumed bit for bit
+        part = fs.sample(p, n=400, seed=9, method="smc", run_dir=tmp_path, callbacks=[StopAfter(resume_at)])
+        assert part.status == "interrupted"
+        resumed = fs.sample(p, n=400, resume=tmp_path)
+        assert torch.equal(resumed.codes, s.codes) and resumed.stats["log_prob"] == s.stats["log_prob"]
+
+
+def test_rejection_rate_none_keeps_the_levels_and_bad_values_are_refused():
+    p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    s = fs.sample(p, n=100, seed=0, method="smc", options={"rejection_rate": None})
+    assert s.stats["smc_mode"] == "levels" and s.stats["smc_stages"] >= 1
+    with pytest.raises(ValueError, match="rejection_rate"):
+        fs.sample(p, n=100, seed=0, method="smc", options={"rejection_rate": 0.0})

@@ -121,6 +121,11 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
     out: dict = {"duplicates": duplicates(codes), "rows": n}
     if ancestors is not None:
         out.update(ancestry(ancestors))
+    if ancestors is not None and n > 1 and int(torch.unique(ancestors).numel()) == n:
+        # every row descends from its own prior draw (smc's rejection mode): independent rows
+        out.update(mixed=None, skipped="independent draws from the prior (each row its own): "
+                   "nothing to diagnose")
+        return out
     idx, length = _chains(walkers.detach().cpu().numpy().astype(np.int64))
     out["chains_by"] = "walker"
     if (len(idx) < 2 or length < MIN_DRAWS) and ancestors is not None:

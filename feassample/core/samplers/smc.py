@@ -119,6 +119,11 @@ class SMCConfig:
         max_stages: levels before the run gives up (``log p`` is then only bounded above).
         max_stall: consecutive levels without progress (a plateau of the score) before it gives up.
         batch: largest number of codes per forward pass (memory), ``None``: all at once.
+        rejection_rate: when at least this fraction of the initial ``N`` prior draws is inside the
+            band, the run is plain rejection sampling from the prior: the in-band draws are kept
+            and fresh batches of ``N`` are drawn until ``n`` (exact, independent rows at about
+            ``1 / fraction`` evaluations each, cheaper than the levels' moves there), and
+            ``log_prob`` is the log of the fraction. ``None``: always the levels.
     """
 
     particles: Optional[int] = None
@@ -137,6 +142,7 @@ class SMCConfig:
     max_stages: int = 400
     max_stall: int = 8
     batch: Optional[int] = None
+    rejection_rate: Optional[float] = 0.05
 
     def __post_init__(self) -> None:
         for name in ("particles", "moves", "max_moves", "thin", "max_stages", "max_stall", "batch",
@@ -159,6 +165,9 @@ class SMCConfig:
             raise ValueError(f"max_moves must be >= moves and thin, got {self.max_moves!r}")
         if self.move not in MOVES:
             raise ValueError(f"move must be one of {MOVES}, got {self.move!r}")
+        r = self.rejection_rate
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 < r <= 1.0):
+            raise ValueError(f"rejection_rate must be a fraction in (0, 1] or None, got {r!r}")
         if self.pairs not in PAIRS:
             raise ValueError(f"pairs must be one of {PAIRS}, got {self.pairs!r}")
         if self.resampling not in RESAMPLING:
@@ -198,6 +207,8 @@ class SMCState(State):
         grads: ``(N, m, D)`` the constraints' gradients at the particles (with ``pairs`` only).
         pair_step: the pairs move's window (a fraction of the chord; ``>= 1``: a Gibbs draw).
         vspread, vorigin: the values' spread and positions at the anchor (the jump in values).
+        mode: ``"levels"`` or ``"rejection"`` (``rejection_rate``); drawn, hits: prior draws and
+            how many were inside the band, in rejection mode.
     """
 
     codes: Tensor
@@ -235,6 +246,9 @@ class SMCState(State):
     pair_step: float = 1.0
     vspread: Optional[Tensor] = None
     vorigin: Optional[Tensor] = None
+    mode: str = "levels"
+    drawn: int = 0
+    hits: int = 0
 
 
 # -- pieces -----------------------------------------------------------------------------------
@@ -410,6 +424,10 @@ class SMC(Sampler):
         mean = excess.sum(0) / pos.clamp(min=1)
         state.scale = torch.where(pos > 0, mean, torch.ones_like(mean)).clamp(min=1e-30)
         state.score = self._score(state.values, state.scale)
+        inside = int((state.score <= 0).sum())
+        if cfg.rejection_rate is not None and inside >= cfg.rejection_rate * N:
+            state.mode, state.drawn, state.hits, state.inside = "rejection", N, inside, True
+            state.grads = None  # no moves: no gradients needed
         return state
 
     def _new_level(self, state: SMCState, gen: torch.Generator) -> dict:
@@ -643,10 +661,40 @@ class SMC(Sampler):
         take = inside[ok.to(inside.device)]
         return state.samples.append(state.codes[take], state.values[take], **_row_ids(state, take))
 
+    def _rejection_round(self, state: SMCState, gen: torch.Generator) -> dict:
+        """Rejection mode: keep the in-band rows of the current batch of prior draws (certified),
+        then draw the next batch of ``N`` from the prior (evaluated now, kept next round)."""
+        N = state.codes.shape[0]
+        rows = (state.score <= 0).nonzero().squeeze(1)[: state.samples.capacity - state.samples.count]
+        _, ok = self.problem.check(state.codes[rows].reshape(-1, *self.problem.code_shape))
+        state.check_evals += rows.numel()
+        state.rejected_by_check += int((~ok).sum())
+        take = rows[ok.to(rows.device)]
+        first = state.drawn - N  # the draw index of this batch's first row: every row its own id
+        ids = {"walker": first + take, "ancestor": first + take}
+        new = state.samples.append(state.codes[take], state.values[take],
+                                   **{k: v for k, v in ids.items() if k in state.samples.extra})
+        state.rounds += 1
+        if not state.samples.full:
+            # the next batch: enough draws for what is missing at the acceptance so far (+20%),
+            # at most N (the last batch does not overshoot by a whole population)
+            need = state.samples.capacity - state.samples.count
+            size = min(N, math.ceil(1.2 * need * state.drawn / max(state.hits, 1)) + 16)
+            state.codes = self._prior(size, gen)
+            state.values = self._values(state, state.codes)
+            state.score = self._score(state.values, state.scale)
+            state.drawn += size
+            state.hits += int((state.score <= 0).sum())
+        return {"round": state.rounds, "acceptance": state.hits / state.drawn, "accepted": new}
+
     def step(self, state: SMCState) -> tuple[SMCState, dict]:
         gen = torch.Generator(device="cpu")
         gen.set_state(state.rng)
         info: dict = {}
+        if state.mode == "rejection":
+            info = self._rejection_round(state, gen)
+            state.rng = gen.get_state()
+            return state, info
         if not state.inside and state.moves_left == 0:
             info.update(self._new_level(state, gen))
             if state.failed:
@@ -690,14 +738,19 @@ class SMC(Sampler):
     def finalize(self, state: SMCState) -> tuple[Tensor, dict]:
         N = state.codes.shape[0]
         count = state.samples.count
-        stats = dict(model_evals=state.model_evals, check_evals=state.check_evals, particles=N,
+        stats = dict(model_evals=state.model_evals, check_evals=state.check_evals, particles=state.ancestor.numel(),
                      smc_stages=len(state.fractions), smc_levels_done=state.inside,
                      smc_fractions=list(state.fractions), walk_steps=state.rounds,
                      move=self.kind, step=state.step, pairs=state.grads is not None, acceptance=state.accepted / max(state.proposed, 1),
                      rejected_by_check=state.rejected_by_check,
                      distinct_ancestors=int(torch.unique(state.ancestor).numel()),
                      evals_per_sample=state.model_evals / max(count, 1))
-        if state.inside:
+        stats["smc_mode"] = state.mode
+        if state.mode == "rejection":  # the fraction of prior draws inside the band (binomial SE)
+            frac = state.hits / state.drawn
+            stats.update(acceptance=frac, smc_stages=0, log_prob=math.log(frac),
+                         log_prob_se=math.sqrt((1.0 - frac) / state.hits), prior_draws=state.drawn)
+        elif state.inside:
             logp, se = log_prob_estimate(state.fractions, N, state.variances)
             stats.update(log_prob=logp, log_prob_se=se)
         if state.failed:
