@@ -285,8 +285,9 @@ def test_retraining_reproduces_the_committed_weights(tmp_path, request):
     for name in ("digits_cnn", "digits_vae"):
         assert hashlib.sha256((out / f"{name}.pt").read_bytes()).hexdigest() == new[name]["sha256"]
     assert new["digits_cnn"]["test_accuracy"] >= 0.97
+    # the models train_zoo builds (the manifest also lists the biased classifier, built elsewhere)
     same_build = all(new[n]["torch"] == old[n]["torch"] and
-                     new[n]["cpu_capability"] == old[n]["cpu_capability"] for n in old)
+                     new[n]["cpu_capability"] == old[n]["cpu_capability"] for n in ("digits_cnn", "digits_vae"))
     if not same_build:
         pytest.skip("bitwise reproducibility is only promised for the same torch build and CPU "
                     f"capability ({old['digits_cnn']['torch']}, "
