@@ -99,13 +99,18 @@ class SampleSet:
         probability ``log_prob`` with its standard error, where the method estimates it."""
         frac = float(self.feasible.float().mean()) if len(self) else 0.0
         s = self.stats
+        walk = "rounds" if "smc_mode" in s else "walk steps"  # smc: rounds of moves, or of prior draws
         steps = "".join(f"{label} {s[key]}, " for key, label in
-                        (("seed_steps", "seed steps"), ("walk_steps", "walk steps")) if key in s)
+                        (("seed_steps", "seed steps"), ("walk_steps", walk)) if key in s)
         line = (f"{self.status}: {len(self)} samples, {100 * frac:.1f}% certified feasible; "
                 f"{steps}model evals {s.get('model_evals')}, {s.get('wall_s', 0):.2f} s")
         if "mixed" in s:  # the convergence diagnostics of a multi-walker run
             diag = s.get("diagnostics") or {}
-            if s["mixed"] is None:
+            independent = s.get("smc_mode") == "rejection"
+            if independent:  # smc's rejection mode: exact independent draws, nothing to diagnose
+                line += (f"; independent draws of the prior (rejection, {100 * s.get('acceptance', 0):.3g}% "
+                         f"accepted), {s.get('duplicates', 0)} duplicates")
+            elif s["mixed"] is None:
                 line += (f"; diagnostics skipped ({diag.get('skipped', 'too few rows')}), "
                          f"{s.get('duplicates', 0)} duplicates")
             else:
@@ -114,7 +119,7 @@ class SampleSet:
                 line += (f"; R-hat max {s['rhat_max']:.3g}{over}, ESS bulk min {s['ess_bulk_min']:.0f}, "
                          f"tail min {s['ess_tail_min']:.0f}, {s['duplicates']} duplicates, "
                          + ("mixed" if s["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
-            if "effective_ancestors" in diag:  # population methods
+            if "effective_ancestors" in diag and not independent:  # population methods
                 line += (f", {diag['distinct_ancestors']} distinct ancestors "
                          f"(effective {diag['effective_ancestors']:.0f})")
         if "budget_rounds" in s:  # cover's budget="auto"
