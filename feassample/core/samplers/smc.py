@@ -64,6 +64,7 @@ choice of its level and the resampling, which cost no model evaluation).
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -71,10 +72,13 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .. import diagnostics
 from ..problem import FeasibleSet
 from ..state import SampleBuffer, State
 from .base import Sampler, Seeds
 from .cover import evaluate, pairs_proposal
+
+log = logging.getLogger(__name__)
 
 MOVES = ("auto", "reflect", "pcn")
 PAIRS = ("auto", "on", "off")
@@ -124,6 +128,17 @@ class SMCConfig:
             and fresh batches of ``N`` are drawn until ``n`` (exact, independent rows at about
             ``1 / fraction`` evaluations each, cheaper than the levels' moves there), and
             ``log_prob`` is the log of the fraction. ``None``: always the levels.
+        budget: ``"auto"`` (the default): when the rows are complete, diagnose them (``core.diagnostics``, as the
+            run's own report does: R-hat over particles or ancestral families); while they are
+            not mixed and another pass fits ``max_budget`` evaluations per sample, drop them, move
+            the population on by ``thin_jump`` from the rows just dropped, and emit again (the
+            moves leave the target invariant, so every pass is a sample of it, less correlated
+            with the resampling). ``None``: one pass. Not used in the rejection mode.
+        max_budget: with ``budget="auto"``, the cap on model evaluations per returned sample
+            (levels and every pass; the diagnostics' forward passes are counted apart in
+            ``stats["auto_diagnostic_evals"]``). Higher than the covering walk's 100: the levels
+            alone cost 80-90 per sample on the shell of docs/coverage.md, 283 on its foreign
+            network.
     """
 
     particles: Optional[int] = None
@@ -143,6 +158,8 @@ class SMCConfig:
     max_stall: int = 8
     batch: Optional[int] = None
     rejection_rate: Optional[float] = 0.05
+    budget: Optional[str] = "auto"
+    max_budget: float = 300.0
 
     def __post_init__(self) -> None:
         for name in ("particles", "moves", "max_moves", "thin", "max_stages", "max_stall", "batch",
@@ -168,6 +185,10 @@ class SMCConfig:
         r = self.rejection_rate
         if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 < r <= 1.0):
             raise ValueError(f"rejection_rate must be a fraction in (0, 1] or None, got {r!r}")
+        if self.budget not in (None, "auto"):
+            raise ValueError(f"budget must be 'auto' or None for method 'smc', got {self.budget!r}")
+        if isinstance(self.max_budget, bool) or not (isinstance(self.max_budget, (int, float)) and self.max_budget > 0):
+            raise ValueError(f"max_budget must be a number > 0, got {self.max_budget!r}")
         if self.pairs not in PAIRS:
             raise ValueError(f"pairs must be one of {PAIRS}, got {self.pairs!r}")
         if self.resampling not in RESAMPLING:
@@ -209,6 +230,9 @@ class SMCState(State):
         vspread, vorigin: the values' spread and positions at the anchor (the jump in values).
         mode: ``"levels"`` or ``"rejection"`` (``rejection_rate``); drawn, hits: prior draws and
             how many were inside the band, in rejection mode.
+        budget_rounds, budget_stop, budget_history, pass_evals0, diagnostic_evals: ``budget="auto"``
+            (passes begun, why they stopped, one dict per finished pass, ``model_evals`` when the
+            pass began, the diagnostics' forward passes).
     """
 
     codes: Tensor
@@ -249,6 +273,11 @@ class SMCState(State):
     mode: str = "levels"
     drawn: int = 0
     hits: int = 0
+    budget_rounds: int = 1
+    budget_stop: str = ""
+    budget_history: list = field(default_factory=list)
+    pass_evals0: int = 0
+    diagnostic_evals: int = 0
 
 
 # -- pieces -----------------------------------------------------------------------------------
@@ -547,7 +576,8 @@ class SMC(Sampler):
         emission (copies of one parent each move that far from their common origin, so they end
         about as far apart as independent draws), then ``thin_jump`` (the particle's own last
         emitted position is the other end: ``2`` would be independence)."""
-        return self.config.thin_jump if state.samples.count > 0 else self.config.jump
+        again = state.samples.count > 0 or state.budget_rounds > 1
+        return self.config.thin_jump if again else self.config.jump
 
     def _plan(self, state: SMCState) -> int:
         """The rounds of the period that starts now, fixed before any of its moves from what the
@@ -712,11 +742,13 @@ class SMC(Sampler):
             if state.inside and state.moves_left == 0:
                 new = self._emit(state, gen)  # the band's level: the population is the first emission
                 self._next_period(state)
+                self._maybe_next_pass(state)
         else:
             state.since_emit += 1
             if state.since_emit >= state.plan and (self._mixed(state) or state.since_emit >= cfg.max_moves):
                 new = self._emit(state, gen)
                 self._next_period(state)
+                self._maybe_next_pass(state)
         state.rng = gen.get_state()
         info.update(round=state.rounds, stage=len(state.fractions), acceptance=rate, accepted=new)
         return state, info
@@ -728,6 +760,50 @@ class SMC(Sampler):
         self._anchor(state, spread=False)
         state.since_emit = 0
         state.plan = self._plan(state)
+
+    def _maybe_next_pass(self, state: SMCState) -> None:
+        """``budget="auto"``: the rows are complete; diagnose them and stop (mixed, no
+        diagnostics, or the next pass would pass ``max_budget``) or start a fresh pass (the buffer
+        is emptied, the driver cuts the run directory's shards to it). Everything decided here
+        derives from the state and the rows, so a resumed run decides the same."""
+        cfg = self.config
+        if cfg.budget != "auto" or not state.samples.full or state.budget_stop:
+            return
+        count = state.samples.count
+        extra = state.samples.extra
+        if "walker" not in extra:  # resumed from shards written before the id columns
+            state.budget_stop = "no diagnostics"
+            return
+        problem = self.problem
+        codes = state.samples.codes[:count].reshape(count, *problem.code_shape)
+        with torch.no_grad():  # the driver's finish measures the same rows the same way
+            values, _ = problem.check(codes)
+            embedding = diagnostics.embedding_of(problem, problem.decode(codes))
+        state.diagnostic_evals += 2 * count
+        diag = diagnostics.diagnose(extra["walker"][:count], values, codes, embedding,
+                                    names=problem.bands.names,
+                                    ancestors=extra["ancestor"][:count] if "ancestor" in extra else None)
+        cost = state.model_evals - state.pass_evals0
+        state.budget_history.append({"evals": cost, "mixed": diag["mixed"], "rhat_max": diag.get("rhat_max"),
+                                     "worst": diag.get("worst", "")})
+        if diag["mixed"]:
+            state.budget_stop = "mixed"
+        elif diag["mixed"] is None:
+            state.budget_stop = "no diagnostics"
+            log.warning("budget='auto' stopped after pass %d: the diagnostics were skipped (%s)",
+                        state.budget_rounds, diag.get("skipped"))
+        elif state.model_evals + max(state.plan, 1) * state.codes.shape[0] > cfg.max_budget * count:
+            # the next pass: the rounds planned to the next emission, for every particle
+            state.budget_stop = "cap"
+            log.warning("budget='auto' stopped at the cap max_budget=%g after %d pass(es) (%.1f evaluations "
+                        "per sample) and the samples are not mixed: %s; raise max_budget or see "
+                        "docs/troubleshooting.md", cfg.max_budget, state.budget_rounds,
+                        state.model_evals / max(count, 1), diag.get("worst"))
+        else:
+            state.samples.count = 0
+            state.budget_rounds += 1
+            state.pass_evals0 = state.model_evals
+            state.plan = self._plan(state)
 
     def done(self, state: SMCState) -> bool:
         return state.samples.full or bool(state.failed)
@@ -746,6 +822,10 @@ class SMC(Sampler):
                      distinct_ancestors=int(torch.unique(state.ancestor).numel()),
                      evals_per_sample=state.model_evals / max(count, 1))
         stats["smc_mode"] = state.mode
+        if self.config.budget == "auto" and state.mode == "levels":
+            stats.update(budget_rounds=state.budget_rounds, budget_stop=state.budget_stop or "not finished",
+                         budget_history=list(state.budget_history),
+                         auto_diagnostic_evals=state.diagnostic_evals)
         if state.mode == "rejection":  # the fraction of prior draws inside the band (binomial SE)
             frac = state.hits / state.drawn
             stats.update(acceptance=frac, smc_stages=0, log_prob=math.log(frac),
