@@ -571,13 +571,23 @@ class SMC(Sampler):
         moved = float((state.codes != state.origin).any(1).float().mean())
         return self._jump(state) >= self._target(state) and moved >= 1 - math.exp(-1)
 
+    def _most(self, state: SMCState) -> int:
+        """The most rounds of a period: ``max_moves``, doubled with each further pass of
+        ``budget="auto"`` (as its target tightens, a pass whose emissions stopped at the cap
+        would otherwise repeat the same correlation)."""
+        return self.config.max_moves * 2 ** (state.budget_rounds - 1)
+
     def _target(self, state: SMCState) -> float:
         """The decorrelation target of the current period in the band: ``jump`` until the first
         emission (copies of one parent each move that far from their common origin, so they end
         about as far apart as independent draws), then ``thin_jump`` (the particle's own last
         emitted position is the other end: ``2`` would be independence)."""
         again = state.samples.count > 0 or state.budget_rounds > 1
-        return self.config.thin_jump if again else self.config.jump
+        if not again:
+            return self.config.jump
+        # budget="auto": each further pass halves what thin_jump leaves of the correlation with
+        # the last emitted position (2 - target is proportional to it), as cover doubles its thin
+        return 2.0 - (2.0 - self.config.thin_jump) * 0.5 ** (state.budget_rounds - 1)
 
     def _plan(self, state: SMCState) -> int:
         """The rounds of the period that starts now, fixed before any of its moves from what the
@@ -602,7 +612,7 @@ class SMC(Sampler):
             elif acc < 1.0:
                 rounds = max(rounds, math.ceil(math.log(c) / math.log1p(-acc)))
         state.period_rounds = state.period_proposed = state.period_accepted = 0
-        return int(min(max(rounds, least), cfg.max_moves))
+        return int(min(max(rounds, least), self._most(state)))
 
     def _move(self, state: SMCState, gen: torch.Generator) -> float:
         """One round of moves of every particle, invariant for the prior restricted to
@@ -745,7 +755,7 @@ class SMC(Sampler):
                 self._maybe_next_pass(state)
         else:
             state.since_emit += 1
-            if state.since_emit >= state.plan and (self._mixed(state) or state.since_emit >= cfg.max_moves):
+            if state.since_emit >= state.plan and (self._mixed(state) or state.since_emit >= self._most(state)):
                 new = self._emit(state, gen)
                 self._next_period(state)
                 self._maybe_next_pass(state)
