@@ -31,7 +31,7 @@ shares; exact duplicate rows; the R-hat reported by the run when it has diagnost
 checks the issue's targets: at most one seed with |z| > 3 per statistic, rms z <= 1.3,
 NN ratio >= 0.9, fill ratio <= 1.05, energy ratio <= 1.3, shares within 3 iid standard deviations.
 
-    python -m benchmarks.coverage                         # every case, cover (default) and rejection, 10 seeds
+    python -m benchmarks.coverage                         # every case, smc (the default), cover and rejection, 10 seeds
     python -m benchmarks.coverage --methods cover,smc --seeds 5 --cases shell,two_pieces
     python -m benchmarks.coverage --quick                 # 2 seeds, n = 200: a smoke run
 """
@@ -295,7 +295,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coverage", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="cover,rejection")
+    parser.add_argument("--methods", default="smc,cover,rejection")
     parser.add_argument("--cases", default="slab64,slab784_thin,shell,two_slabs,heavy_tails,two_pieces,digits,foreign")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--n", type=int, default=500)

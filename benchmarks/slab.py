@@ -57,8 +57,8 @@ def measure(name: str, problem: fs.LogisticHalfspace, settings: dict, n: int, k:
         "slab": name, "config": settings.get("_label", ""), "n": len(s),
         "feasible": float(inside.float().mean()) if len(s) else 0.0,
         "status": s.status,
-        "seed_steps": s.stats["seed_steps"], "walk_steps": s.stats["walk_steps"],
-        "walk_ratio": s.stats["walk_steps"] / steps_min,
+        "seed_steps": s.stats.get("seed_steps", 0), "walk_steps": s.stats.get("walk_steps", 0),
+        "walk_ratio": s.stats.get("walk_steps", 0) / steps_min,
         "evals_per_sample": s.stats["model_evals"] / max(len(s), 1),
         "wall_s": wall, "exact_wall_s": exact_wall,
         "ks_p": cov["ks_p"], "boundary_z": cov["boundary_z"], "nn_ratio": cov["nn_ratio"],
@@ -72,9 +72,11 @@ def table(rows: list[dict]) -> str:
     sep = "|" + "---|" * 14
     lines = [head, sep]
     for r in rows:
+        steps = (f"{r['walk_steps']} rounds" if r["config"].startswith("smc") else
+                 f"{r['walk_steps']}/{math.ceil((r['n'] - 10) / 10)} = {r['walk_ratio']:.2f}")
         lines.append(
             f"| {r['slab']} | {r['config']} | {r['status']} | {r['n']} | {100 * r['feasible']:.1f}% | "
-            f"{r['walk_steps']}/{math.ceil((r['n'] - 10) / 10)} = {r['walk_ratio']:.2f} | "
+            f"{steps} | "
             f"{r['evals_per_sample']:.2f} | {r['wall_s']:.2f} | {r['exact_wall_s']:.2f} | "
             f"{r['ks_p']:.2g} | {r['boundary_z']:.1f} | {r['nn_ratio']:.3f} | {r['fill_ratio']:.3f} | "
             f"{r['energy_z']:.1f} |")
