@@ -227,8 +227,8 @@ record "slab sweep: 2 runs certified, in band by sigmoid(w.x + c), status succes
 
 # A longer job, cancelled once it has saved its walk state and 5 shards of accepted samples.
 LONG_N=2000
-LONG=(problem=neuron sampler.n=$LONG_N)
-say "cancel test: problem=neuron sampler.n=$LONG_N as one Slurm job, scancel once it has checkpointed"
+LONG=(problem=neuron sampler=cover sampler.n=$LONG_N)   # a mechanics test: the walk streams rows for long enough
+say "cancel test: problem=neuron sampler=cover sampler.n=$LONG_N as one Slurm job, scancel once it has checkpointed"
 timeout 600 "$BIN/feassample" -m "${LONG[@]}" "${SLURM_ARGS[@]}" "hydra.sweep.dir=$SWEEPS/cancelled" \
     >"$LOGS/cancelled.log" 2>&1 &
 CLIENT_PID=$!
