@@ -117,7 +117,7 @@ def test_one_row_per_particle_is_diagnosed_over_ancestral_families(seed):
     walkers, values, codes, anc = _families(60, 6, torch.Generator().manual_seed(seed), rho=0.0)
     d = diagnostics.diagnose(walkers, values, codes, ancestors=anc)
     assert d["chains_by"] == "ancestor" and d["chains"] == 60 and d["draws"] == 4
-    assert d["thresholds"]["rhat_max"] == pytest.approx(1 + 1.8 / math.sqrt(60))
+    assert d["thresholds"]["rhat_max"] == pytest.approx(1 + 7.0 / (4 * math.sqrt(60)))
     assert d["mixed"] is True, d.get("worst")
     # descendants that stay by their ancestor (correlation 0.8 within a family): not mixed
     walkers, values, codes, anc = _families(60, 6, torch.Generator().manual_seed(seed), rho=0.8)

@@ -395,3 +395,54 @@ def test_budget_auto_stops_at_the_cap_and_says_so(caplog):
     assert "stopped at the cap max_budget=100" in caplog.text
     with pytest.raises(ValueError, match="budget must be 'auto' or None"):
         fs.sample(shell, n=10, method="smc", options={"budget": 20})
+
+
+# -- found by review: the rejection mode's edges, the prior, the budget's cap --------------------
+def test_a_last_batch_without_any_in_band_row_does_not_crash():
+    # ~6% acceptance: the last, small batches often hold no in-band row; measure() of 0 rows used
+    # to be called (and an embed that reshapes a batch of 0 fails)
+    p = fs.from_functions(lambda x: x.flatten(1)[:, :1], 0.0, 0.06, (4, 4), box=(0, 1), embed=lambda x: x * 2)
+    for seed in (19, 20, 21):
+        s = fs.sample(p, n=50, seed=seed)
+        assert s.status == "success" and s.stats["smc_mode"] == "rejection" and len(s) == 50
+
+
+def test_resuming_a_finished_rejection_run_to_a_larger_n_keeps_no_row_twice(tmp_path):
+    p = fs.LogisticHalfspace.random(16, 0.6, 0.8)
+    first = fs.sample(p, n=200, seed=0, run_dir=tmp_path)
+    assert first.stats["smc_mode"] == "rejection"
+    more = fs.sample(p, n=400, resume=tmp_path)
+    assert more.status == "success" and len(more) == 400
+    assert torch.unique(more.codes, dim=0).shape[0] == 400
+    assert torch.equal(more.codes[:200], first.codes)
+
+
+def test_a_custom_start_law_is_not_the_prior_smc_samples():
+    # from_functions(init=...) is where the seeded methods start; smc samples log_prior's law
+    # (uniform on the box): P(x0 + x1 <= 1) = 1/2 and the mean of x0 on the set is 1/3
+    p = fs.from_functions(lambda x: x.sum(1), 0.0, 1.0, (2,), box=(0.0, 1.0),
+                          init=lambda n, g: torch.rand(n, 2, generator=g) ** 3)
+    s = fs.sample(p, n=2000, seed=0, dtype="float64")
+    assert abs(s.stats["log_prob"] - math.log(0.5)) < 4 * s.stats["log_prob_se"]
+    assert abs(float(s.x[:, 0].mean()) - 1 / 3) < 0.02  # sd of the mean: 0.236 / sqrt(2000) = 0.005
+
+
+def test_budget_auto_respects_its_cap():
+    from benchmarks.coverage import cases
+    shell = cases()["shell"].problem
+    s = fs.sample(shell, n=500, seed=0, method="smc", options={"max_budget": 120})
+    assert s.stats["model_evals"] / len(s) <= 120 and s.stats["budget_stop"] == "cap"
+
+
+def test_small_levels_runs_are_not_called_independent_and_tiny_codes_skip_the_pairs_move():
+    p = fs.LogisticHalfspace.random(16, 0.9, 0.95)  # rare enough for the levels
+    s = fs.sample(p, n=10, seed=0)
+    assert s.stats["smc_mode"] == "levels"
+    assert "independent" not in s.stats["diagnostics"].get("skipped", "") and "independent" not in s.summary()
+    # code size 2 with 2 constraints: no block of m + 1 = 3 coordinates, so no pairs move
+    ring = fs.from_functions(lambda x: torch.stack([x.norm(dim=1), x[:, 0] + x[:, 1]], 1),
+                             lo=[1.0, 0.0], hi=[2.0, float("inf")], code_shape=(2,), box=(-3, 3))
+    s = fs.sample(ring, n=200, seed=0, options={"rejection_rate": None})
+    assert s.status == "success" and s.stats["pairs"] is False
+    with pytest.raises(ValueError, match="pairs='on' needs"):
+        fs.sample(ring, n=200, seed=0, options={"pairs": "on"})

@@ -74,6 +74,14 @@ class FeasibleSet:
             return (lo + (hi - lo) * u).to(device)
         return torch.randn(shape, generator=generator, dtype=dtype, device="cpu").to(device)
 
+    def prior_codes(self, n: int, generator: torch.Generator, dtype: Optional[torch.dtype] = None,
+                    device: torch.device | str = "cpu") -> Tensor:
+        """Draws ``(n, *code_shape)`` of the prior that ``log_prior`` states (``method="smc"``
+        samples it restricted to the set). By default ``init_codes``; a problem whose
+        ``init_codes`` is only a starting law for the seeded methods (``from_functions(init=...)``)
+        draws the default prior here instead."""
+        return self.init_codes(n, generator, dtype, device)
+
     def log_prior(self, codes: Tensor) -> Tensor:
         """Log-density ``(B,)`` of the prior on codes ``(B, *code_shape)``, the law ``init_codes``
         stands for: a representative sample of the set is a sample of this prior restricted to it.
@@ -193,6 +201,10 @@ class FunctionSet(FeasibleSet):
         if self._init is None:
             return super().init_codes(n, generator, dtype, device)
         return self._init(n, generator).to(dtype=dtype or self.dtype, device=device)
+
+    def prior_codes(self, n, generator, dtype=None, device="cpu"):
+        # ``init`` is where the seeded methods start, not the prior that ``log_prior`` states
+        return FeasibleSet.init_codes(self, n, generator, dtype, device)
 
 
 def from_functions(constraints: Callable[[Tensor], Tensor], lo, hi, code_shape: Sequence[int],

@@ -123,7 +123,8 @@ class SampleSet:
                 line += (f", {diag['distinct_ancestors']} distinct ancestors "
                          f"(effective {diag['effective_ancestors']:.0f})")
         if "budget_rounds" in s:  # cover's budget="auto"
-            line += f"; budget auto: {s['budget_rounds']} pass(es), thin {s.get('thin')}, stopped: {s.get('budget_stop')}"
+            thin = f", thin {s['thin']}" if s.get("thin") is not None else ""
+            line += f"; budget auto: {s['budget_rounds']} pass(es){thin}, stopped: {s.get('budget_stop')}"
         if isinstance(s.get("log_prob"), (int, float)) and math.isfinite(s["log_prob"]):
             line += f"; log P(set) {s['log_prob']:.4g} ± {s.get('log_prob_se', math.nan):.2g} under the prior"
         return line

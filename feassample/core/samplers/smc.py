@@ -232,7 +232,9 @@ class SMCState(State):
             how many were inside the band, in rejection mode.
         budget_rounds, budget_stop, budget_history, pass_evals0, diagnostic_evals: ``budget="auto"``
             (passes begun, why they stopped, one dict per finished pass, ``model_evals`` when the
-            pass began, the diagnostics' forward passes).
+            pass began, the diagnostics' forward passes); band_evals0: ``model_evals`` when the
+            levels reached the band; budget_count: the rows when ``budget_stop`` was decided (a
+            resume to a larger ``n`` decides again).
     """
 
     codes: Tensor
@@ -278,6 +280,8 @@ class SMCState(State):
     budget_history: list = field(default_factory=list)
     pass_evals0: int = 0
     diagnostic_evals: int = 0
+    band_evals0: int = 0
+    budget_count: int = 0
 
 
 # -- pieces -----------------------------------------------------------------------------------
@@ -334,7 +338,8 @@ def _fold(y: Tensor, lo: float, hi: float) -> Tensor:
 def _row_ids_like() -> dict:
     """The id columns of the sample rows: ``walker`` (the particle's index in the population: once
     inside the band there is no more resampling, so one index is one chain of the fixed kernel)
-    and ``ancestor`` (its initial ancestor), read by ``core.diagnostics``."""
+    and ``ancestor`` (its initial ancestor), read by ``core.diagnostics``. Rows of the rejection
+    mode are independent draws: their ``ancestor`` is negative (``-1 - draw index``)."""
     return {"walker": torch.zeros(1, dtype=torch.long), "ancestor": torch.zeros(1, dtype=torch.long)}
 
 
@@ -406,11 +411,11 @@ class SMC(Sampler):
         return (self.problem.project(shaped).reshape(codes.shape[0], -1) == codes).all(1) & torch.isfinite(codes).all(1)
 
     def _prior(self, n: int, gen: torch.Generator) -> Tensor:
-        """``n`` flattened codes from the prior: the box's uniform law (``init_codes``), or
+        """``n`` flattened codes from the prior: the box's uniform law (``prior_codes``), or
         ``N(0, I)`` restricted to the domain (rows outside it are drawn again)."""
         p = self.problem
         if p.box is not None:
-            return p.init_codes(n, gen, dtype=self.dtype, device=self.device).reshape(n, -1)
+            return p.prior_codes(n, gen, dtype=self.dtype, device=self.device).reshape(n, -1)
         codes = torch.randn((n, *p.code_shape), generator=gen, dtype=self.dtype).to(self.device).reshape(n, -1)
         for _ in range(1000):
             out = ~self._in_domain(codes)
@@ -434,7 +439,11 @@ class SMC(Sampler):
                          ancestor=torch.arange(N, device=codes.device), scale=codes.new_ones(m),
                          samples=samples, rng=gen.get_state(),
                          step=0.5)
-        if self.kind == "reflect" and cfg.pairs != "off":
+        blocks = math.prod(problem.code_shape) // (problem.bands.m + 1)  # the pairs move's blocks
+        if cfg.pairs == "on" and (self.kind != "reflect" or blocks == 0):
+            raise ValueError("pairs='on' needs a box prior (move 'reflect') and at least m + 1 = "
+                             f"{problem.bands.m + 1} code coordinates")
+        if self.kind == "reflect" and cfg.pairs != "off" and blocks > 0:
             try:
                 state.grads = codes.new_zeros(0)  # marks the pairs move on for _evaluate
                 state.values, state.grads = self._evaluate(state, codes)
@@ -496,6 +505,8 @@ class SMC(Sampler):
         state.fractions.append(frac)
         state.variances.append(variance)
         state.inside = level <= 0.0
+        if state.inside:
+            state.band_evals0 = state.model_evals
         idx = keep.nonzero().squeeze(1)
         s = idx.numel()
         if cfg.resampling == "systematic":
@@ -706,14 +717,19 @@ class SMC(Sampler):
         then draw the next batch of ``N`` from the prior (evaluated now, kept next round)."""
         N = state.codes.shape[0]
         rows = (state.score <= 0).nonzero().squeeze(1)[: state.samples.capacity - state.samples.count]
-        _, ok = self.problem.check(state.codes[rows].reshape(-1, *self.problem.code_shape))
-        state.check_evals += rows.numel()
-        state.rejected_by_check += int((~ok).sum())
-        take = rows[ok.to(rows.device)]
-        first = state.drawn - N  # the draw index of this batch's first row: every row its own id
-        ids = {"walker": first + take, "ancestor": first + take}
-        new = state.samples.append(state.codes[take], state.values[take],
-                                   **{k: v for k, v in ids.items() if k in state.samples.extra})
+        new = 0
+        if rows.numel():  # a small last batch can hold no in-band row
+            _, ok = self.problem.check(state.codes[rows].reshape(-1, *self.problem.code_shape))
+            state.check_evals += rows.numel()
+            state.rejected_by_check += int((~ok).sum())
+            take = rows[ok.to(rows.device)]
+            # every row its own id, negative: drawn independently, no ancestor in a population
+            first = state.drawn - N  # the draw index of this batch's first row
+            ids = {"walker": first + take, "ancestor": -1 - (first + take)}
+            new = state.samples.append(state.codes[take], state.values[take],
+                                       **{k: v for k, v in ids.items() if k in state.samples.extra})
+            # the rows looked at are used up: a resume to a larger n must not keep them again
+            state.score[rows] = math.inf
         state.rounds += 1
         if not state.samples.full:
             # the next batch: enough draws for what is missing at the acceptance so far (+20%),
@@ -777,9 +793,12 @@ class SMC(Sampler):
         is emptied, the driver cuts the run directory's shards to it). Everything decided here
         derives from the state and the rows, so a resumed run decides the same."""
         cfg = self.config
+        if state.budget_stop and state.samples.count != state.budget_count:
+            state.budget_stop = ""  # resumed with a larger n: the new rows are diagnosed again
         if cfg.budget != "auto" or not state.samples.full or state.budget_stop:
             return
         count = state.samples.count
+        state.budget_count = count
         extra = state.samples.extra
         if "walker" not in extra:  # resumed from shards written before the id columns
             state.budget_stop = "no diagnostics"
@@ -794,16 +813,18 @@ class SMC(Sampler):
                                     names=problem.bands.names,
                                     ancestors=extra["ancestor"][:count] if "ancestor" in extra else None)
         cost = state.model_evals - state.pass_evals0
+        band_cost = state.model_evals - max(state.pass_evals0, state.band_evals0)
         state.budget_history.append({"evals": cost, "mixed": diag["mixed"], "rhat_max": diag.get("rhat_max"),
                                      "worst": diag.get("worst", "")})
         if diag["mixed"]:
             state.budget_stop = "mixed"
-        elif diag["mixed"] is None:
+        elif diag["mixed"] is None:  # the run's report says why (too few rows or families)
             state.budget_stop = "no diagnostics"
-            log.warning("budget='auto' stopped after pass %d: the diagnostics were skipped (%s)",
-                        state.budget_rounds, diag.get("skipped"))
-        elif state.model_evals + max(state.plan, 1) * state.codes.shape[0] > cfg.max_budget * count:
-            # the next pass: the rounds planned to the next emission, for every particle
+            log.info("budget='auto' stopped after pass %d: the diagnostics were skipped (%s)",
+                     state.budget_rounds, diag.get("skipped"))
+        elif state.model_evals + max(2 * band_cost, state.plan * state.codes.shape[0]) > cfg.max_budget * count:
+            # the next pass costs about twice this pass's moves in the band (its target is tighter
+            # and its max_moves doubled), at least the rounds planned to its first emission
             state.budget_stop = "cap"
             log.warning("budget='auto' stopped at the cap max_budget=%g after %d pass(es) (%.1f evaluations "
                         "per sample) and the samples are not mixed: %s; raise max_budget or see "
@@ -813,7 +834,6 @@ class SMC(Sampler):
             state.samples.count = 0
             state.budget_rounds += 1
             state.pass_evals0 = state.model_evals
-            state.plan = self._plan(state)
 
     def done(self, state: SMCState) -> bool:
         return state.samples.full or bool(state.failed)
@@ -832,7 +852,7 @@ class SMC(Sampler):
                      distinct_ancestors=int(torch.unique(state.ancestor).numel()),
                      evals_per_sample=state.model_evals / max(count, 1))
         stats["smc_mode"] = state.mode
-        if self.config.budget == "auto" and state.mode == "levels":
+        if self.config.budget == "auto" and state.mode == "levels" and state.inside:
             stats.update(budget_rounds=state.budget_rounds, budget_stop=state.budget_stop or "not finished",
                          budget_history=list(state.budget_history),
                          auto_diagnostic_evals=state.diagnostic_evals)
