@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -108,6 +109,15 @@ def merge_shards(paths: Sequence[str | Path], problem=None, *, recheck: bool = T
              "model_evals": sum(int(s.stats.get("model_evals", 0)) for s in ordered),
              "wall_s": sum(float(s.stats.get("wall_s", 0.0)) for s in ordered),
              "shard_status": [s.status for s in ordered], "recertified": False}
+    estimates = [(s.stats.get("log_prob"), s.stats.get("log_prob_se")) for s in ordered]
+    if all(isinstance(lp, (int, float)) and isinstance(se, (int, float)) and math.isfinite(lp) and se > 0
+           for lp, se in estimates):
+        # independent estimates of one log P(set) (each shard its own seed): their inverse-variance
+        # weighted mean, with its standard error
+        weights = [1.0 / se ** 2 for _, se in estimates]
+        stats["log_prob"] = math.fsum(w * lp for w, (lp, _) in zip(weights, estimates)) / math.fsum(weights)
+        stats["log_prob_se"] = 1.0 / math.sqrt(math.fsum(weights))
+        stats["shard_log_prob"] = [lp for lp, _ in estimates]
     if recheck:
         problem = problem if problem is not None else _rebuild_problem(first)
         if problem is None:

@@ -3,6 +3,7 @@ union, checked and certified again by ``feassample-merge``, is one sample of n."
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -52,6 +53,12 @@ def test_shards_merge_into_one_certified_sample_of_n(tmp_path):
     assert len({tuple(s.codes[0].tolist()) for s in parts}) == 3  # independent seeds, other samples
     alone = fs.sample(p, n=30, k=5, seed=parts[1].config["shard"]["seed"])
     assert torch.equal(alone.codes, parts[1].codes)  # a shard is an ordinary run with its seed
+    # the shards' log P(set) estimates (the default smc) combine by inverse variance
+    ses = [s.stats["log_prob_se"] for s in parts]
+    assert merged.stats["shard_log_prob"] == [s.stats["log_prob"] for s in parts]
+    assert merged.stats["log_prob_se"] == pytest.approx(1 / math.sqrt(sum(1 / se ** 2 for se in ses)))
+    assert merged.stats["log_prob_se"] < min(ses)
+    assert abs(merged.stats["log_prob"] - p.law.log_volume()) < 4 * merged.stats["log_prob_se"]
 
 
 def test_the_merge_refuses_missing_foreign_and_uncertified_shards(tmp_path):
