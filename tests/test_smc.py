@@ -173,7 +173,8 @@ def test_summary_reports_the_log_probability():
 
 
 def test_bad_options_are_refused_with_their_name():
-    for bad, name in (({"p0": 1.0}, "p0"), ({"particles": 1}, "particles"), ({"move": "hmc"}, "move"),
+    for bad, name in (({"p0": 1.0}, "p0"), ({"particles": 1}, "particles"),
+                      ({"particles": 15}, "particles must be an integer >= 16"), ({"move": "hmc"}, "move"),
                       ({"moves": 0}, "moves"), ({"jump": -1.0}, "jump"), ({"level_jump": "a"}, "level_jump"),
                       ({"max_moves": 2}, "max_moves"), ({"resampling": "stratified"}, "resampling")):
         with pytest.raises(ValueError, match=name):

@@ -90,7 +90,8 @@ class SMCConfig:
     """Settings of ``method="smc"`` (``fs.sample(..., method="smc", options={...})``).
 
     Attributes:
-        particles: ``N``, the population size (``None``: ``n`` clamped to ``[256, 2048]``). The
+        particles: ``N``, the population size (``None``: ``n`` clamped to ``[256, 2048]``; at least
+            16: with 2 or 3 every level is soon copies of one particle and cannot progress). The
             standard error of ``log_prob`` shrinks like ``1 / sqrt(N)``.
         p0: the fraction of particles kept at each level (the level is their ``p0``-quantile).
         moves: the fewest move rounds per level (rejuvenation of the resampled particles).
@@ -167,7 +168,7 @@ class SMCConfig:
             v = getattr(self, name)
             if v is None and name in ("particles", "batch"):
                 continue
-            least = 2 if name == "particles" else 1
+            least = 16 if name == "particles" else 1  # fewer: copies of one or two particles
             if isinstance(v, bool) or not isinstance(v, int) or v < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
         if not (isinstance(self.p0, (int, float)) and 0.0 < self.p0 < 1.0):
