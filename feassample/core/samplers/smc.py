@@ -390,12 +390,15 @@ class SMC(Sampler):
         ``(B, m, D)`` of flattened codes, in batches of ``config.batch``; one evaluation per code."""
         if state.grads is None:
             return self._values(state, codes), None
+        return self._values_and_grads(state, codes)
+
+    def _values_and_grads(self, state: SMCState, codes: Tensor) -> tuple[Tensor, Tensor]:
+        """Values and gradients (``cover.evaluate``) in batches of ``config.batch``."""
         b = codes.shape[0]
         size = self.config.batch or max(b, 1)
-        parts = [evaluate(self.problem, codes[i:i + size]) for i in range(0, b, size)]
+        parts = [evaluate(self.problem, codes[i:i + size]) for i in range(0, b, size)] or \
+            [evaluate(self.problem, codes)]
         state.model_evals += b
-        if not parts:
-            return evaluate(self.problem, codes)
         return torch.cat([v for v, _ in parts]), torch.cat([g for _, g in parts])
 
     def _score(self, values: Tensor, scale: Tensor) -> Tensor:
@@ -446,8 +449,7 @@ class SMC(Sampler):
                              f"{problem.bands.m + 1} code coordinates")
         if self.kind == "reflect" and cfg.pairs != "off" and blocks > 0:
             try:
-                state.grads = codes.new_zeros(0)  # marks the pairs move on for _evaluate
-                state.values, state.grads = self._evaluate(state, codes)
+                state.values, state.grads = self._values_and_grads(state, codes)
             except RuntimeError as err:  # the values have no gradient (a non-differentiable h)
                 state.grads, state.model_evals = None, 0
                 if cfg.pairs == "on":
@@ -881,14 +883,11 @@ class SMC(Sampler):
         viol = torch.where(torch.isnan(viol), torch.full_like(viol, math.inf), viol)
         order = torch.argsort(viol, stable=True)
         codes = state.codes[order]
-        _, first = torch.unique(codes, dim=0, return_inverse=True)
-        keep = torch.zeros(codes.shape[0], dtype=torch.bool, device=codes.device)
-        seen = set()
-        for i, g in enumerate(first.tolist()):
-            if g not in seen:
-                seen.add(g)
-                keep[i] = True
-        rows = keep.nonzero().squeeze(1)[: self.run.k]
+        _, group = torch.unique(codes, dim=0, return_inverse=True)
+        index = torch.arange(codes.shape[0], device=codes.device)
+        first = torch.full((int(group.max()) + 1,), codes.shape[0], device=codes.device)
+        first = first.scatter_reduce(0, group, index, reduce="amin")  # each distinct code's closest row
+        rows = torch.sort(first).values[: self.run.k]
         best = float(viol[order[0]])
         stats.update(best_violation=best, returned_closest=True)
         stats["why"] = (stats.get("why") or "no particle reached the band") + (
