@@ -22,7 +22,7 @@ from feassample.models.biased import (BIASED_CLASS, bias_metrics, load_biased_cl
                                       load_biased_generator, load_biased_vae, square_mask)
 from feassample import explain_contrasts
 from feassample.viz import new_figure, save_figure
-from feassample.viz_contrastive import explanation_rgb
+from feassample.viz.contrastive import explanation_rgb
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "img" / "contrastive_biased.png"
 

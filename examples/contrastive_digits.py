@@ -22,7 +22,7 @@ import torch
 from feassample.models import digits_data, load_classifier, load_generator, load_vae
 from feassample import explain_contrasts
 from feassample.viz import new_figure, save_figure
-from feassample.viz_contrastive import draw_panel, explanation_rgb, plot_paths
+from feassample.viz.contrastive import draw_panel, explanation_rgb, plot_paths
 
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 MARGIN, TOL = 0.1, 0.01

@@ -7,7 +7,7 @@ progress bar, checkpoints and resume that every sampler gets from the driver:
         +sampler.options.step=0.05 problem.d=16
 
 Nothing in the library is edited: the class below implements the protocol of
-``feassample.core.samplers.base`` (docs/extending.md) and registers itself by name.
+``feassample.core.kernels.base`` (docs/extending.md) and registers itself by name.
 """
 from __future__ import annotations
 

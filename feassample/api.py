@@ -14,8 +14,8 @@ from .core.problem import FeasibleSet
 from .core.result import SampleSet
 from .core.sampling import SamplerConfig
 from .core.sampling import sample as core_sample
-from .core.fingerprint import differences, fingerprint
-from .io import (RunLock, RunWriter, checkpoint_record, clear_run, has_checkpoint, holds_run,
+from .rundir.fingerprint import differences, fingerprint
+from .rundir.storage import (RunLock, RunWriter, checkpoint_record, clear_run, has_checkpoint, holds_run,
                  load_checkpoint)
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             run (a second writer is refused with the holder's PID) and belongs to one run: a
             directory that already holds one is refused unless ``overwrite=True``.
         resume: a run directory written with ``run_dir``: continue from its saved state to ``n``
-            samples; the problem must have the same fingerprint (``feassample.core.fingerprint``)
+            samples; the problem must have the same fingerprint (``feassample.rundir.fingerprint``)
             and the settings that change the law (``LAW``) must be the saved ones; the run keeps
             writing into the same directory. Or a ``Checkpoint`` (a
             phase name, a state dict and rows, e.g. kept by a callback), with the same settings.

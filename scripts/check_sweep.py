@@ -35,7 +35,7 @@ def independent_values(cfg, s) -> tuple[torch.Tensor, float, float, str] | None:
             logits = load_classifier()(s.x)   # the model's own forward, not the sampler's hooks
         return logits[:, int(u.unit)], float(z1), float(z2), f"classifier(x)[{int(u.unit)}]"
     if kind == "LogisticHalfspace":
-        from feassample.app import build_problem
+        from feassample.cli.app import build_problem
 
         p = build_problem(cfg, ROOT)
         x = s.x.reshape(len(s), -1).double()

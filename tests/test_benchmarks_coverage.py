@@ -24,7 +24,7 @@ def test_a_coarse_coverage_floor_on_a_curved_set_and_a_set_in_two_pieces():
     rejection mode on the two pieces, 46% of the cube), far below what the suite measures (shell:
     NN ratio >= 0.97, energy ratio <= 1.6; two pieces: shares within 2.4 SD, over 10 seeds,
     docs/coverage.md), and far above the walk's failures there (shell NN ratio 0.45, energy ratio
-    12.9; two pieces: shares off by 13 SD). The levels on two pieces: tests/test_smc.py."""
+    12.9; two pieces: shares off by 13 SD). The levels on two pieces: tests/core/test_smc.py."""
     available = coverage.cases()
     shell = coverage.measure(available["shell"], "smc", n=300, k=10, seed=4, draws=3)
     assert shell["certified"] == 1.0 and shell["nn_ratio"] >= 0.6 and shell["energy_ratio"] <= 4.0

@@ -17,8 +17,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 import feassample as fs
-from feassample import app
-from feassample.io import load_checkpoint
+from feassample.cli import app
+from feassample.rundir.storage import load_checkpoint
 from feassample.models.files import load_object
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,9 +2,9 @@
 
 Layers, each may import only its own or lower-numbered ones::
 
-    1 core/  <  2 problems/  <  3 models/  <  4 baselines/
-    <  5 single modules (metrics.py, viz.py, io.py, ...)
-    <  6 app.py, config.py, summary.py, __main__.py
+    1 core/ (core/kernels/ included)  <  2 problems/  <  3 models/  <  4 baselines/
+    <  5 rundir/, viz/ and single modules (metrics.py)
+    <  6 cli/ and __main__.py
 
 ``feassample/__init__.py`` and ``feassample/api.py`` are the public facade on top: they may import
 anything, and nothing below may import them, except that the app layer may import ``api`` (the
@@ -25,9 +25,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "feassample"
 
 FACADE = 7  # above every layer
 LAYER_NAMES = {1: "core", 2: "problems", 3: "models", 4: "baselines",
-               5: "single modules (metrics, viz, io, ...)", 6: "app", FACADE: "facade"}
-SUBPACKAGE_LAYERS = {"core": 1, "problems": 2, "models": 3, "baselines": 4}
-APP_MODULES = {"app", "app_contrastive", "cli_docs", "config", "merge", "summary", "train_zoo", "__main__"}
+               5: "rundir, viz, metrics", 6: "cli", FACADE: "facade"}
+SUBPACKAGE_LAYERS = {"core": 1, "problems": 2, "models": 3, "baselines": 4, "rundir": 5, "viz": 5,
+                     "cli": 6}
+APP_MODULES = {"app", "__main__"}  # single modules of the cli layer
 FACADE_MODULES = {"__init__", "api"}
 APP_MAY_IMPORT = {"api"}  # the app is a client of the one entry point, fs.sample
 
@@ -243,7 +244,7 @@ def test_the_checker_sees_every_module_of_the_package():
     modules = discover(PACKAGE_ROOT)
     # guards against a path change that would make both tests above check nothing
     assert {"feassample", "feassample.core.problem", "feassample.problems.intersection",
-            "feassample.app"} <= set(modules)
+            "feassample.cli.app"} <= set(modules)
     assert sum(len(imports_of(m, modules)) for m in modules) > 50
 
 
@@ -285,9 +286,9 @@ def test_the_checker_reports_upward_imports_of_every_kind_and_cycles(tmp_path):
     assert "toy/core/rel.py:2: layer 1 (core) module toy.core.rel imports toy.viz, layer 5" in text
     assert "toy/problems/q.py:2: layer 2 (problems) module toy.problems.q imports toy.models.net" in text
     assert "toy/extras/odd.py:1: toy.extras.odd is in no layer" in text
-    assert "toy/io.py:1: layer 5 (single modules (metrics, viz, io, ...)) module toy.io imports " \
+    assert "toy/io.py:1: layer 5 (rundir, viz, metrics) module toy.io imports " \
            "toy.api, layer 7 (facade)" in text
-    assert "toy/io.py:2: layer 5 (single modules (metrics, viz, io, ...)) module toy.io imports " \
+    assert "toy/io.py:2: layer 5 (rundir, viz, metrics) module toy.io imports " \
            "toy, layer 7 (facade)" in text
     assert len(violations) == 7, text  # nothing else: facade, own-package and downward imports pass
 

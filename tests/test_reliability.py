@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import feassample as fs
-from feassample.io import has_checkpoint, load_checkpoint
+from feassample.rundir.storage import has_checkpoint, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -179,7 +179,7 @@ def test_a_request_beyond_memory_is_refused_with_the_estimate_and_the_way_out():
 # -- the app's settings ----------------------------------------------------------------------
 def _compose(overrides):
     from hydra import compose, initialize_config_dir
-    from feassample import app
+    from feassample.cli import app
     with initialize_config_dir(config_dir=str(app.config_dir()), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
 
@@ -221,14 +221,14 @@ def test_module_specs_take_only_classes_of_the_expected_kind():
 
 
 def test_a_factory_from_a_file_you_name_still_runs(tmp_path):
-    from feassample import app
+    from feassample.cli import app
     cfg = _compose(["problem=python", f"problem.factory={ROOT}/examples/custom_problem.py:annulus"])
     assert isinstance(app.build_problem(cfg, tmp_path), fs.FeasibleSet)
 
 
 @pytest.mark.parametrize("override", ["problem._target_=os.system", "model._target_=os.system"])
 def test_a_foreign_target_is_refused_before_hydra_calls_it(override):
-    from feassample import app
+    from feassample.cli import app
     extra = ["problem=neuron", "model=digits"] if override.startswith("model") else []
     cfg = _compose([*extra, override])
     with pytest.raises(ValueError, match=r"_target_='os.system' is not one of feassample's builders"):

@@ -18,7 +18,7 @@ core's certificate (``finish``), which sets ``feasible``; ``status`` is ``"succe
 from one generator kept in its state, so a checkpointed run resumes exactly. ``kmeans`` is a
 helper of ``multifaceted``. See ``docs/baselines.md``.
 """
-from ..core.samplers import register_sampler
+from ..core.kernels import register_sampler
 from .activation import ActivationConfig, ActivationMax, Multifaceted, MultifacetedConfig
 from .common import DEFAULT_EVALS_PER_SAMPLE, Baseline, BaselineState
 from .hit_and_run import HitAndRun, HitAndRunConfig

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..core.problem import FeasibleSet, Measurement
-from ..core.samplers import Sampler
+from ..core.kernels import Sampler
 from ..core.state import SampleBuffer, State
 
 #: the default budget of a baseline, in model evaluations per requested sample

@@ -9,7 +9,7 @@ from .lagrangian import ALConfig
 from .problem import FeasibleSet, FunctionSet, Measurement, from_functions
 from .result import SampleSet
 from .sampling import SamplerConfig, sample
-from .samplers import (SAMPLERS, CoverConfig, JointConfig, NoOptions, Sampler, SeedConfig, Seeds,
+from .kernels import (SAMPLERS, CoverConfig, JointConfig, NoOptions, Sampler, SeedConfig, Seeds,
                        WalkConfig, register_sampler)
 from .state import SampleBuffer, State
 

@@ -4,7 +4,7 @@ and the one ``finish`` that certifies the codes and derives the run's status.
 The driver knows samplers only through the protocol of ``samplers.base``: it never looks at a
 state's class. A run is a sequence of phases: the shared seed phase (for methods with
 ``needs_seeds``), then the method. After each step it streams the sampler's new accepted rows and
-its state to a ``Store`` (``feassample.io.RunWriter`` implements it), then calls the callbacks
+its state to a ``Store`` (``feassample.rundir.storage.RunWriter`` implements it), then calls the callbacks
 ``(phase, state, info)``.
 
 Signals: while a run is in progress in the main thread, SIGINT (Ctrl-C) and SIGTERM (what Slurm
@@ -27,15 +27,15 @@ from torch import Tensor
 from . import diagnostics
 from .problem import FeasibleSet
 from .result import SampleSet
-from .samplers.base import Sampler
-from .samplers.seeds import SeedPhase
+from .kernels.base import Sampler
+from .kernels.seeds import SeedPhase
 from .state import SampleBuffer
 
 log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
-    """Where a run is kept as it goes (``feassample.io.RunWriter``)."""
+    """Where a run is kept as it goes (``feassample.rundir.storage.RunWriter``)."""
 
     written: int  # sample rows already on disk
 

@@ -28,8 +28,8 @@ from . import driver
 from .diversity import Diversity, make_objective
 from .problem import FeasibleSet
 from .result import SampleSet
-from .samplers import SAMPLERS, Sampler, check_keys, sampler_class
-from .samplers.seeds import SeedConfig
+from .kernels import SAMPLERS, Sampler, check_keys, sampler_class
+from .kernels.seeds import SeedConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -346,7 +346,7 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
         progress: show a tqdm progress bar.
         options: the method's settings (a dict of its ``Config`` fields, or that dataclass).
         initial_codes: starting codes instead of random ones (see ``SamplerConfig``).
-        store, resume: a checkpoint store and a saved run to continue (``feassample.io``; use
+        store, resume: a checkpoint store and a saved run to continue (``feassample.rundir.storage``; use
             ``fs.sample(..., run_dir=..., resume=...)`` from the top-level package).
 
     Returns:

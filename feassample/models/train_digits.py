@@ -1,6 +1,6 @@
 """Train the digits model zoo deterministically on CPU and record it in a manifest.
 
-    python -m feassample.train_zoo --out feassample/models/weights \\
+    python -m feassample.cli.train_zoo --out feassample/models/weights \\
         [--which classifier,vae] [--picture docs/img/zoo_vae_samples.png]
 
 Everything is seeded (model initialisation, data order, augmentation, the VAE's noise), runs
@@ -248,7 +248,7 @@ def train_and_save(out: os.PathLike | str, which: Sequence[str] = ("classifier",
     """Train the models named in ``which`` (``"classifier"``, ``"vae"``), write
     ``<out>/<name>.pt`` and update ``<out>/manifest.json``; returns the manifest.
 
-    ``picture``: called with the trained VAE to draw it (``feassample.train_zoo`` passes the
+    ``picture``: called with the trained VAE to draw it (``feassample.cli.train_zoo`` passes the
     viz layer's ``save_vae_picture``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

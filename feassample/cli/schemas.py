@@ -1,0 +1,278 @@
+"""Structured-config schemas of the Hydra app: YAML in ``conf/`` is validated against these, so a
+misspelled key or a wrong type fails before any work starts."""
+from __future__ import annotations
+
+import typing
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, Dict, List, Optional, get_type_hints
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from ..core.kernels import SAMPLERS, SeedConfig
+
+
+@dataclass
+class LogisticProblemSchema:
+    """``problem=logistic``: ``fs.LogisticHalfspace.random(d, z1, z2, w_seed, c, scale)``."""
+
+    _target_: str = "feassample.problems.logistic.LogisticHalfspace.random"
+    d: int = 2
+    z1: float = 0.7
+    z2: float = 0.95
+    w_seed: int = 0
+    w: Optional[List[float]] = None
+    c: Optional[float] = None
+    scale: str = "logit"
+
+
+@dataclass
+class PythonProblemSchema:
+    """``problem=python``: a problem built by a function in a Python file the user chose,
+    ``factory: path/to/file.py:function`` called with ``kwargs``."""
+
+    factory: str = MISSING
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DigitsModelSchema:
+    """``model=digits``: the zoo's CNN classifier (``feassample.models.load_classifier``), and what
+    a neuron problem uses with it when the command line does not say: ``generator`` and
+    ``encoder`` (``problem.generator=auto``, ``problem.encoder=auto``), and the example units and
+    bands of ``problem=neuron`` / ``problem=intersection`` when no unit is given. No other model
+    config carries such defaults."""
+
+    _target_: str = "feassample.models.load_classifier"
+    name: str = "digits_cnn"
+    generator: Optional[str] = "digits_vae"
+    encoder: Optional[str] = "features.pool2"
+    neuron: Dict[str, Any] = field(default_factory=lambda: {
+        "units": ["classifier.fc2:3"], "band": [8.0, 12.0]})
+    intersection: Dict[str, Any] = field(default_factory=lambda: {
+        "units": ["classifier.fc2:3", "classifier.fc2:8"], "band": [4.0, 8.0]})
+
+
+@dataclass
+class PreprocessingSchema:
+    """The preprocessing fields every model config may give (``feassample.Preprocessing``):
+    the input range, normalization ``mean``/``std`` and the input shape; unset: from the model's
+    metadata, where it has some."""
+
+    input_range: Optional[List[float]] = None
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    input_shape: Optional[List[int]] = None
+
+
+@dataclass
+class FileModelSchema(PreprocessingSchema):
+    """``model=file``: your own model: a class (``"pkg.module:Class"`` or ``"path/file.py:Class"``)
+    built with ``kwargs``, then a ``state_dict`` file loaded with ``weights_only=True``."""
+
+    _target_: str = "feassample.models.load_model_file"
+    cls: str = MISSING
+    state_dict: str = MISSING
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NamedModelSchema(PreprocessingSchema):
+    """``model=torchvision`` / ``model=timm``: an architecture by name (``arch``) with a local
+    state_dict file (``weights``; nothing is downloaded); preprocessing from the library's
+    metadata unless ``input_range``/``mean``/``std`` are given (``feassample.models.load_model``)."""
+
+    kind: str = "torchvision"
+    arch: str = MISSING
+    weights: str = MISSING
+    weights_enum: str = "DEFAULT"
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProgramModelSchema(PreprocessingSchema):
+    """``model=exported`` / ``model=torchscript``: a ``torch.export`` program (``.pt2``) or a
+    TorchScript archive at ``path``, which needs no class source; they carry no preprocessing, so
+    give ``input_range`` (and ``mean``/``std`` if the program does not normalize)."""
+
+    kind: str = "exported"
+    path: str = MISSING
+
+
+@dataclass
+class UnitSchema:
+    """One neuron and its band: ``layer`` (dotted path), ``unit`` (int, [channel] or
+    [channel, y, x], or a string ``layer4:17`` naming the layer too, then ``layer`` may be
+    left out), ``z1 <= f <= z2``, or ``band: [z1, z2]`` (handy in sweeps)."""
+
+    layer: Optional[str] = None
+    unit: Any = MISSING
+    z1: Optional[float] = None
+    z2: Optional[float] = None
+    band: Optional[List[float]] = None
+
+
+@dataclass
+class NeuronProblemSchema:
+    """``problem=neuron``: the inverse set of one unit of ``model`` (several for
+    ``problem=intersection``).
+
+    One unit: ``unit: layer4:17`` (a ``"layer:n[:y:x]"`` string) and ``band: [z1, z2]``. Several:
+    ``units`` lists strings (their bands in ``bands``, aligned, or the shared ``band``) or entries
+    ``{layer, unit, z1, z2, band}``; empty entries (``unit: null``) are slots for
+    ``problem.units.N.*`` overrides. ``generator``: ``auto`` (the model config's, e.g.
+    ``digits_vae`` for ``model=digits``, none for every other model), ``null`` (sample inputs
+    directly), ``fourier`` or ``pixels`` (``feassample.models.params``) or a zoo generator's
+    name. ``encoder``: ``auto`` (the model config's), ``null`` (diversity on codes) or a layer.
+    ``input_shape``/``input_range``: null takes them from the model's preprocessing metadata or
+    the generator (an input-space problem without either must give ``input_range``)."""
+
+    kind: str = "neuron"
+    unit: Any = None
+    band: Optional[List[float]] = None
+    units: List[Any] = field(default_factory=list)
+    bands: Optional[List[Any]] = None
+    generator: Optional[str] = "auto"
+    encoder: Optional[str] = "auto"
+    input_shape: Optional[List[int]] = None
+    input_range: Optional[List[float]] = None
+    tol: float = 0.0
+    code_radius: Optional[float] = 4.0
+
+
+@dataclass
+class ContrastiveProblemSchema:
+    """``problem=contrastive``: a CDeepEx contrastive explanation of one digit (docs/contrastive.md)."""
+
+    kind: str = "contrastive"
+    split: str = "test"
+    image_index: int = 0
+    true_class: Optional[int] = None
+    probe_class: Optional[int] = None
+    margin: float = 0.1
+    tol: float = 0.01
+    constraints: str = "cdeepex"
+    generator: str = "digits_vae"
+    max_outer: int = 10
+    restarts: int = 2
+    seed: int = 0
+
+
+_PLAIN = (int, float, str, bool)
+
+
+def _schema_type(kind):
+    """An OmegaConf-compatible annotation for a dataclass field's type (sequences become lists,
+    unions and non-plain types ``Any``)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind in _PLAIN or kind is Any:
+        return kind
+    if origin is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and type(None) in args:
+            inner = _schema_type(rest[0])
+            return Optional[inner] if inner is not Any else Any
+        return Any
+    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence):
+        item = _schema_type(args[0]) if args and args[0] is not Ellipsis else Any
+        return List[item] if item in _PLAIN else List[Any]
+    if origin is dict:
+        return Dict[str, Any]
+    return Any
+
+
+def schema_of(cls, name: str, extra: tuple = ()):
+    """A Hydra schema mirroring the dataclass ``cls`` (the one definition of those settings):
+    same fields, defaults and (OmegaConf-compatible) types, not frozen, plus ``extra`` fields."""
+    hints = get_type_hints(cls)
+    specs = []
+    for f in fields(cls):
+        if f.default is not NO_DEFAULT:
+            value = f.default
+            if isinstance(value, tuple):
+                value = field(default_factory=lambda v=value: list(v))
+            else:
+                value = field(default=value)
+        elif f.default_factory is not NO_DEFAULT:
+            value = field(default_factory=f.default_factory)
+        else:
+            value = field(default=MISSING)
+        specs.append((f.name, _schema_type(hints[f.name]), value))
+    return make_dataclass(name, list(specs) + list(extra))
+
+
+SeedSchema = schema_of(SeedConfig, "SeedSchema")
+RUN_FIELDS = ("n", "k", "seed", "device", "dtype")
+
+
+def sampler_schema(method: Optional[str], options) -> type:
+    """The ``sampler`` node's schema for one method: the run's fields of ``SamplerConfig``, the
+    seed phase's ``seeding`` and the method's typed ``options`` (``Dict`` for a plug-in named by
+    ``_target_``, whose options are validated against its own Config before sampling)."""
+    from ..core.sampling import SamplerConfig
+
+    hints = get_type_hints(SamplerConfig)
+    run = {f.name: f for f in fields(SamplerConfig)}
+    specs = [("method", str, field(default=method or MISSING))]
+    specs += [(n, _schema_type(hints[n]), field(default=run[n].default)) for n in RUN_FIELDS]
+    specs.append(("seeding", SeedSchema, field(default_factory=SeedSchema)))
+    if options is None:
+        specs.append(("options", Dict[str, Any], field(default_factory=dict)))
+        specs.append(("_target_", Optional[str], field(default=None)))
+    else:
+        specs.append(("options", options, field(default_factory=options)))
+    title = "".join(part.title() for part in (method or "plugin").split("_"))
+    return make_dataclass(f"{title}SamplerSchema", specs)
+
+
+@dataclass
+class ObjectiveSchema:
+    """The diversity term: ``name`` in ``sum_squared`` (eq. 5/6), ``codes`` (eq. 13), ``none``
+    (eq. 14), ``repulsive`` (a kernel energy against the pool's points) or another registered
+    name; ``normalize: false`` with weight 1 is the paper's plain sum; ``options`` go to the
+    objective's factory; ``_target_: path/to/file.py:Class`` names a ``Diversity`` subclass of
+    your own (built as ``Class(weight=..., **options)``)."""
+
+    name: str = "sum_squared"
+    weight: float = 1.0
+    normalize: bool = True
+    options: Dict[str, Any] = field(default_factory=dict)
+    _target_: Optional[str] = None
+
+
+@dataclass
+class AppConfig:
+    """The whole run: a problem, a sampler, an objective, and what to write."""
+
+    problem: Any = MISSING
+    model: Any = None
+    sampler: Any = MISSING
+    objective: ObjectiveSchema = field(default_factory=ObjectiveSchema)
+    threads: int = 1
+    progress: bool = True
+    plot: bool = True
+    coverage: bool = True
+    reference_draws: int = 10
+    resume: Optional[str] = None
+    shard: Optional[int] = None     # this job's index in a sharded run (with shards)
+    shards: Optional[int] = None    # number of independent jobs whose union is the sample
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="app_schema", node=AppConfig)
+    cs.store(group="problem", name="logistic_schema", node=LogisticProblemSchema)
+    cs.store(group="problem", name="python_schema", node=PythonProblemSchema)
+    cs.store(group="problem", name="neuron_schema", node=NeuronProblemSchema)
+    cs.store(group="problem", name="contrastive_schema", node=ContrastiveProblemSchema)
+    cs.store(group="model", name="digits_schema", node=DigitsModelSchema)
+    cs.store(group="model", name="file_schema", node=FileModelSchema)
+    cs.store(group="model", name="named_schema", node=NamedModelSchema)
+    cs.store(group="model", name="program_schema", node=ProgramModelSchema)
+    cs.store(group="sampler", name="plugin_schema", node=sampler_schema(None, None))
+    for name, cls in SAMPLERS.items():
+        cs.store(group="sampler", name=f"{name}_schema", node=sampler_schema(name, schema_of(
+            cls.Config, f"{cls.Config.__name__}Schema")))
+    cs.store(group="objective", name="objective_schema", node=ObjectiveSchema)

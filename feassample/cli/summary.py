@@ -1,0 +1,130 @@
+"""Collect the runs of a sweep into one table and one figure (one row per run: the paper's
+Figure 1 layout for image problems).
+
+    feassample-summary multirun/2026-11-22/10-00-00     # writes summary.md, summary.csv, summary.png
+
+The app also calls it at the end of every multirun (a Hydra callback).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.experimental.callback import Callback
+
+COLUMNS = ["run", "overrides", "status", "n_returned", "feasible_fraction", "seed_steps",
+           "walk_steps", "model_evals", "wall_s"]
+
+
+def _overrides(run: Path) -> str:
+    f = run / ".hydra" / "overrides.yaml"
+    if not f.is_file():
+        return ""
+    lines = [ln.strip()[2:] for ln in f.read_text().splitlines() if ln.strip().startswith("- ")]
+    return " ".join(lines)
+
+
+def collect(sweep_dir: str | Path) -> list[dict]:
+    """One row per run directory below ``sweep_dir`` that holds a ``metrics.json``."""
+    sweep = Path(sweep_dir)
+    if not sweep.is_dir():
+        raise FileNotFoundError(f"{sweep} is not a directory")
+    rows = []
+    for metrics_file in sorted(sweep.rglob("metrics.json"), key=lambda p: _run_key(p.parent, sweep)):
+        run = metrics_file.parent
+        try:
+            metrics = json.loads(metrics_file.read_text())
+        except json.JSONDecodeError:
+            continue
+        row: dict[str, Any] = {"run": str(run.relative_to(sweep)) or ".", "overrides": _overrides(run),
+                               "path": str(run)}
+        for key in COLUMNS[2:]:
+            row[key] = metrics.get(key)
+        for key, value in (metrics.get("coverage") or {}).items():
+            row[f"coverage.{key}"] = value
+        rows.append(row)
+    return rows
+
+
+def _run_key(run: Path, sweep: Path):
+    parts = run.relative_to(sweep).parts
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table."""
+    extra = sorted({k for r in rows for k in r if k.startswith("coverage.")})
+    cols = COLUMNS + extra
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def figure(rows: list[dict], path: Path, per_row: int = 10) -> Optional[Path]:
+    """One row per run: spread samples as images for image problems, else value histograms."""
+    from ..core.result import SampleSet
+    from ..viz import sample_rows
+
+    # Label each row by the overrides that differ between runs (the swept ones).
+    token_sets = [set(r["overrides"].split()) for r in rows]
+    common = set.intersection(*token_sets) if len(token_sets) > 1 else set()
+    loaded = []
+    for r, tokens in zip(rows, token_sets):
+        folder = Path(r["path"]) / "samples"
+        if (folder / "samples.pt").is_file():
+            s = SampleSet.load(folder)
+            swept = " ".join(t for t in r["overrides"].split() if t not in common) or r["run"]
+            loaded.append((f"{swept}\n{r.get('status')}, n={len(s)}", s))
+    if not loaded:
+        return None
+    return sample_rows(loaded, path, per_row)
+
+
+def write_summary(sweep_dir: str | Path) -> dict:
+    """Write ``summary.md``, ``summary.csv`` and ``summary.png`` into ``sweep_dir``."""
+    sweep = Path(sweep_dir)
+    rows = collect(sweep)
+    if not rows:
+        raise FileNotFoundError(f"no run with a metrics.json below {sweep}")
+    (sweep / "summary.md").write_text(markdown(rows) + "\n")
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(sweep / "summary.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    png = figure(rows, sweep / "summary.png")
+    return {"rows": rows, "markdown": sweep / "summary.md", "csv": sweep / "summary.csv", "figure": png}
+
+
+class SummaryCallback(Callback):
+    """Hydra callback: summarize the sweep directory when a multirun ends."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        try:
+            out = write_summary(config.hydra.sweep.dir)
+            print(f"[feassample] sweep summary: {out['markdown']}, {out['figure']}")
+        except FileNotFoundError as err:  # e.g. every job failed: nothing to summarize
+            print(f"[feassample] no sweep summary: {err}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="feassample-summary", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", help="a multirun directory (or any folder of runs)")
+    args = parser.parse_args(argv)
+    out = write_summary(args.sweep_dir)
+    print(markdown(out["rows"]))
+    print(f"\nwrote {out['markdown']}, {out['csv']}, {out['figure']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Contrastive explanations ("why A, not B?"): the problem and the explainer."""

@@ -1,0 +1,1 @@
+"""Run directories: storage, fingerprint, lock, resume checks, merge of shards."""
