@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..bands import Bands
 from ..diversity import Diversity, Pool
+from ..evaluate import gradient_rows
 from ..lagrangian import SideMasks, penalty_terms, residuals, side_masks
 from ..problem import FeasibleSet
 from ..state import State
@@ -136,14 +137,8 @@ class Loss:
                 loss = loss - self.objective.weight * self.objective.value(emb[select], pool)
             vg = None
             if value_grads:
-                cols = []
-                for j in range(values.shape[1]):
-                    g, = torch.autograd.grad(values[:, j].sum(), codes, retain_graph=True,
-                                             allow_unused=True)
-                    cols.append(torch.zeros_like(codes) if g is None else g)
-                vg = torch.stack([g.reshape(g.shape[0], -1) for g in cols], 1) if cols else \
-                    codes.new_zeros(codes.shape[0], 0, codes[0].numel())
-                vg = torch.nan_to_num(vg.detach(), nan=0.0, posinf=0.0, neginf=0.0)
+                vg = torch.nan_to_num(gradient_rows(values, codes, keep_graph=True).detach(),
+                                      nan=0.0, posinf=0.0, neginf=0.0)
             grad, = torch.autograd.grad(loss, codes, allow_unused=True)
         if grad is None:
             grad = torch.zeros_like(codes)

@@ -1,0 +1,218 @@
+"""Settings (``SMCConfig``) and state (``SMCState``) of adaptive multilevel splitting."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from torch import Tensor
+
+from ...state import SampleBuffer, State
+from .resampling import RESAMPLING
+
+MOVES = ("auto", "reflect", "pcn")
+PAIRS = ("auto", "on", "off")
+
+
+
+@dataclass(frozen=True)
+class SMCConfig:
+    """Settings of ``method="smc"`` (``fs.sample(..., method="smc", options={...})``).
+
+    Attributes:
+        particles: ``N``, the population size (``None``: ``n`` clamped to ``[256, 2048]``; at least
+            16: with 2 or 3 every level is soon copies of one particle and cannot progress). The
+            standard error of ``log_prob`` shrinks like ``1 / sqrt(N)``.
+        p0: the fraction of particles kept at each level (the level is their ``p0``-quantile).
+        moves: the fewest move rounds per level (rejuvenation of the resampled particles).
+        max_moves: the most move rounds per level, and between two emissions in the band.
+        jump: the decorrelation target. Moves continue after ``moves`` rounds until the mean over
+            the particles of ``|(x - x0) / sd|^2 / D`` reaches ``jump``, ``x0`` being the
+            particle's position at the resampling (or at the last emission) and ``sd`` the
+            population's per-coordinate spread there (``2`` for independent draws, so ``1`` is
+            half-way: the copies of one ancestor have moved as far apart as the population is
+            wide), and until ``1 - 1/e`` of the particles have left ``x0``.
+        thin_jump: the target between two emissions when ``n > particles`` (each particle is
+            emitted again): measured from the particle's last emitted position, so ``2`` is
+            independence; ``1.8`` leaves a lag-1 correlation of about ``0.1`` between a particle's
+            successive rows (``1`` left about ``0.5``: R-hat over particles about 1.25).
+        level_jump: the same target on the levels above the band, whose populations only need to
+            represent their level well enough to place the next one: lower than ``jump`` (the
+            band's population and every later emission use ``jump``), it saves most of the cost.
+        thin: the fewest move rounds between two emissions of the population once inside the band.
+        move: ``"auto"`` (``"reflect"`` on a box, ``"pcn"`` otherwise), ``"reflect"`` or ``"pcn"``.
+        pairs: with ``move="reflect"``, every other round is the covering walk's pairs move
+            (``cover.pairs_proposal``: in random blocks of ``m + 1`` coordinates, a point of the box
+            chord orthogonal to a partner particle's constraint gradients; red-black halves), which
+            moves every coordinate by O(1) where the isotropic step must stay small (thin bands in
+            high dimension). It needs the constraints' gradients (one backward pass per
+            evaluation). ``"auto"``: on when the values have gradients, ``"on"``: required,
+            ``"off"``: the gradient-free kernel alone.
+        pair_rounds: block draws per pairs proposal.
+        accept: the acceptance rate the step adapts toward while the levels tighten.
+        resampling: ``"systematic"`` or ``"multinomial"``.
+        max_stages: levels before the run gives up (``log p`` is then only bounded above).
+        max_stall: consecutive levels without progress (a plateau of the score) before it gives up.
+        batch: largest number of codes per forward pass (memory), ``None``: all at once.
+        rejection_rate: when at least this fraction of the initial ``N`` prior draws is inside the
+            band, the run is plain rejection sampling from the prior: the in-band draws are kept
+            and fresh batches of ``N`` are drawn until ``n`` (exact, independent rows at about
+            ``1 / fraction`` evaluations each, cheaper than the levels' moves there), and
+            ``log_prob`` is the log of the fraction. ``None``: always the levels.
+        budget: ``"auto"`` (the default): when the rows are complete, diagnose them (``core.diagnostics``, as the
+            run's own report does: R-hat over particles or ancestral families); while they are
+            not mixed and another pass fits ``max_budget`` evaluations per sample, drop them, move
+            the population on by ``thin_jump`` from the rows just dropped, and emit again (the
+            moves leave the target invariant, so every pass is a sample of it, less correlated
+            with the resampling). ``None``: one pass. Not used in the rejection mode.
+        max_budget: with ``budget="auto"``, the cap on model evaluations per returned sample
+            (levels and every pass; the diagnostics' forward passes are counted apart in
+            ``stats["auto_diagnostic_evals"]``). Higher than the covering walk's 100: the levels
+            alone cost 80-90 per sample on the shell of docs/coverage.md, 283 on its foreign
+            network.
+    """
+
+    particles: Optional[int] = None
+    p0: float = 0.5
+    moves: int = 3
+    max_moves: int = 30
+    jump: float = 1.0
+    thin_jump: float = 1.8
+    level_jump: float = 0.25
+    thin: int = 2
+    move: str = "auto"
+    pairs: str = "auto"
+    pair_rounds: int = 2
+    accept: float = 0.5
+    resampling: str = "systematic"
+    max_stages: int = 400
+    max_stall: int = 8
+    batch: Optional[int] = None
+    rejection_rate: Optional[float] = 0.05
+    budget: Optional[str] = "auto"
+    max_budget: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("particles", "moves", "max_moves", "thin", "max_stages", "max_stall", "batch",
+                     "pair_rounds"):
+            v = getattr(self, name)
+            if v is None and name in ("particles", "batch"):
+                continue
+            least = 16 if name == "particles" else 1  # fewer: copies of one or two particles
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+        if not (isinstance(self.p0, (int, float)) and 0.0 < self.p0 < 1.0):
+            raise ValueError(f"p0 must be a fraction in (0, 1), got {self.p0!r}")
+        if not (isinstance(self.accept, (int, float)) and 0.0 < self.accept < 1.0):
+            raise ValueError(f"accept must be a rate in (0, 1), got {self.accept!r}")
+        for name in ("jump", "level_jump", "thin_jump"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0.0 <= v):
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        if self.max_moves < self.moves or self.max_moves < self.thin:
+            raise ValueError(f"max_moves must be >= moves and thin, got {self.max_moves!r}")
+        if self.move not in MOVES:
+            raise ValueError(f"move must be one of {MOVES}, got {self.move!r}")
+        r = self.rejection_rate
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 < r <= 1.0):
+            raise ValueError(f"rejection_rate must be a fraction in (0, 1] or None, got {r!r}")
+        if self.budget not in (None, "auto"):
+            raise ValueError(f"budget must be 'auto' or None for method 'smc', got {self.budget!r}")
+        if isinstance(self.max_budget, bool) or not (isinstance(self.max_budget, (int, float)) and self.max_budget > 0):
+            raise ValueError(f"max_budget must be a number > 0, got {self.max_budget!r}")
+        if self.pairs not in PAIRS:
+            raise ValueError(f"pairs must be one of {PAIRS}, got {self.pairs!r}")
+        if self.resampling not in RESAMPLING:
+            raise ValueError(f"resampling must be one of {RESAMPLING}, got {self.resampling!r}")
+
+
+@dataclass
+class SMCState(State):
+    """Everything the population carries from round to round (a value you can save).
+
+    Attributes:
+        codes: ``(N, D)`` the particles (flattened codes); values ``(N, m)``; score ``(N,)``.
+        ancestor: ``(N,)`` index of each particle's initial ancestor (distinct ancestors say how
+            much of the initial population survives the resampling).
+        scale: ``(m,)`` the constraints' violation scales (fixed at init).
+        samples: the certified samples; rng: the generator's state.
+        level: the current level ``L`` (``inf`` before the first stage).
+        fractions: the survival fraction of each stage (their product estimates ``P(X)``).
+        step: the move's step (``sigma`` as a fraction of the box width, or ``beta``).
+        moves_left: move rounds left at this level; inside: the level reached 0 (the band).
+        rounds: move rounds taken; since_emit: rounds since the last emission.
+        stall: consecutive stages without progress; model_evals, check_evals: evaluations;
+        proposed, accepted: move counts; rejected_by_check: particles the certificate refused.
+        failed: why the levels stopped short ("" while fine).
+        strict: moves are accepted iff ``score < level`` (the particles AT the level were killed,
+            so the level's law is the prior on ``{score < L}``); ``False`` at ``L = 0`` and when a
+            plateau of ties had to be kept.
+        parent: ``(N,)`` each particle's index before the last resampling (its family);
+            variances: each stage's variance of ``log p_i`` (``survival_variance``).
+        spread: ``(D,)`` the per-coordinate proposal scale (the population's standard deviation,
+            in probit coordinates for ``pcn`` on a box), fixed from one resampling (or emission)
+            to the next; origin: ``(N, D)`` the positions there (to measure the jump).
+        jump_rate: the mean squared jump per round (per coordinate, in units of ``spread``)
+            measured over the last period (a level's rounds, or the rounds between emissions);
+            period_rounds, period_proposed, period_accepted: the current period's counts;
+            plan: the rounds this period takes, fixed when it starts.
+        grads: ``(N, m, D)`` the constraints' gradients at the particles (with ``pairs`` only).
+        pair_step: the pairs move's window (a fraction of the chord; ``>= 1``: a Gibbs draw).
+        vspread, vorigin: the values' spread and positions at the anchor (the jump in values).
+        mode: ``"levels"`` or ``"rejection"`` (``rejection_rate``); drawn, hits: prior draws and
+            how many were inside the band, in rejection mode.
+        budget_rounds, budget_stop, budget_history, pass_evals0, diagnostic_evals: ``budget="auto"``
+            (passes begun, why they stopped, one dict per finished pass, ``model_evals`` when the
+            pass began, the diagnostics' forward passes); band_evals0: ``model_evals`` when the
+            levels reached the band; budget_count: the rows when ``budget_stop`` was decided (a
+            resume to a larger ``n`` decides again).
+    """
+
+    codes: Tensor
+    values: Tensor
+    score: Tensor
+    ancestor: Tensor
+    scale: Tensor
+    samples: SampleBuffer
+    rng: Tensor
+    level: float = math.inf
+    fractions: list = field(default_factory=list)
+    step: float = 0.0
+    moves_left: int = 0
+    inside: bool = False
+    rounds: int = 0
+    since_emit: int = 0
+    stall: int = 0
+    model_evals: int = 0
+    check_evals: int = 0
+    proposed: int = 0
+    accepted: int = 0
+    rejected_by_check: int = 0
+    failed: str = ""
+    strict: bool = False
+    spread: Optional[Tensor] = None
+    origin: Optional[Tensor] = None
+    jump_rate: float = 0.0
+    period_rounds: int = 0
+    period_proposed: int = 0
+    period_accepted: int = 0
+    plan: int = 0
+    grads: Optional[Tensor] = None
+    parent: Optional[Tensor] = None
+    variances: list = field(default_factory=list)
+    pair_step: float = 1.0
+    vspread: Optional[Tensor] = None
+    vorigin: Optional[Tensor] = None
+    mode: str = "levels"
+    drawn: int = 0
+    hits: int = 0
+    budget_rounds: int = 1
+    budget_stop: str = ""
+    budget_history: list = field(default_factory=list)
+    pass_evals0: int = 0
+    diagnostic_evals: int = 0
+    band_evals0: int = 0
+    budget_count: int = 0
+
+
+__all__ = ["MOVES", "PAIRS", "RESAMPLING", "SMCConfig", "SMCState"]

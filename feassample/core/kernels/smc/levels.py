@@ -1,0 +1,107 @@
+"""The levels of adaptive multilevel splitting: the next level (the ``p0``-quantile of the scores),
+the survival fraction and its variance, the resampling, and the estimate of ``log P(set)``
+(see ``kernels.smc`` for the algorithm and its references)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from . import moves
+from .config import SMCState
+from .env import Env
+from .resampling import resample
+
+
+def log_prob_estimate(fractions, particles: int, variances=None) -> tuple[float, float]:
+    """``(log p, se)`` from the stages' survival fractions ``p_i`` and the population size ``N``:
+    ``log p = sum_i log p_i``, ``se^2 = sum_i (1 - p_i) / (p_i N)`` for independent particles
+    (Cérou et al. 2012, eq. (3)), or ``sum_i variances[i]`` (each stage's variance of ``log p_i``,
+    ``survival_variance``) where given."""
+    if not fractions:
+        return math.nan, math.nan
+    logp = math.fsum(math.log(p) for p in fractions)
+    if variances is not None and len(variances) == len(fractions):
+        var = math.fsum(variances)
+    else:
+        var = math.fsum((1.0 - p) / (p * particles) for p in fractions)
+    return logp, math.sqrt(var)
+
+
+def survival_variance(keep: Tensor, family: Tensor) -> float:
+    """The variance of ``log p_hat`` for one stage, ``p_hat = mean(keep)``, with the particles
+    grouped in families (copies of one parent at the last resampling): the cluster-robust
+    (sandwich) variance ``sum_f (sum_{j in f} (I_j - p_hat))^2 / (N p_hat)^2``. Independent
+    particles (families of one, as at the first stage) give the binomial ``(1 - p) / (p N)`` up to
+    ``1/N``; copies that the moves have not decorrelated survive or die together, and the variance
+    grows with that correlation (the role of Au & Beck's factor ``gamma``, 2001, eq. (29), here
+    measured across the families instead of along chains)."""
+    N = keep.numel()
+    p = float(keep.float().mean())
+    if p <= 0.0:
+        return math.inf
+    resid = keep.to(torch.float64) - p
+    sums = torch.zeros(N, dtype=torch.float64, device=keep.device).index_add_(0, family, resid)
+    return float((sums ** 2).sum()) / (N * p) ** 2
+
+
+def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
+    """Choose the next level, record the survival fraction, resample ``N`` from the survivors."""
+    cfg = env.cfg
+    N = state.codes.shape[0]
+    score = state.score
+    finite = score[torch.isfinite(score)]
+    if finite.numel() == 0:
+        state.failed = "no particle has finite constraint values (NaN everywhere under the prior)"
+        return {}
+    q = float(torch.quantile(score.clamp(max=torch.finfo(score.dtype).max).to(torch.float64), cfg.p0,
+                             interpolation="higher"))
+    level = max(q, 0.0)
+    # above 0 the particles AT the level die with those beyond it: the fraction strictly below
+    # the k-th smallest score is the unbiased one (k / N would overestimate each factor by
+    # about k / (k - 1); Bréhier, Gazeau, Goudenège, Lelièvre & Rousset, Ann. Appl. Probab.
+    # 26, 2016, on unbiased AMS); a plateau of ties
+    # (nothing strictly below) keeps the ties
+    keep = score < level if level > 0.0 else score <= level
+    state.strict = level > 0.0
+    if not bool(keep.any()):
+        keep = score <= level
+        state.strict = False
+    frac = float(keep.sum()) / N
+    family = state.parent if state.parent is not None else torch.arange(N, device=keep.device)
+    variance = survival_variance(keep, family.to(keep.device))
+    if level >= state.level:
+        state.stall += 1
+        if state.stall >= cfg.max_stall:
+            state.failed = (f"the score stopped decreasing at {level:.4g} for {state.stall} levels "
+                            "(a plateau of the constraints); the levels cannot reach the band")
+            return {}
+    else:
+        state.stall = 0
+    state.level = level
+    state.fractions.append(frac)
+    state.variances.append(variance)
+    state.inside = level <= 0.0
+    if state.inside:
+        state.band_evals0 = state.model_evals
+    idx = keep.nonzero().squeeze(1)
+    s = idx.numel()
+    pick = resample(s, N, cfg.resampling, gen)
+    pick = idx[pick.to(idx.device)]
+    state.parent = pick.clone()
+    state.codes, state.values = state.codes[pick].clone(), state.values[pick].clone()
+    state.score, state.ancestor = state.score[pick].clone(), state.ancestor[pick].clone()
+    if state.grads is not None:
+        state.grads = state.grads[pick].clone()
+    moves.measure(env, state)
+    moves.anchor(env, state, spread=True)
+    state.moves_left = state.plan = moves.plan(env, state)
+    if len(state.fractions) >= cfg.max_stages and not state.inside:
+        state.failed = (f"{cfg.max_stages} levels did not reach the band (the set's prior probability "
+                        f"is below about exp({sum(math.log(p) for p in state.fractions):.1f})); "
+                        "raise max_stages or p0")
+    return {"level": level, "survived": frac}
+
+
+__all__ = ["log_prob_estimate", "survival_variance", "new_level"]

@@ -1,0 +1,194 @@
+"""The SMC kernel's moves and their planning: one round of moves of every particle (reflect or
+pCN, and every other round the pairs move), invariant for the prior restricted to the current
+level; the anchors and jumps that measure decorrelation; the rounds each period takes."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ...evaluate import in_domain
+from ..proposals import fold, pairs_proposal, pcn, probit, unprobit
+from .config import SMCState
+from .env import Env, coords, evaluate, score
+
+
+def anchor(env: Env, state: SMCState, spread: bool) -> None:
+    """Remember the particles' positions (to measure how far they move from here) and, with
+    ``spread``, set the per-coordinate proposal scale to the population's standard deviation
+    (computed once per level, before any move of that level, so every round of the level uses
+    one fixed kernel; frozen for good once the level is the band)."""
+    state.origin = state.codes.clone()
+    if state.grads is not None:  # the pairs move keeps h: follow the values' jump too
+        state.vorigin = torch.nan_to_num(state.values.clone(), nan=0.0, posinf=0.0, neginf=0.0)
+        if spread:
+            sd = state.vorigin.std(0) if state.vorigin.shape[0] > 1 else torch.zeros_like(state.vorigin[0])
+            state.vspread = torch.nan_to_num(sd, nan=0.0)
+    if spread:
+        u = coords(env, state.codes)
+        sd = u.std(0) if u.shape[0] > 1 else torch.ones_like(u[0])
+        width = (env.problem.box[1] - env.problem.box[0]) if env.move == "reflect" else 1.0
+        state.spread = torch.nan_to_num(sd, nan=0.0).clamp(min=1e-6 * width)
+
+
+def measure(env: Env, state: SMCState) -> None:
+    """At the end of a period (a level's rounds, or the rounds between two emissions): the mean
+    squared jump per round since the anchor, per coordinate in units of the spread."""
+    if state.origin is None or state.period_rounds == 0:
+        return
+    state.jump_rate = jump(env, state) / state.period_rounds
+
+
+def jump(env: Env, state: SMCState) -> float:
+    """The mean squared jump since the anchor per coordinate, in units of the spread; with the
+    pairs move (which keeps affine constraints constant) the smaller of that and the same for
+    the constraint values (constraints whose values do not spread at all are left out)."""
+    u, u0 = coords(env, state.codes), coords(env, state.origin)
+    jump = float((((u - u0) / state.spread) ** 2).mean())
+    if state.grads is not None and state.vspread is not None and state.vorigin is not None:
+        v = torch.nan_to_num(state.values, nan=0.0, posinf=0.0, neginf=0.0)
+        scale = state.vorigin.abs().amax(0).clamp(min=1e-30)
+        live = state.vspread > 1e-9 * scale
+        if bool(live.any()):
+            vj = float((((v - state.vorigin)[:, live] / state.vspread[live]) ** 2).mean())
+            jump = min(jump, vj)
+    return jump
+
+
+def mixed(env: Env, state: SMCState) -> bool:
+    """In the band: the mean squared jump since the anchor, per coordinate in units of the
+    spread, has reached ``jump`` (2 for independent draws) and at least ``1 - 1/e`` of the
+    particles have left their anchor (the copies of one ancestor have split). A population
+    average over ``N`` particles: the rule depends on any one particle only at order ``1/N``,
+    and ``log_prob`` is already fixed when the band's moves start."""
+    moved = float((state.codes != state.origin).any(1).float().mean())
+    return jump(env, state) >= target(env, state) and moved >= 1 - math.exp(-1)
+
+
+def most(env: Env, state: SMCState) -> int:
+    """The most rounds of a period: ``max_moves``, doubled with each further pass of
+    ``budget="auto"`` (as its target tightens, a pass whose emissions stopped at the cap
+    would otherwise repeat the same correlation)."""
+    return env.cfg.max_moves * 2 ** (state.budget_rounds - 1)
+
+
+def target(env: Env, state: SMCState) -> float:
+    """The decorrelation target of the current period in the band: ``jump`` until the first
+    emission (copies of one parent each move that far from their common origin, so they end
+    about as far apart as independent draws), then ``thin_jump`` (the particle's own last
+    emitted position is the other end: ``2`` would be independence)."""
+    again = state.samples.count > 0 or state.budget_rounds > 1
+    if not again:
+        return env.cfg.jump
+    # budget="auto": each further pass halves what thin_jump leaves of the correlation with
+    # the last emitted position (2 - target is proportional to it), as cover doubles its thin
+    return 2.0 - (2.0 - env.cfg.thin_jump) * 0.5 ** (state.budget_rounds - 1)
+
+
+def plan(env: Env, state: SMCState) -> int:
+    """The rounds of the period that starts now, fixed before any of its moves from what the
+    previous periods measured (so the number of rounds does not depend on where this period's
+    moves lead, and every round applies the same invariant kernel: a stopping rule that looked
+    at the current moves would bias the law). Enough rounds that the mean squared jump reaches
+    the target (``jump`` in the band, ``level_jump`` above it; 2 for independent draws) at the
+    last measured rate, and that a particle is left unmoved with probability at most ``1%``
+    above the band (``5%`` between emissions in the band) at the last acceptance (Drovandi & Pettitt, Biometrics 67,
+    2011: ``R = log c / log(1 - acceptance)``); within ``[moves, max_moves]`` (``thin`` for
+    emissions). The first level, with nothing measured, takes ``max(moves, 8)``."""
+    cfg = env.cfg
+    least = cfg.thin if state.inside and state.samples.count > 0 else cfg.moves
+    if not (math.isfinite(state.jump_rate) and state.jump_rate > 0.0) or state.period_proposed == 0:
+        rounds = max(least, 8)
+    else:
+        goal, c = (target(env, state), 0.05) if state.inside else (cfg.level_jump, 0.01)
+        rounds = math.ceil(goal / state.jump_rate)
+        acc = state.period_accepted / state.period_proposed
+        if acc <= 0.0:
+            rounds = cfg.max_moves
+        elif acc < 1.0:
+            rounds = max(rounds, math.ceil(math.log(c) / math.log1p(-acc)))
+    state.period_rounds = state.period_proposed = state.period_accepted = 0
+    return int(min(max(rounds, least), most(env, state)))
+
+
+def move(env: Env, state: SMCState, gen: torch.Generator) -> float:
+    """One round of moves of every particle, invariant for the prior restricted to
+    ``{score <= level}``; returns the acceptance rate. With the pairs move on, every other
+    round is a pairs round."""
+    if state.grads is not None and state.rounds % 2 == 1:
+        return pairs_round(env, state, gen)
+    x = state.codes
+    N = x.shape[0]
+    xi = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    box = env.problem.box
+    if env.move == "reflect":
+        y = fold(x + state.step * state.spread * xi, *box)
+        ok = torch.ones(N, dtype=torch.bool, device=x.device)
+    else:
+        b = min(state.step, 1.0)
+        if box is not None:
+            y = unprobit(pcn(probit(x, *box), xi, b), *box)
+            ok = torch.ones(N, dtype=torch.bool, device=x.device)
+        else:
+            y = pcn(x, xi, b)
+            ok = in_domain(env.problem, y)
+    rows = ok.nonzero().squeeze(1)
+    good = accept(env, state, rows, y[rows])
+    rate = float(good.sum()) / N
+    count(state, N, int(good.sum()))
+    if not state.inside:  # adapt only while the levels tighten: the output kernel is fixed
+        state.step = min(state.step * math.exp(rate - env.cfg.accept), 1.0)
+    return rate
+
+
+def accept(env: Env, state: SMCState, rows: Tensor, y: Tensor) -> Tensor:
+    """Evaluate the proposals ``y`` of the particles ``rows`` and move those inside the level
+    (``score < level``; ``<= 0`` in the band); returns which were accepted."""
+    v, g = evaluate(env, state, y)
+    sc = score(env, v, state.scale)
+    good = sc < state.level if state.strict else sc <= state.level
+    take = rows[good]
+    state.codes[take], state.values[take], state.score[take] = y[good], v[good], sc[good]
+    if g is not None:
+        state.grads[take] = g[good]
+    return good
+
+
+def count(state: SMCState, proposed: int, accepted: int) -> None:
+    state.proposed += proposed
+    state.accepted += accepted
+    state.period_rounds += 1
+    state.period_proposed += proposed
+    state.period_accepted += accepted
+
+
+def pairs_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
+    """The covering walk's pairs move for every particle, red-black: the population is split
+    in two random halves (a draw independent of the particles' states), and each half moves
+    along block directions from the gradients of random partners in the other half
+    (``proposals.pairs_proposal``), accepted iff inside the level. Given the other half, the
+    proposal is symmetric, so the prior (uniform on the box) restricted to the level is
+    invariant, for any constraint. The window adapts like ``step`` above the band."""
+    x = state.codes
+    N = x.shape[0]
+    order = torch.randperm(N, generator=gen).to(x.device)
+    halves = (order[: N // 2], order[N // 2:])
+    accepted = 0
+    for movers, others in (halves, halves[::-1]):
+        if movers.numel() == 0 or others.numel() == 0:
+            continue
+        partner = others[torch.randint(others.numel(), (movers.numel(),), generator=gen).to(x.device)]
+        window = torch.full((movers.numel(),), state.pair_step, dtype=x.dtype, device=x.device)
+        y = pairs_proposal(state.codes[movers], state.grads[partner], env.problem.box, window,
+                           env.cfg.pair_rounds, None, gen)
+        accepted += int(accept(env, state, movers, y).sum())
+    rate = accepted / N
+    count(state, N, accepted)
+    if not state.inside:
+        state.pair_step = min(state.pair_step * math.exp(rate - env.cfg.accept), 1.0)
+    return rate
+
+
+__all__ = ["anchor", "measure", "jump", "mixed", "most", "target", "plan", "move", "accept", "count",
+           "pairs_round"]
