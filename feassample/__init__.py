@@ -8,7 +8,8 @@ from .core import (ALConfig, Bands, CoverConfig, Diversity, FeasibleSet, JointCo
 from .core.problem import SharedForward
 from .problems import (Intersection, LogisticHalfspace, NeuronInverseSet, Preprocessing,
                        neuron_intersection)
-from .problems.contrastive.explain import ContrastiveExplanation, explain_contrast, explain_contrasts
+from .problems.contrastive.explain import explain_contrast, explain_contrasts
+from .problems.contrastive.explanation import ContrastiveExplanation
 
 __version__ = "0.1.0"
 __all__ = ["ALConfig", "Bands", "FeasibleSet", "Measurement", "SampleSet", "SamplerConfig",

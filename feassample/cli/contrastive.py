@@ -20,7 +20,8 @@ from torch import nn
 
 from .schemas import ContrastiveProblemSchema
 from ..problems.contrastive.problem import CONSTRAINTS, ContrastSet
-from ..problems.contrastive.explain import explain_contrast, fit_codes
+from ..problems.contrastive.explain import explain_contrast
+from ..problems.contrastive.fit import fit_codes
 from ..viz.contrastive import save_explanation
 
 #: the keys of a ``problem=contrastive`` node and their defaults, from the schema

@@ -13,7 +13,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from ..problems.contrastive.explain import ContrastiveExplanation
+from ..problems.contrastive.explanation import ContrastiveExplanation
 from .figure import new_figure, save_figure
 
 

@@ -21,8 +21,10 @@ from feassample.models.biased import (BIASED_CLASS, add_square, bias_metrics,
 from feassample.cli.contrastive import CONFIG_DEFAULTS, _settings, run_config
 from feassample.cli.schemas import ContrastiveProblemSchema
 from feassample.problems.contrastive.problem import ContrastSet
-from feassample.problems.contrastive.explain import (_certify, _PathRecorder, explain_contrast,
-                                                     explain_contrasts, fit_codes)
+from feassample.problems.contrastive.certificate import _certify
+from feassample.problems.contrastive.explain import explain_contrast, explain_contrasts
+from feassample.problems.contrastive.fit import fit_codes
+from feassample.problems.contrastive.solve import _PathRecorder
 from feassample.viz.contrastive import explanation_rgb, mean_paths, save_explanation
 
 MARGIN, TOL = 0.1, 0.01

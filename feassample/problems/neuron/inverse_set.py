@@ -1,196 +1,22 @@
-"""The inverse set of a neuron: ``{x valid : z1 <= f(x) <= z2}`` for any ``torch.nn.Module``
-(paper §3.1–3.2, eqs. 4–5).
+"""``NeuronInverseSet``: the inputs whose unit activation lies in a band (paper §3.1–3.2,
+eqs. 4–5), and ``neuron_intersection`` of several units of one model.
 
-The unit is read by a forward hook on a named layer, so the model's own output can be anything
-(a tensor, a tuple, a dict): only the hooked layers matter, and the forward pass stops as soon
-as every needed layer has been seen. When the encoder is a layer path of the same model, the
-embedding is captured in that same pass: one forward per step.
+When the encoder is a layer path of the same model, the embedding is captured in the same
+forward pass as the unit: one forward per step.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Callable, Hashable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from ..core.bands import Bands
-from ..core.problem import FeasibleSet, Measurement, SharedForward
-from .preprocessing import Preprocessing, model_preprocessing
-
-Unit = Union[int, tuple, str]
-
-#: The layer name that reads the model's own output (when no submodule is called ``output``).
-OUTPUT = "output"
-
-
-def parse_unit(spec: str) -> tuple[str, Union[int, tuple]]:
-    """``(layer, unit)`` from a Lucent-style string: ``"fc:243"`` -> ``("fc", 243)``,
-    ``"layer4:17"`` -> ``("layer4", 17)`` (a channel's spatial mean on a layer with channels),
-    ``"layer4:17:3:3"`` -> ``("layer4", (17, 3, 3))`` (one position)."""
-    if not isinstance(spec, str):
-        raise TypeError(f"unit string must be a str like 'layer4:17', got {spec!r}")
-    layer, sep, rest = spec.partition(":")
-    parts = rest.split(":") if sep else []
-    if not layer or not parts or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"unit {spec!r} is not 'layer:unit': use 'layer4:17' (a channel), "
-                         f"'layer4:17:3:3' (channel 17 at y=3, x=3) or 'fc:243' (a unit), with "
-                         f"the layer's dotted name from model.named_modules()")
-    idx = tuple(int(p) for p in parts)
-    return layer, idx[0] if len(idx) == 1 else idx
-
-
-class _Seen(Exception):
-    """Raised by the last needed hook to stop the forward pass early."""
-
-
-def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule at a dotted path of ``model.named_modules()``; a helpful error otherwise."""
-    if not isinstance(name, str):
-        raise TypeError(f"layer must be a dotted name from model.named_modules(), got {name!r}")
-    modules = dict(model.named_modules())
-    if name in modules and name != "":
-        if isinstance(model, torch.jit.ScriptModule):
-            raise ValueError(f"layer {name!r} is inside a TorchScript module, which runs no Python "
-                             f"hooks: read the model's output (layer {OUTPUT!r}) or load a "
-                             f"torch.export program (.pt2) to read inner layers")
-        return modules[name]
-    if name == OUTPUT:
-        return model
-    names = [n for n in modules if n] + [OUTPUT]
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    shown = ", ".join(names[:60]) + (" ..." if len(names) > 60 else "")
-    raise ValueError(f"unknown layer {name!r}.{hint} Valid layers: {shown}")
-
-
-class LayerProbe:
-    """Runs a model and returns the outputs of some named layers, stopping once all are seen.
-
-    Args:
-        model: any module.
-        layers: dotted names of the layers to capture.
-        stop_early: abort the forward pass once every layer has produced its output.
-    """
-
-    def __init__(self, model: nn.Module, layers: Sequence[str], stop_early: bool = True) -> None:
-        self.model = model
-        self.layers = list(dict.fromkeys(layers))
-        self.modules = {name: resolve_layer(model, name) for name in self.layers}
-        self.stop_early = stop_early
-
-    def __call__(self, x: Tensor) -> dict[str, Tensor]:
-        seen: dict[str, Tensor] = {}
-        handles = []
-
-        def hook_for(name):
-            def hook(_module, _inputs, output):
-                if isinstance(output, (tuple, list)):
-                    output = output[0]
-                if name not in seen:
-                    seen[name] = output
-                if self.stop_early and len(seen) == len(self.layers):
-                    raise _Seen()
-            return hook
-
-        hooked = {n: m for n, m in self.modules.items() if m is not self.model}
-        wants_output = len(hooked) < len(self.modules)
-        for name, module in hooked.items():
-            handles.append(module.register_forward_hook(hook_for(name) if not wants_output
-                                                        else self._keep(seen, name)))
-        try:
-            out = self.model(x)
-        except _Seen:
-            pass
-        else:
-            if wants_output:
-                if isinstance(out, (tuple, list)):
-                    out = out[0]
-                if not isinstance(out, Tensor):
-                    raise RuntimeError(f"the output of {type(self.model).__name__} is a "
-                                       f"{type(out).__name__}, not a tensor: name a layer instead "
-                                       f"of {OUTPUT!r}")
-                for name in self.modules:
-                    if name not in hooked:
-                        seen[name] = out
-        finally:
-            for h in handles:
-                h.remove()
-        missing = [n for n in self.layers if n not in seen]
-        if missing:
-            raise RuntimeError(f"layers {missing} produced no output in the forward pass of "
-                               f"{type(self.model).__name__}: are they used by forward()?")
-        return seen
-
-    @staticmethod
-    def _keep(seen: dict, name: str):
-        """A hook that records a layer's output and lets the forward pass run to the end."""
-        def hook(_module, _inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            seen.setdefault(name, output)
-        return hook
-
-
-def _model_dtype(model: nn.Module) -> Optional[torch.dtype]:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    for b in model.buffers():
-        if b.is_floating_point():
-            return b.dtype
-    return None
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
-
-
-def unit_reader(unit: Unit, shape: Sequence[int], layer: str) -> Callable[[Tensor], Tensor]:
-    """A function ``layer output (B, ...) -> (B,)`` for a unit, validated against the layer's
-    output shape (without the batch dimension)."""
-    shape = tuple(int(s) for s in shape)
-    if isinstance(unit, bool):
-        raise TypeError(f"unit must be an int or a tuple, got {unit!r}")
-    if isinstance(unit, list):
-        unit = tuple(unit)
-    if isinstance(unit, int):
-        if len(shape) != 1:
-            # On a layer with channels, an int names a channel, as in the paper's "neuron 197
-            # of conv5": the channel's spatial mean, the same as unit=(channel,).
-            if not 0 <= unit < shape[0]:
-                raise ValueError(f"unit={unit} is out of range for layer {layer!r} with output "
-                                 f"shape {shape}: an int names a channel, valid channels are "
-                                 f"0..{shape[0] - 1}")
-            return lambda out: out[:, unit].flatten(1).mean(dim=1)
-        if not 0 <= unit < shape[0]:
-            raise ValueError(f"unit={unit} is out of range for layer {layer!r} with {shape[0]} "
-                             f"units (output shape {shape}): valid units are 0..{shape[0] - 1}")
-        return lambda out: out.flatten(1)[:, unit]
-    if not isinstance(unit, tuple) or not all(isinstance(u, int) and not isinstance(u, bool) for u in unit):
-        raise TypeError(f"unit must be an int, (channel,) or (channel, y, x), got {unit!r}")
-    if len(shape) < 2:
-        raise ValueError(f"unit={unit} indexes channels/positions, but layer {layer!r} is fully "
-                         f"connected with output shape {shape}: use an int unit in 0..{shape[0] - 1}")
-    if len(unit) == 1:
-        (ch,) = unit
-        if not 0 <= ch < shape[0]:
-            raise ValueError(f"channel {ch} is out of range for layer {layer!r} with output shape "
-                             f"{shape}: valid channels are 0..{shape[0] - 1}")
-        return lambda out: out[:, ch].flatten(1).mean(dim=1)
-    if len(unit) == len(shape):
-        for axis, (u, s) in enumerate(zip(unit, shape)):
-            if not 0 <= u < s:
-                raise ValueError(f"unit={unit} is out of range for layer {layer!r} with output "
-                                 f"shape {shape} (index {axis} must be in 0..{s - 1})")
-        return lambda out: out[(slice(None), *unit)]
-    raise ValueError(f"unit={unit} has {len(unit)} indices; layer {layer!r} has output shape "
-                     f"{shape}: use (channel,) or a full index of {len(shape)} numbers")
+from ...core.bands import Bands
+from ...core.problem import FeasibleSet, Measurement, SharedForward
+from ..preprocessing import Preprocessing, model_preprocessing
+from .layers import LayerProbe, _model_device, _model_dtype, resolve_layer
+from .units import Unit, parse_unit, unit_reader
 
 
 class NeuronInverseSet(SharedForward, FeasibleSet):
@@ -553,7 +379,7 @@ def neuron_intersection(model: nn.Module, units, **common) -> FeasibleSet:
     Returns:
         ``Intersection`` of the members (one forward pass per step for all of them).
     """
-    from .intersection import Intersection
+    from ..intersection import Intersection
 
     items = list(units.items()) if isinstance(units, dict) else list(units)
     if not items:
