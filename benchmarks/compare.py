@@ -139,7 +139,7 @@ def run_one(case: Case, name: str, method: str, options: dict, n: int, k: int, s
     row["wall"] = time.perf_counter() - t0
     ok = s.feasible
     row.update(status=s.status, returned=len(s), certified=int(ok.sum()),
-               evals=int(s.stats.get("model_evals", 0)), x=s.x[ok].detach())
+               evals=int(s.n_evals), x=s.x[ok].detach())
     return row
 
 

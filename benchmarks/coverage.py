@@ -162,7 +162,7 @@ def measure(case: Case, method: str, n: int, k: int, seed: int, draws: int) -> d
     nulls = [space(case.exact(n, g)) for _ in range(draws)]
     row = {"case": case.name, "method": method, "seed": seed, "n": len(s), "status": s.status,
            "certified": float(s.feasible.float().mean()) if len(s) else 0.0,
-           "evals_per_sample": s.stats.get("model_evals", 0) / max(len(s), 1), "wall_s": wall,
+           "evals_per_sample": s.n_evals / max(len(s), 1), "wall_s": wall,
            "duplicates": len(s) - int(torch.unique(s.codes.flatten(1), dim=0).shape[0]),
            "rhat": s.stats.get("rhat_max", math.nan)}
     if len(s) < 10:
@@ -221,7 +221,7 @@ def agreement(method: str, n: int, k: int, seeds: tuple[int, int] = (0, 1)) -> d
     runs = [fs.sample(problem, n=n, k=k, seed=s, method=method) for s in seeds]
     row = {"case": "foreign net", "method": method, "n": n,
            "certified": min(float(r.feasible.float().mean()) for r in runs),
-           "evals_per_sample": max(r.stats.get("model_evals", 0) / max(len(r), 1) for r in runs),
+           "evals_per_sample": max(r.n_evals / max(len(r), 1) for r in runs),
            "duplicates": max(len(r) - int(torch.unique(r.codes.flatten(1), dim=0).shape[0]) for r in runs),
            "rhat": max(r.stats.get("rhat_max", math.nan) for r in runs)}
     stats = [{"unit": r.values[:, 0].double(), "mean_pixel": r.x.double().flatten(1).mean(1),

@@ -57,9 +57,9 @@ def measure(name: str, problem: fs.LogisticHalfspace, settings: dict, n: int, k:
         "slab": name, "config": settings.get("_label", ""), "n": len(s),
         "feasible": float(inside.float().mean()) if len(s) else 0.0,
         "status": s.status,
-        "seed_steps": s.stats.get("seed_steps", 0), "walk_steps": s.stats.get("walk_steps", 0),
-        "walk_ratio": s.stats.get("walk_steps", 0) / steps_min,
-        "evals_per_sample": s.stats["model_evals"] / max(len(s), 1),
+        "seed_steps": s.stats.get("seed_steps", 0), "rounds": s.stats.get("rounds", 0),
+        "walk_ratio": s.stats.get("rounds", 0) / steps_min,
+        "evals_per_sample": s.n_evals / max(len(s), 1),
         "wall_s": wall, "exact_wall_s": exact_wall,
         "ks_p": cov["ks_p"], "boundary_z": cov["boundary_z"], "nn_ratio": cov["nn_ratio"],
         "fill_ratio": cov["fill_ratio"], "energy_z": cov["energy_z"],
@@ -72,8 +72,8 @@ def table(rows: list[dict]) -> str:
     sep = "|" + "---|" * 14
     lines = [head, sep]
     for r in rows:
-        steps = (f"{r['walk_steps']} rounds" if r["config"].startswith("smc") else
-                 f"{r['walk_steps']}/{math.ceil((r['n'] - 10) / 10)} = {r['walk_ratio']:.2f}")
+        steps = (f"{r['rounds']} rounds" if r["config"].startswith("smc") else
+                 f"{r['rounds']}/{math.ceil((r['n'] - 10) / 10)} = {r['walk_ratio']:.2f}")
         lines.append(
             f"| {r['slab']} | {r['config']} | {r['status']} | {r['n']} | {100 * r['feasible']:.1f}% | "
             f"{steps} | "

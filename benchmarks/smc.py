@@ -108,7 +108,7 @@ def held_out(n=400, seeds=20, levels=0, **options):
         for seed in range(seeds):
             s = fs.sample(p, n=n, seed=seed, method="smc", options=options or None)
             zs.append((s.stats["log_prob"] - exact) / s.stats["log_prob_se"])
-            eps.append(s.stats["model_evals"] / len(s))
+            eps.append(s.n_evals / len(s))
         mean = sum(zs) / seeds
         sd = math.sqrt(sum((z - mean) ** 2 for z in zs) / seeds)
         beyond = sum(abs(z) > 2 for z in zs)
@@ -143,7 +143,7 @@ def main(names=None, n=500, seeds=10, particles=None, levels=0):
             zs.append((s.stats["log_prob"] - exact) / s.stats["log_prob_se"])
             ses.append(s.stats["log_prob_se"])
             stages.append(s.stats["smc_stages"])
-            eps.append(s.stats["model_evals"] / len(s))
+            eps.append(s.n_evals / len(s))
             v = stat(s)
             if ks is not None:
                 pv.append(ks(v))

@@ -313,7 +313,7 @@ def run_one(name: str, k: int, threads: int, device: str, cap: float) -> dict:
     peak = _peak_mib(device)
     row = {"model": name, "described": described, "k": k, "threads": threads, "status": s.status, "returned": len(s), "n": 2 * k,
            "capped": rounds.capped, "seed_steps": rounds.seed_steps, "walk_rounds": rounds.walk_rounds,
-           "wall": wall, "evals": int(s.stats.get("model_evals", 0)), "model_s": clock.seconds,
+           "wall": wall, "evals": int(s.n_evals), "model_s": clock.seconds,
            "fwd_calls": clock.forward_calls, "fwd_rows": clock.forward_rows, "peak_mib": peak,
            "peak_over_base_mib": peak - base}
     if rounds.walk_start and rounds.walk_end and rounds.walk_end[0] > rounds.walk_start[0]:

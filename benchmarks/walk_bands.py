@@ -1,7 +1,7 @@
 """The paper's walk (``method="walk"``) on bands of decreasing width: walk steps over the minimum.
 
-``walk_steps_min = ceil((n - seeds) / k)`` is the number of rounds a walk that accepts every
-walker in every round would need; the ratio ``walk_steps / walk_steps_min`` is the walk's overhead.
+``rounds_min = ceil((n - seeds) / k)`` is the number of rounds a walk that accepts every
+walker in every round would need; the ratio ``rounds / rounds_min`` is the walk's overhead.
 Run: ``python -m benchmarks.walk_bands [--band-step 0.5 | --band-step off]`` (one thread; about a
 minute). The mean nearest-neighbour distance of the samples is printed too: a rule that makes the
 walk take fewer steps by not moving shows up there. "grads/sample" is the walk's model evaluations
@@ -38,10 +38,10 @@ def main() -> None:
         ratios, statuses, spread, cost = [], set(), [], []
         for seed in range(args.seeds):
             s = fs.sample(p, n=args.n, k=10, seed=seed, method="walk", options=options)
-            ratios.append(s.stats["walk_steps"] / max(s.stats["walk_steps_min"], 1))
+            ratios.append(s.stats["rounds"] / max(s.stats["rounds_min"], 1))
             statuses.add(s.status)
             spread.append(metrics.diversity(s.x.double())["mean_nn"])
-            cost.append((s.stats["walk_evals"] + s.stats.get("vjp_evals", 0)) / max(len(s.x), 1))
+            cost.append((s.n_evals - s.stats["seed_evals"] + s.stats["evals"].get("vjp", 0)) / max(len(s.x), 1))
         worst_all = max(worst_all, max(ratios))
         print(f"| {d} | {width:g} | {scale} | {max(ratios):.2f} | {', '.join(f'{r:.2f}' for r in ratios)} "
               f"| {sum(spread) / len(spread):.3g} | {sum(cost) / len(cost):.2f} "

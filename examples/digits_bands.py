@@ -34,7 +34,7 @@ def main(n: int = 500, out: Path = OUT) -> list:
         wall = time.perf_counter() - t0
         rows.append((f"[{z1:g}, {z2:g}]", s))
         table.append(f"| [{z1:g}, {z2:g}] | {s.status} | {len(s)} | {s.stats['seed_steps']} | "
-                     f"{s.stats['walk_steps']} | {s.stats['model_evals']} | {wall:.2f} |")
+                     f"{s.stats['rounds']} | {s.n_evals} | {wall:.2f} |")
     sample_rows(rows, out, title="classifier.fc2[3] (logit of '3') at six bands, 10 of 500 samples per row")
     print("\n".join(table))
     print(f"wrote {out}")

@@ -46,13 +46,13 @@ def main(n: int = 100, k: int = 10, out: Path = OUT):
             seeds = fs.sample(q, n=k, k=k, seed=0, method="joint", joint_until="converged", **settings)
             s = fs.sample(q, n=n, k=k, seed=0, initial_codes=seeds.codes[:k], method="walk", band_step=None, **budget)
             seed_steps = seeds.stats["seed_steps"] + s.stats["seed_steps"]
-            evals = seeds.stats["model_evals"] + s.stats["model_evals"]
+            evals = seeds.n_evals + s.n_evals
         else:
             s = fs.sample(q, n=n, k=k, seed=0, **settings)
-            seed_steps, evals = s.stats["seed_steps"], s.stats["model_evals"]
+            seed_steps, evals = s.stats["seed_steps"], s.n_evals
         wall = time.perf_counter() - t0
         div = metrics.diversity(embed(q, s.x))["mean_nn"]
-        print(f"| {label} | {s.status} | {seed_steps} | {s.stats['walk_steps']} | {evals} | {div:.3f} | {wall:.2f} |")
+        print(f"| {label} | {s.status} | {seed_steps} | {s.stats['rounds']} | {evals} | {div:.3f} | {wall:.2f} |")
         rows.append((label.replace(", ", ",\n"), s))
     sample_rows(rows, out, title="joint solve vs incremental process (n = 100)")
     print(f"wrote {out}")

@@ -18,6 +18,7 @@ from torch import Tensor
 
 import feassample as fs
 from feassample.core import SampleBuffer, Sampler, State, register_sampler
+from feassample.core.driver.emit import keep_certified
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class BoxMetropolisConfig:
 @dataclass
 class BoxMetropolisState(State):
     codes: Tensor            # (K, *code_shape) walkers, all inside the band
+    values: Tensor           # (K, m) their constraint values
     samples: SampleBuffer    # accepted rows (streamed to the run directory by the driver)
     rng: Tensor              # the generator's state: resume is bit-identical
     rounds: int = 0
@@ -55,16 +57,17 @@ class BoxMetropolis(Sampler):
     Config = BoxMetropolisConfig
     state_class = BoxMetropolisState
     needs_seeds = True
-    mcmc = True
 
     def init(self, problem, run, key, seeds=None) -> BoxMetropolisState:
         self.bind(problem, run)
         if problem.box is None:
             raise ValueError("box_metropolis needs a problem with a box")
-        samples = SampleBuffer.empty(run.n, seeds.codes, seeds.values)
-        samples.append(seeds.codes, seeds.values)
+        # a walker column makes the run's diagnostics (R-hat, ESS) treat each walker as a chain
+        walkers = torch.arange(seeds.codes.shape[0], device=seeds.codes.device)
+        samples = SampleBuffer.empty(run.n, seeds.codes, seeds.values, walker=walkers[:1])
+        keep_certified(problem, samples, seeds.codes, seeds.values, walker=walkers)
         rng = torch.Generator().manual_seed(int(key) + 1).get_state()
-        return BoxMetropolisState(seeds.codes.clone(), samples, rng)
+        return BoxMetropolisState(seeds.codes.clone(), seeds.values.clone(), samples, rng)
 
     def step(self, state: BoxMetropolisState) -> tuple[BoxMetropolisState, dict]:
         lo, hi = self.problem.box
@@ -78,13 +81,14 @@ class BoxMetropolis(Sampler):
             values = self.problem.measure(self.problem.decode(proposal)).values
         state.model_evals += proposal.shape[0]
         move = in_box & self.problem.bands.feasible(values)
-        state.codes[move] = proposal[move]
+        state.codes[move], state.values[move] = proposal[move], values[move]
         state.moves += int(move.sum())
         state.rounds += 1
         new = 0
-        if state.rounds % self.config.thin == 0:
-            checked, ok = self.problem.check(state.codes)  # certified before it is kept
-            new = state.samples.append(state.codes[ok], checked[ok])
+        if state.rounds % self.config.thin == 0:  # certified (problem.check) before it is kept
+            walkers = torch.arange(state.codes.shape[0], device=state.codes.device)
+            new = keep_certified(self.problem, state.samples, state.codes, state.values,
+                                 walker=walkers).kept
         return state, {"round": state.rounds, "accepted": new}
 
     def done(self, state: BoxMetropolisState) -> bool:
@@ -92,7 +96,7 @@ class BoxMetropolis(Sampler):
 
     def finalize(self, state: BoxMetropolisState):
         codes = state.samples.codes[: state.samples.count]
-        return codes, {"walk_steps": state.rounds, "model_evals": state.model_evals,
+        return codes, {"rounds": state.rounds, "model_evals": state.model_evals,
                        "acceptance": state.moves / max(state.rounds * state.codes.shape[0], 1)}
 
 

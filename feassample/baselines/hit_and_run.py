@@ -144,7 +144,6 @@ class HitAndRun(Baseline):
     uses_gradients = False  # checked by core.sampling.validate: no gradient needed
     Config = HitAndRunConfig
     state_class = HitAndRunState
-    mcmc = True
 
     def bind(self, problem, run) -> None:
         super().bind(problem, run)

@@ -89,7 +89,6 @@ class Langevin(Baseline):
     Config = LangevinConfig
     state_class = LangevinState
     initial_rows = "k"
-    mcmc = True
 
     def init(self, problem, run, key: int, seeds=None) -> LangevinState:
         box, eps3 = problem.box, self.config.eps3

@@ -126,8 +126,8 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
         out.update(ancestry(ancestors))
     if ancestors is not None and n > 1 and bool((ancestors < 0).all()):
         # negative ancestors mark independent draws of the prior (smc's rejection mode)
-        out.update(mixed=None, skipped="independent draws from the prior (each row its own): "
-                   "nothing to diagnose")
+        out.update(mixed=None, independent=True,
+                   skipped="independent draws from the prior (each row its own): nothing to diagnose")
         return out
     idx, length = _chains(walkers.detach().cpu().numpy().astype(np.int64))
     out["chains_by"] = "walker"

@@ -9,7 +9,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -66,16 +66,34 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 @dataclass
 class SampleSet:
-    """The result of ``fs.sample``.
+    """The result of ``fs.sample``: samples, their certificates, and fields that mean the same for
+    every method (scipy's ``OptimizeResult`` is the model).
 
     Attributes:
         x: ``(n, *input_shape)`` decoded inputs.
         codes: ``(n, *code_shape)`` codes.
         values: ``(n, m)`` constraint values from the independent check.
         feasible: ``(n,)`` bool, from the independent check (not from the optimizer).
-        stats: ``seed_steps``, ``walk_steps``, ``model_evals``, ``wall_s``, ``status``
-            (``"success"``, ``"partial"`` or ``"infeasible"``), ``message`` and more.
+        stats: the run's record; the stable fields below read it, and every other key is a
+            method's own extra (``stats["particles"]`` of ``smc``, ``stats["thin"]`` of ``cover``...).
         config: the problem's and the sampler's settings.
+
+    Stable fields (properties), one meaning for every method:
+        status: ``"success"`` (``n`` rows certified), ``"partial"`` (some), ``"infeasible"``
+            (none; the closest iterates are returned where a method has them) or
+            ``"interrupted"`` (a signal; resume to continue).
+        message: one line saying why, from the certificate.
+        n_evals: the method's model evaluations (seed phase, moves, levels: one per code
+            evaluated, gradients included); ``stats["evals"]`` has it as ``"model"`` beside
+            ``"check"`` (the certificate's passes), ``"diagnostic"`` (the diagnostics' forward
+            passes) and ``"vjp"`` (vector-Jacobian products, where a method counts them).
+        max_violation: the largest band violation of a returned row (0 when every row is inside
+            the band; at most the tolerance for a certified row), ``None`` with no row.
+        log_prob, log_prob_se: ``log P(set)`` under the problem's prior and its standard error,
+            ``None`` where the method does not estimate it.
+        diagnostics: R-hat, ESS (with the rows and chains they used), ``duplicates``, ``mixed``
+            (``True``/``False``, ``None`` when skipped, with ``skipped`` saying why; ``independent``
+            for independent draws), ``None`` for a method without chains.
     """
 
     x: Tensor
@@ -90,43 +108,70 @@ class SampleSet:
 
     @property
     def status(self) -> str:
-        """``"success"``, ``"partial"`` or ``"infeasible"``."""
+        """``"success"``, ``"partial"``, ``"infeasible"`` or ``"interrupted"``."""
         return str(self.stats.get("status", "unknown"))
 
+    @property
+    def message(self) -> str:
+        """One line: the status and why."""
+        return str(self.stats.get("message", ""))
+
+    @property
+    def n_evals(self) -> int:
+        """The method's model evaluations (``stats["evals"]["model"]``)."""
+        return int((self.stats.get("evals") or {}).get("model", 0))
+
+    @property
+    def max_violation(self) -> Optional[float]:
+        """The largest band violation of a returned row (``None`` with no row)."""
+        return self.stats.get("max_violation")
+
+    @property
+    def log_prob(self) -> Optional[float]:
+        """``log P(set)`` under the prior, ``None`` where not estimated."""
+        return self.stats.get("log_prob")
+
+    @property
+    def log_prob_se(self) -> Optional[float]:
+        """The standard error of ``log_prob``, ``None`` where not estimated."""
+        return self.stats.get("log_prob_se")
+
+    @property
+    def diagnostics(self) -> Optional[dict]:
+        """The convergence diagnostics of the rows, ``None`` for a method without chains."""
+        return self.stats.get("diagnostics")
+
     def summary(self) -> str:
-        """One line: status, count, feasible fraction, steps and evaluations; for multi-walker
-        runs the convergence diagnostics (R-hat, ESS, duplicates, mixed or not); and the set's prior
-        probability ``log_prob`` with its standard error, where the method estimates it."""
+        """One line from the stable fields: status, count, certified fraction, evaluations and
+        time; the diagnostics (R-hat, ESS, duplicates, mixed or not; independent draws; skipped);
+        the ``budget="auto"`` passes where a method made them; ``log P(set)`` where estimated."""
         frac = float(self.feasible.float().mean()) if len(self) else 0.0
         s = self.stats
-        walk = "rounds" if "smc_mode" in s else "walk steps"  # smc: rounds of moves, or of prior draws
-        steps = "".join(f"{label} {s[key]}, " for key, label in
-                        (("seed_steps", "seed steps"), ("walk_steps", walk)) if key in s)
+        rounds = f"{s['rounds']} rounds, " if "rounds" in s else ""
         line = (f"{self.status}: {len(self)} samples, {100 * frac:.1f}% certified feasible; "
-                f"{steps}model evals {s.get('model_evals')}, {s.get('wall_s', 0):.2f} s")
-        if "mixed" in s:  # the convergence diagnostics of a multi-walker run
-            diag = s.get("diagnostics") or {}
-            independent = s.get("smc_mode") == "rejection"
-            if independent:  # smc's rejection mode: exact independent draws, nothing to diagnose
-                line += (f"; independent draws of the prior (rejection, {100 * s.get('acceptance', 0):.3g}% "
-                         f"accepted), {s.get('duplicates', 0)} duplicates")
-            elif s["mixed"] is None:
+                f"{rounds}model evals {self.n_evals}, {s.get('wall_s', 0):.2f} s")
+        diag = self.diagnostics
+        if diag:
+            if diag.get("independent"):
+                line += f"; independent draws, {diag.get('duplicates', 0)} duplicates"
+            elif diag.get("mixed") is None:
                 line += (f"; diagnostics skipped ({diag.get('skipped', 'too few rows')}), "
-                         f"{s.get('duplicates', 0)} duplicates")
+                         f"{diag.get('duplicates', 0)} duplicates")
             else:
                 over = (f" over {diag.get('chains')} ancestral families"
                         if diag.get("chains_by") == "ancestor" else "")
-                line += (f"; R-hat max {s['rhat_max']:.3g}{over}, ESS bulk min {s['ess_bulk_min']:.0f}, "
-                         f"tail min {s['ess_tail_min']:.0f}, {s['duplicates']} duplicates, "
-                         + ("mixed" if s["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
-            if "effective_ancestors" in diag and not independent:  # population methods
+                line += (f"; R-hat max {diag['rhat_max']:.3g}{over}, ESS bulk min {diag['ess_bulk_min']:.0f}, "
+                         f"tail min {diag['ess_tail_min']:.0f}, {diag['duplicates']} duplicates, "
+                         + ("mixed" if diag["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
+            if "effective_ancestors" in diag and not diag.get("independent"):
                 line += (f", {diag['distinct_ancestors']} distinct ancestors "
                          f"(effective {diag['effective_ancestors']:.0f})")
-        if "budget_rounds" in s:  # cover's budget="auto"
+        if "budget_rounds" in s:
             thin = f", thin {s['thin']}" if s.get("thin") is not None else ""
             line += f"; budget auto: {s['budget_rounds']} pass(es){thin}, stopped: {s.get('budget_stop')}"
-        if isinstance(s.get("log_prob"), (int, float)) and math.isfinite(s["log_prob"]):
-            line += f"; log P(set) {s['log_prob']:.4g} ± {s.get('log_prob_se', math.nan):.2g} under the prior"
+        lp = self.log_prob
+        if isinstance(lp, (int, float)) and math.isfinite(lp):
+            line += f"; log P(set) {lp:.4g} ± {self.log_prob_se or math.nan:.2g} under the prior"
         return line
 
     def save(self, path: str | os.PathLike) -> Path:

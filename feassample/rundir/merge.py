@@ -99,7 +99,7 @@ def merge_shards(paths: Sequence[str | Path], problem=None, *, recheck: bool = T
     stats = {"status": "success" if len(codes) >= int(plan["n_total"]) else "partial",
              "message": f"{len(codes)} samples merged from {shards} shards, all certified",
              "shards": shards, "n_requested": int(plan["n_total"]),
-             "model_evals": sum(int(s.stats.get("model_evals", 0)) for s in ordered),
+             "evals": {"model": sum(s.n_evals for s in ordered)},
              "wall_s": sum(float(s.stats.get("wall_s", 0.0)) for s in ordered),
              "shard_status": [s.status for s in ordered], "recertified": False}
     estimates = [(s.stats.get("log_prob"), s.stats.get("log_prob_se")) for s in ordered]

@@ -70,8 +70,8 @@ def test_rejection_on_a_wide_slab_is_exact_and_counts_one_eval_per_draw():
     s = fs.sample(p, n=200, k=10, seed=0, method="rejection")
     assert s.status == "success" and len(s) == 200
     assert bool(p.membership(s.x).all()) and bool(s.feasible.all())
-    assert s.stats["model_evals"] == s.stats["drawn"]
-    assert s.stats["model_evals"] <= s.stats["max_evals"] == 200 * fb.DEFAULT_EVALS_PER_SAMPLE
+    assert s.n_evals == s.stats["drawn"]
+    assert s.n_evals <= s.stats["max_evals"] == 200 * fb.DEFAULT_EVALS_PER_SAMPLE
     assert abs(s.stats["acceptance"] - p.volume()) < 0.1
 
 
@@ -85,7 +85,7 @@ def test_hit_and_run_thin_slab_exact_membership_and_law(direction):
     assert bool(p.membership(s.x).all()), "every state of a hit-and-run chain is a member"
     assert metrics.ks_pvalue(p.t(s.x), p.t_cdf) > 1e-3
     # k chains: 64 bisection steps each, burn + 20 rounds of 48 steps, one exact re-check per keep
-    assert s.stats["model_evals"] == 20 * (64 + 200 + 20 * 48 + 20)
+    assert s.n_evals == 20 * (64 + 200 + 20 * 48 + 20)
 
 
 def test_hit_and_run_refuses_non_linear_problems():
@@ -98,7 +98,7 @@ def test_hit_and_run_refuses_non_linear_problems():
 def test_langevin_on_gaussian_codes_and_on_a_toy_module():
     s = fs.sample(gaussian_problem(), n=100, k=10, seed=0, method="langevin")
     assert s.status == "success" and bool(s.feasible.all())
-    assert s.stats["model_evals"] == 10 * s.stats["steps"]
+    assert s.n_evals == 10 * s.stats["steps"]
     p = toy_neuron(0.5, 1.5)
     s = fs.sample(p, n=100, k=10, seed=0, method="langevin", options={"thin": 2})
     assert s.status == "success" and bool(s.feasible.all())
@@ -110,7 +110,7 @@ def test_activation_max_band_and_max_targets():
     s = fs.sample(p, n=60, k=10, seed=0, method="activation_max",
                   options={"target": "band", "steps": 30, "diversity": 0.5})
     assert s.status == "success" and bool(s.feasible.all())
-    assert s.stats["model_evals"] == s.stats["restarts"] * 10 * 31
+    assert s.n_evals == s.stats["restarts"] * 10 * 31
     # Ascending the unit reaches the top of its range: a band just below the maximum.
     top = float(toy_range(p).max())
     q = toy_neuron(top - 0.5, math.inf)
@@ -127,7 +127,7 @@ def test_multifaceted_from_real_inputs_and_from_the_prior():
     assert s.status == "success" and bool(s.feasible.all())
     # 2 decodes (are codes inputs?) + 300 candidates measured, then 31 per code and restart
     assert s.stats["codes_are_inputs"] and s.stats["start_evals"] == 302
-    assert s.stats["model_evals"] == 302 + s.stats["restarts"] * 5 * 31
+    assert s.n_evals == 302 + s.stats["restarts"] * 5 * 31
     # A generator (codes (2,) -> inputs (4,)): start from the prior codes nearest the facet means.
     lift = torch.tensor([[1.0, 0.5, 0.0, -0.5], [0.0, 1.0, 1.0, 0.5]])
     q = fs.from_functions(lambda x: x.sum(dim=1), lo=1.0, hi=1.5, code_shape=(2,),
@@ -148,7 +148,7 @@ def test_baselines_on_a_digits_band():
         s = fs.sample(p, n=20, k=10, seed=0, method=method, options={**options, "max_evals": 6000})
         assert s.status == "success", (method, s.stats["message"])
         assert bool(s.feasible.all()) and s.x.shape == (20, 1, 16, 16)
-        assert s.stats["model_evals"] <= 6000
+        assert s.n_evals <= 6000
 
 
 # -- budgets, statuses, errors -----------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_budget_is_respected(method):
     if method == "multifaceted":
         options["pool"] = 200
     s = fs.sample(p, n=300, k=20, seed=0, method=method, options=options)
-    assert s.stats["model_evals"] <= budget
+    assert s.n_evals <= budget
     assert s.stats["max_evals"] == budget
     assert s.status in ("partial", "infeasible")
     assert s.stats["message"]
@@ -195,7 +195,7 @@ def test_reproducible_with_a_seed(method):
     b = fs.sample(p, n=30, k=5, seed=3, method=method, options=opts)
     c = fs.sample(p, n=30, k=5, seed=4, method=method, options=opts)
     assert len(a) == 30 and torch.equal(a.codes, b.codes)
-    assert a.stats["model_evals"] == b.stats["model_evals"]
+    assert a.n_evals == b.n_evals
     assert not torch.equal(a.codes, c.codes)
 
 
@@ -239,7 +239,7 @@ def test_callbacks_see_progress_and_initial_codes_are_used():
     assert s.status == "success"
     assert seen and seen[0][0] == "langevin" and seen[-1][1] == 10
     assert seen[0][2] == 5
-    assert s.stats["model_evals"] == seen[-1][2]
+    assert s.n_evals == seen[-1][2]
     # the first step keeps (burn 0) the chains at the given starting codes that are inside the band
     inside = p.bands.feasible(p.measure(start).values)
     assert seen[0][1] == int(inside.sum()) and torch.equal(seen[0][3], start[inside])
@@ -267,7 +267,7 @@ def test_resume_after_ctrl_c_is_bit_identical(tmp_path, method):
     resumed = fs.sample(p, n=40, resume=tmp_path)
     assert resumed.status == full.status == "success"
     assert torch.equal(resumed.codes, full.codes)
-    assert resumed.stats["model_evals"] == full.stats["model_evals"]
+    assert resumed.n_evals == full.n_evals
 
 
 def test_kmeans_recovers_separated_blobs():

@@ -169,7 +169,7 @@ def test_sample_returns_n_samples_all_inside_the_slab(d, z1, z2):
     assert s.x.shape == (300, d) and s.codes.shape == (300, d) and s.values.shape == (300, 1)
     assert bool(_independent_membership(problem, s.x).all())
     assert bool(s.feasible.all())
-    assert s.stats["model_evals"] >= 300 and s.stats["method"] == "smc"  # the default
+    assert s.n_evals >= 300 and s.stats["method"] == "smc"  # the default
     assert math.isfinite(s.stats["log_prob"]) and s.stats["log_prob_se"] > 0
 
 

@@ -380,7 +380,7 @@ def test_budget_auto_moves_on_until_the_diagnostics_pass_and_resumes_bit_identic
     assert history[0]["mixed"] is False and history[-1]["mixed"] is True
     assert history[-1]["rhat_max"] < history[0]["rhat_max"]
     assert auto.stats["log_prob"] == one.stats["log_prob"]  # fixed by the levels, before any pass
-    assert auto.stats["model_evals"] > one.stats["model_evals"] and auto.stats["auto_diagnostic_evals"] == 2000
+    assert auto.n_evals > one.n_evals and auto.stats["evals"]["diagnostic"] == 2000 + len(auto)
     part = fs.sample(shell, n=500, seed=0, method="smc", run_dir=tmp_path, callbacks=[StopAtFirstEmission()])
     assert part.status == "interrupted"
     resumed = fs.sample(shell, n=500, resume=tmp_path)
@@ -432,7 +432,7 @@ def test_budget_auto_respects_its_cap():
     from benchmarks.coverage import cases
     shell = cases()["shell"].problem
     s = fs.sample(shell, n=500, seed=0, method="smc", options={"max_budget": 120})
-    assert s.stats["model_evals"] / len(s) <= 120 and s.stats["budget_stop"] == "cap"
+    assert s.n_evals / len(s) <= 120 and s.stats["budget_stop"] == "cap"
 
 
 def test_small_levels_runs_are_not_called_independent_and_tiny_codes_skip_the_pairs_move():

@@ -90,7 +90,7 @@ def test_an_intersection_on_one_model_satisfies_every_band_with_one_forward_per_
     out = manual(net, s.x)
     fa, fb = out["fc.3"][:, 1], out["conv1"][:, 2].mean(dim=(1, 2))
     assert bool(((fa >= 0.0) & (fa <= 0.1) & (fb >= 0.2) & (fb <= 0.3)).all())
-    steps = s.stats["seed_steps"] + s.stats["walk_steps"]
+    steps = s.stats["seed_steps"] + s.stats["rounds"]
     # one model call per step for both members (and the seed phase's final refresh)
     assert calls["n"] <= steps + 1
 
@@ -151,7 +151,7 @@ def test_a_third_party_problem_shares_one_forward_pass_in_an_intersection():
     assert s.status == "success"
     sums, diffs = s.x[:, 0] + s.x[:, 1], s.x[:, 0] - s.x[:, 1]   # by hand, not by the model
     assert bool(((sums >= 0.0) & (sums <= 0.2) & (diffs.abs() <= 0.1)).all())
-    steps = s.stats["seed_steps"] + s.stats["walk_steps"]
+    steps = s.stats["seed_steps"] + s.stats["rounds"]
     # the same budget as the neuron intersection above: one call per step for both members
     assert model.calls <= steps + 1
 

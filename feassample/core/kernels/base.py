@@ -68,7 +68,6 @@ class Sampler:
         Config: the method's typed settings (a frozen dataclass).
         state_class: the method's ``State`` subclass (what ``init`` returns).
         needs_seeds: run the shared seed phase first and pass its ``Seeds`` to ``init``.
-        mcmc: the method is a Markov chain (its repeated states are legitimate samples).
         checkpoint_every_s: least seconds between two checkpoints of the state (0: every step).
         uses_gradients: the method follows the constraints' gradients (a constraint without one
             is then refused before work).
@@ -83,7 +82,6 @@ class Sampler:
     Config: ClassVar[type] = NoOptions
     state_class: ClassVar[type] = State
     needs_seeds: ClassVar[bool] = False
-    mcmc: ClassVar[bool] = False
     checkpoint_every_s: ClassVar[float] = 0.0
     initial_rows: ClassVar[Optional[str]] = None
     uses_gradients: ClassVar[bool] = True

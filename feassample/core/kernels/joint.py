@@ -68,7 +68,7 @@ class Joint(Sampler):
     def finalize(self, state: seeding.SeedState) -> tuple[Tensor, dict]:
         seeding.refresh(state, self.loss)
         stats = {"seed_steps": state.steps, "joint_steps": state.steps, "seed_outer": state.outer,
-                 "walk_steps": 0, "model_evals": state.model_evals,
+                 "rounds": 0, "model_evals": state.model_evals,
                  **{f"joint_{k}": v for k, v in seeding.residual_report(state, self.loss).items()}}
         inside = self.problem.bands.feasible(state.values)
         if bool(inside.any()):

@@ -307,11 +307,10 @@ class Walk(Sampler):
 
     def finalize(self, state: WalkState) -> tuple[Tensor, dict]:
         n, k = self.run.n, self.run.k
-        stats = {"walk_steps": state.rounds, "walk_evals": state.model_evals,
-                 "model_evals": state.model_evals, "check_evals": state.check_evals,
+        stats = {"rounds": state.rounds, "model_evals": state.model_evals, "check_evals": state.check_evals,
                  "rejected_by_check": state.rejected_by_check,
                  "nan_walkers": int((~state.alive).sum()),
-                 "walk_steps_min": math.ceil(max(n - state.seeds, 0) / k),
+                 "rounds_min": math.ceil(max(n - state.seeds, 0) / k),
                  "walk_lr": self.move.lr}
         if self.config.band_step is not None:
             stats["vjp_evals"] = state.vjp_evals

@@ -33,7 +33,7 @@ class CoverConfig:
             ``["budget_history"]`` (per pass: thin, evaluations, R-hat max, mixed) report it.
         max_budget: with ``budget="auto"``, the cap on model evaluations per returned sample
             (seeds and every pass included; the diagnostics' own forward passes are counted
-            apart in ``stats["auto_diagnostic_evals"]``).
+            apart in ``stats["evals"]["diagnostic"]``).
         thin: rounds between two samples of a walker (``None``: from ``budget``).
         min_thin: the smallest thinning the budget rule may choose.
         burn: rounds of burn-in (step sizes adapt; no samples are kept).

@@ -67,7 +67,7 @@ class SMCConfig:
             with the resampling). ``None``: one pass. Not used in the rejection mode.
         max_budget: with ``budget="auto"``, the cap on model evaluations per returned sample
             (levels and every pass; the diagnostics' forward passes are counted apart in
-            ``stats["auto_diagnostic_evals"]``). Higher than the covering walk's 100: the levels
+            ``stats["evals"]["diagnostic"]``). Higher than the covering walk's 100: the levels
             alone cost 80-90 per sample on the shell of docs/coverage.md, 283 on its foreign
             network.
     """
