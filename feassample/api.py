@@ -15,8 +15,9 @@ from .core.result import SampleSet
 from .core.sampling import SamplerConfig
 from .core.sampling import sample as core_sample
 from .rundir.fingerprint import differences, fingerprint
-from .rundir.storage import (RunLock, RunWriter, checkpoint_record, clear_run, has_checkpoint, holds_run,
-                 load_checkpoint)
+from .rundir.lock import RunLock
+from .rundir.storage import (RunWriter, checkpoint_record, clear_run, has_checkpoint, holds_run,
+                             load_checkpoint)
 
 log = logging.getLogger(__name__)
 
