@@ -315,3 +315,15 @@ def test_a_clean_package_passes(tmp_path):
     })
     assert layer_violations(pkg) == []
     assert import_cycles(pkg) == []
+
+
+def test_rundir_never_imports_a_kernel():
+    """Run directories store rows and states as values; no kernel's class is needed to do so."""
+    modules = discover(PACKAGE_ROOT)
+    kernels = "feassample.core.kernels"
+    found = [f"{imp.path.relative_to(PACKAGE_ROOT.parent)}:{imp.line}: {imp.source} imports {imp.target}"
+             for module in modules if module.split(".")[:2] == ["feassample", "rundir"]
+             for imp in imports_of(module, modules)
+             if imp.target == kernels or imp.target.startswith(kernels + ".")]
+    assert not found, "rundir imports a kernel:\n" + "\n".join(found)
+    assert any(m.startswith("feassample.rundir.") for m in modules)  # the rule checks something

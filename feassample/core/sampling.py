@@ -68,10 +68,13 @@ class SamplerConfig:
         dtype: ``"float32"`` or ``"float64"``.
         initial_codes: starting codes instead of random ones, ``(k, *code_shape)`` for methods
             with a seed phase, ``(n, *code_shape)`` for the joint solve.
+
+    Every field changes the law of a run unless its metadata says ``{"law": False}`` (``n``,
+    ``device``, ``initial_codes``): a resume keeps the others (``feassample.rundir.resume``).
     """
 
     method: Any = "smc"
-    n: int = 500
+    n: int = field(default=500, metadata={"law": False})  # a resume may ask for more samples
     k: int = 10
     seed: int = 0
     objective: Union[str, Diversity] = "sum_squared"
@@ -80,9 +83,9 @@ class SamplerConfig:
     objective_options: Optional[dict] = None
     seeding: SeedConfig = field(default_factory=SeedConfig)
     options: Any = None
-    device: Optional[str] = None
+    device: Optional[str] = field(default=None, metadata={"law": False})
     dtype: str = "float32"
-    initial_codes: Optional[Tensor] = field(default=None, compare=False, repr=False)
+    initial_codes: Optional[Tensor] = field(default=None, compare=False, repr=False, metadata={"law": False})
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -143,6 +146,12 @@ class SamplerConfig:
         options = dict(options or {})
         options.update({k: v for k, v in rest.items() if k in option_fields and k not in seed_fields})
         return dataclasses.replace(base, **direct, seeding=SeedConfig(**seeding), options=options)
+
+    @classmethod
+    def from_record(cls, record: dict, **settings) -> "SamplerConfig":
+        """The settings ``record()`` wrote (plain values: a method and an objective by their
+        registered names), with ``settings`` replacing fields (``n=...``)."""
+        return cls(**{**{f.name: record[f.name] for f in fields(cls) if f.name in record}, **settings})
 
     def sampler(self) -> Sampler:
         """A fresh sampler of this run's method with its options."""

@@ -14,18 +14,14 @@ state that counts them; rows beyond the state's count (a shard whose state write
 trimmed on resume by rewriting that shard (write new, fsync, rename: nothing is deleted before
 its replacement is durable). Only regular files named ``NNNNNN.pt`` are read as shards; stray,
 symlinked and temporary files are ignored, and temporaries of killed writes are removed on open.
-Everything is loaded with ``torch.load(weights_only=True)``.
+Everything is loaded with ``torch.load(weights_only=True)``. The lock is ``feassample.rundir.lock``.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import re
 import shutil
-import socket
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +29,7 @@ import torch
 
 from ..core.driver import Checkpoint
 from ..core.result import atomic_write_bytes
+from .fingerprint import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -130,50 +127,6 @@ def _plain(stats: dict) -> dict:
     return json.loads(json.dumps(stats, default=str))
 
 
-class RunDirectoryBusy(RuntimeError):
-    """Another process holds the run directory's lock."""
-
-
-class RunLock:
-    """An exclusive advisory lock (``flock``) on ``RUN/checkpoint/lock``, held for a run; the
-    file names the holder (PID, host, start time) for the error a second writer gets. The lock
-    goes with the process: a killed run leaves no stale lock."""
-
-    def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
-        folder = self.run_dir / CHECKPOINT
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "lock"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 4096, 0).decode(errors="replace").strip() or "{}"
-            os.close(self._fd)
-            try:
-                info = json.loads(holder)
-            except json.JSONDecodeError:
-                info = {}
-            raise RunDirectoryBusy(
-                f"{self.run_dir} is in use by PID {info.get('pid', '?')} on {info.get('host', '?')} "
-                f"(since {info.get('started', '?')}): wait for that run, or use another run_dir") from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                        "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> "RunLock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
 def holds_run(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` already holds a run (a checkpoint or saved samples)."""
     d = Path(run_dir)
@@ -209,15 +162,18 @@ def load_checkpoint(run_dir: str | Path, device: Optional[torch.device] = None) 
         raise ValueError(f"{d / 'state.pt'} is not a feassample state file")
     state, count, rows = saved["state"], saved.get("rows"), None
     if count is not None:
-        parts = [_load(f, device) for f in shard_files(d / "shards")]
-        for f, p in zip(shard_files(d / "shards"), parts):
+        files = shard_files(d / "shards")
+        parts = [_load(f, device) for f in files]
+        for f, p in zip(files, parts):
             if not isinstance(p, dict) or "codes" not in p or "values" not in p:
                 raise ValueError(f"{f} is not a feassample shard (no codes/values); move it away")
+            if set(p) != set(parts[0]):
+                raise ValueError(f"{f} holds the columns {sorted(p)}, not those of {files[0].name} "
+                                 f"({sorted(parts[0])}): shards of another run; move it away")
         if count and not parts:
             raise FileNotFoundError(f"{d / 'shards'} has no samples but the state says {count}")
         if parts:
-            keys = [key for key in parts[0] if all(key in p for p in parts)]  # columns every shard has
-            rows = {key: torch.cat([p[key] for p in parts])[:count] for key in keys}
+            rows = {key: torch.cat([p[key] for p in parts])[:count] for key in parts[0]}
             if rows["codes"].shape[0] < count:
                 raise ValueError(f"{d} is inconsistent: the state counts {count} samples, the shards "
                                  f"hold {rows['codes'].shape[0]}")
@@ -227,5 +183,4 @@ def load_checkpoint(run_dir: str | Path, device: Optional[torch.device] = None) 
 def checkpoint_record(problem, cfg) -> dict:
     """What ``run.json`` records: the run's settings, the problem's description and its
     fingerprint (``feassample.rundir.fingerprint``)."""
-    from .fingerprint import fingerprint
     return {"sampler": cfg.record(), "problem": problem.config(), "fingerprint": fingerprint(problem)}

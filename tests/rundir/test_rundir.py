@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import feassample as fs
-from feassample.rundir.storage import RunDirectoryBusy, load_checkpoint, shard_files
+from feassample.rundir.lock import RunDirectoryBusy
+from feassample.rundir.storage import load_checkpoint, shard_files
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import feassample as fs
-from feassample.api import shard_plan
+from feassample.rundir.shards import shard_plan
 from feassample.rundir.merge import merge_shards
 
 ROOT = Path(__file__).resolve().parents[2]

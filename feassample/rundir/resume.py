@@ -1,0 +1,81 @@
+"""Resume checks: a run directory is continued only by the same problem (its fingerprint) with the
+settings that change its law (``LAW``, derived from ``SamplerConfig``'s fields) as saved."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional
+
+from ..core.problem import FeasibleSet
+from ..core.sampling import SamplerConfig
+from .fingerprint import differences, fingerprint
+from .storage import CHECKPOINT, has_checkpoint
+
+
+def law_fields(config_cls: type = SamplerConfig) -> tuple[str, ...]:
+    """The fields of a settings dataclass that change the law of a run (or its samples): every
+    field unless its metadata says ``{"law": False}``, so a new field is law-changing by default."""
+    return tuple(f.name for f in fields(config_cls) if f.metadata.get("law", True))
+
+
+#: settings that change the law of a run (or its samples): a resume must keep them
+LAW = law_fields()
+
+
+def check_resumable(resume: Path) -> None:
+    """Refuse a ``resume=`` directory that holds no checkpoint, before any work."""
+    if not has_checkpoint(resume):
+        raise FileNotFoundError(f"resume={str(resume)!r}: no checkpoint there "
+                                f"(expected {resume / CHECKPOINT} written by run_dir=...)")
+
+
+def saved_config(saved: dict) -> SamplerConfig:
+    """The ``SamplerConfig`` a run directory was written with (``run.json``'s ``sampler``)."""
+    return SamplerConfig.from_record(saved["sampler"])
+
+
+def check_same_problem(resume: Path, saved: dict, problem: FeasibleSet) -> None:
+    """Refuse to resume a run directory with another problem, naming what differs."""
+    if saved["problem"].get("code_shape") != list(problem.code_shape) or \
+            saved["problem"].get("bands") != problem.config().get("bands"):
+        raise ValueError(f"resume={str(resume)!r} was a run of another problem "
+                         f"({saved['problem'].get('problem')} with bands "
+                         f"{saved['problem'].get('bands')}); refusing to mix samples")
+    differ = differences(saved.get("fingerprint") or {}, fingerprint(problem))
+    if differ:
+        raise ValueError(f"resume={str(resume)!r} was a run of another problem: its "
+                         f"{', '.join(differ)} differ(s) from the saved run's; refusing to mix samples")
+
+
+def check_same_method(resume: Path, saved: SamplerConfig, method: Optional[object]) -> None:
+    """Refuse a ``method=`` other than the saved run's (before its settings are applied)."""
+    if method is not None and method != saved.method_name:
+        raise ValueError(f"resume={str(resume)!r} is a run of method {saved.method_name!r}, not "
+                         f"{method!r}: resume it with its own method, or start a new run_dir")
+
+
+def check_same_settings(resume: Path, saved: dict, now: SamplerConfig) -> None:
+    """Refuse to resume with settings that change the law (``LAW``), naming them."""
+    record = json.loads(json.dumps(now.record(), default=str))
+    old = saved["sampler"]
+    differ = [key for key in LAW if record.get(key) != old.get(key)]
+    if differ:
+        shown = "; ".join(f"{key}: saved {old.get(key)!r}, now {record.get(key)!r}" for key in differ)
+        raise ValueError(f"resume={str(resume)!r} was run with other settings ({shown}): resume with "
+                         "the saved settings, or start a new run_dir")
+
+
+def resumed_config(resume: Path, saved: dict, n: int, config: Optional[SamplerConfig],
+                   settings: dict) -> SamplerConfig:
+    """The settings of a resumed run: ``config`` (else the saved ones) with ``n`` and ``settings``
+    applied, refused when its method or a setting of ``LAW`` differs from the saved run's."""
+    base = saved_config(saved)
+    check_same_method(resume, base, settings.get("method"))
+    now = SamplerConfig.build(config or base, n=n, **settings)
+    check_same_settings(resume, saved, now)
+    return now
+
+
+__all__ = ["LAW", "law_fields", "check_resumable", "saved_config", "check_same_problem",
+           "check_same_method", "check_same_settings", "resumed_config"]
