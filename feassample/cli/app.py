@@ -31,8 +31,8 @@ log = logging.getLogger("feassample")
 register()
 
 #: what ``feassample.cli.app`` offered before the builders and checks had their own modules
-__all__ = ["main", "run", "config_dir", "ValidateCallback", "build_problem", "build_model",
-           "sampler_config", "check_config", "check_code_specs"]
+__all__ = ("main", "run", "config_dir", "ValidateCallback", "build_problem", "build_model",
+           "sampler_config", "check_config", "check_code_specs")
 
 BAD_INPUT = (ValueError, TypeError, FileNotFoundError, AttributeError, ImportError, MemoryError, DiskFull)
 
