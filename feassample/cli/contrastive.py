@@ -71,7 +71,7 @@ def _config_inputs(cfg: dict):
 
 def problem_from_config(node: Any, classifier: nn.Module) -> ContrastSet:
     """The ``ContrastSet`` of a ``problem=contrastive`` node (``z0`` fitted to the chosen image):
-    what ``app.build_problem`` returns for it."""
+    what ``build.build_problem`` returns for it."""
     cfg = _settings(node)
     x, _, index, vae, generator = _config_inputs(cfg)
     image = x[index:index + 1]

@@ -18,7 +18,7 @@ def _rebuild_problem(config: dict):
         return None
     from omegaconf import OmegaConf
 
-    from .app import build_problem
+    from .build import build_problem
     return build_problem(OmegaConf.create(app_cfg), Path.cwd())
 
 

@@ -1,7 +1,14 @@
 """Structured-config schemas of the Hydra app: YAML in ``conf/`` is validated against these, so a
-misspelled key or a wrong type fails before any work starts."""
+misspelled key or a wrong type fails before any work starts.
+
+Settings have one definition: the sampler schemas mirror the kernels' ``Config`` dataclasses
+(``schema_of``) and the neuron problem's schema mirrors ``NeuronInverseSet.__init__``
+(``schema_from_signature``); only what the command line adds (how units and bands are written,
+which group a value comes from) is written here. Every node's ``_target_`` names its builder in
+``feassample.cli.build`` (an explicit registry; nothing is imported from the string)."""
 from __future__ import annotations
 
+import inspect
 import typing
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, make_dataclass
@@ -32,6 +39,7 @@ class PythonProblemSchema:
     """``problem=python``: a problem built by a function in a Python file the user chose,
     ``factory: path/to/file.py:function`` called with ``kwargs``."""
 
+    _target_: str = "feassample.cli.build.python_problem"
     factory: str = MISSING
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
@@ -83,7 +91,7 @@ class NamedModelSchema(PreprocessingSchema):
     state_dict file (``weights``; nothing is downloaded); preprocessing from the library's
     metadata unless ``input_range``/``mean``/``std`` are given (``feassample.models.load_model``)."""
 
-    kind: str = "torchvision"
+    _target_: str = "feassample.models.load_torchvision"
     arch: str = MISSING
     weights: str = MISSING
     weights_enum: str = "DEFAULT"
@@ -96,7 +104,7 @@ class ProgramModelSchema(PreprocessingSchema):
     TorchScript archive at ``path``, which needs no class source; they carry no preprocessing, so
     give ``input_range`` (and ``mean``/``std`` if the program does not normalize)."""
 
-    kind: str = "exported"
+    _target_: str = "feassample.models.load_exported"
     path: str = MISSING
 
 
@@ -114,38 +122,10 @@ class UnitSchema:
 
 
 @dataclass
-class NeuronProblemSchema:
-    """``problem=neuron``: the inverse set of one unit of ``model`` (several for
-    ``problem=intersection``).
-
-    One unit: ``unit: layer4:17`` (a ``"layer:n[:y:x]"`` string) and ``band: [z1, z2]``. Several:
-    ``units`` lists strings (their bands in ``bands``, aligned, or the shared ``band``) or entries
-    ``{layer, unit, z1, z2, band}``; empty entries (``unit: null``) are slots for
-    ``problem.units.N.*`` overrides. ``generator``: ``auto`` (the model config's, e.g.
-    ``digits_vae`` for ``model=digits``, none for every other model), ``null`` (sample inputs
-    directly), ``fourier`` or ``pixels`` (``feassample.models.params``) or a zoo generator's
-    name. ``encoder``: ``auto`` (the model config's), ``null`` (diversity on codes) or a layer.
-    ``input_shape``/``input_range``: null takes them from the model's preprocessing metadata or
-    the generator (an input-space problem without either must give ``input_range``)."""
-
-    kind: str = "neuron"
-    unit: Any = None
-    band: Optional[List[float]] = None
-    units: List[Any] = field(default_factory=list)
-    bands: Optional[List[Any]] = None
-    generator: Optional[str] = "auto"
-    encoder: Optional[str] = "auto"
-    input_shape: Optional[List[int]] = None
-    input_range: Optional[List[float]] = None
-    tol: float = 0.0
-    code_radius: Optional[float] = 4.0
-
-
-@dataclass
 class ContrastiveProblemSchema:
     """``problem=contrastive``: a CDeepEx contrastive explanation of one digit (docs/contrastive.md)."""
 
-    kind: str = "contrastive"
+    _target_: str = "feassample.problems.contrastive.ContrastSet"
     split: str = "test"
     image_index: int = 0
     true_class: Optional[int] = None
@@ -202,7 +182,96 @@ def schema_of(cls, name: str, extra: tuple = ()):
     return make_dataclass(name, list(specs) + list(extra))
 
 
+def _plain_field(default):
+    """A dataclass field holding ``default`` (a tuple becomes a list; no default: ``???``)."""
+    if default is inspect.Parameter.empty or default is NO_DEFAULT:
+        return field(default=MISSING)
+    if isinstance(default, (tuple, list)):
+        return field(default_factory=lambda v=default: list(v))
+    if default is not None and not isinstance(default, _PLAIN):
+        raise TypeError(f"default {default!r} is not a plain config value")
+    return field(default=default)
+
+
+def schema_from_signature(func, name: str, *, first: tuple = (), skip: dict = (),
+                          given: dict = (), extra: tuple = (), doc: str = "") -> type:
+    """A Hydra schema with one field per parameter of ``func`` (after ``self``), with its default
+    and (OmegaConf-compatible) type: ``first`` fields, then the parameters less ``skip`` (``{name:
+    where the value comes from}``), with ``given`` (``{name: (type, default)}``) replacing what
+    the command line writes differently, then ``extra`` fields. A parameter added to ``func``
+    appears in the schema by itself; one with a default that is no config value must be skipped."""
+    hints = get_type_hints(func)
+    params = [p for p in inspect.signature(func).parameters.values()
+              if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    unknown = sorted((set(skip) | set(given)) - {p.name for p in params})
+    if unknown:
+        raise TypeError(f"{func.__qualname__} has no parameters {unknown}: the schema {name} is stale")
+    specs = list(first)
+    for p in params:
+        if p.name in skip:
+            continue
+        if p.name in dict(given):
+            kind, default = dict(given)[p.name]
+        else:
+            kind, default = _schema_type(hints.get(p.name, Any)), p.default
+        try:
+            specs.append((p.name, kind, _plain_field(default)))
+        except TypeError as err:
+            raise TypeError(f"{func.__qualname__}({p.name}=...): {err}: add it to the skipped "
+                            f"parameters of {name}") from None
+    schema = make_dataclass(name, specs + list(extra))
+    schema.__doc__ = doc or schema.__doc__
+    return schema
+
+
+def _neuron_schema() -> type:
+    from ..problems.neuron import NeuronInverseSet
+
+    return schema_from_signature(
+        NeuronInverseSet.__init__, "NeuronProblemSchema",
+        first=[("_target_", str, field(default="feassample.problems.neuron.NeuronInverseSet"))],
+        skip=NEURON_FROM_ELSEWHERE, given=NEURON_AS_WRITTEN, extra=NEURON_UNITS, doc=NEURON_DOC)
+
+
+#: ``NeuronInverseSet`` parameters a ``problem=neuron`` node does not carry, and where they come from
+NEURON_FROM_ELSEWHERE = {
+    "model": "the model group",
+    "layer": "the unit string 'layer:n' (or a units entry's layer)",
+    "z1": "problem.band / problem.bands (or a units entry's z1, band)",
+    "z2": "problem.band / problem.bands (or a units entry's z2, band)",
+    "preprocessing": "the model group's input_range, mean, std and input_shape",
+    "code_shape": "the generator",
+    "transforms": "Python callables, not config values",
+}
+#: parameters the command line writes as names (built in ``feassample.cli.build``): ``auto`` is
+#: the model config's; the code radius applies only with a generator
+NEURON_AS_WRITTEN = {
+    "generator": (Optional[str], "auto"),
+    "encoder": (Optional[str], "auto"),
+    "code_radius": (Optional[float], 4.0),
+}
+#: what the command line adds: several units and their bands
+NEURON_UNITS = (
+    ("band", Optional[List[float]], field(default=None)),
+    ("units", List[Any], field(default_factory=list)),
+    ("bands", Optional[List[Any]], field(default=None)),
+)
+NEURON_DOC = """``problem=neuron``: the inverse set of one unit of ``model`` (several for
+``problem=intersection``), the parameters of ``NeuronInverseSet`` less ``NEURON_FROM_ELSEWHERE``.
+
+One unit: ``unit: layer4:17`` (a ``"layer:n[:y:x]"`` string) and ``band: [z1, z2]``. Several:
+``units`` lists strings (their bands in ``bands``, aligned, or the shared ``band``) or entries
+``{layer, unit, z1, z2, band}``; empty entries (``unit: null``) are slots for
+``problem.units.N.*`` overrides. ``generator``: ``auto`` (the model config's, e.g.
+``digits_vae`` for ``model=digits``, none for every other model), ``null`` (sample inputs
+directly), ``fourier`` or ``pixels`` (``feassample.models.params``) or a zoo generator's
+name. ``encoder``: ``auto`` (the model config's), ``null`` (diversity on codes) or a layer.
+``input_shape``/``input_range``: null takes them from the model's preprocessing metadata or
+the generator (an input-space problem without either must give ``input_range``)."""
+
+
 SeedSchema = schema_of(SeedConfig, "SeedSchema")
+NeuronProblemSchema = _neuron_schema()
 RUN_FIELDS = ("n", "k", "seed", "device", "dtype")
 
 

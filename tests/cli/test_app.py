@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 import feassample as fs
-from feassample.cli import app
+from feassample.cli import app, build, sampler
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = Path(app.config_dir())
@@ -42,24 +42,24 @@ def test_every_config_in_every_group_composes_and_instantiates(group):
         cfg = _compose([f"{group}={name}"])
         if group == "sampler" and name == "plugin":  # a template: its class must be given
             with pytest.raises(ValueError, match="sampler._target_"):
-                app.sampler_config(cfg, ROOT)
+                sampler.sampler_config(cfg, ROOT)
             cfg = _compose(["sampler=plugin", "sampler._target_=examples/extending_sampler.py:BoxMetropolis"])
-        scfg = app.sampler_config(cfg, ROOT)
+        scfg = sampler.sampler_config(cfg, ROOT)
         assert isinstance(scfg, fs.SamplerConfig)
         if group == "problem" and name == "python":  # a template: its factory must be given
             with pytest.raises(ValueError, match="problem.factory"):
-                app.build_problem(cfg, ROOT)
+                build.build_problem(cfg, ROOT)
             cfg = _compose(["problem=python", "problem.factory=examples/custom_problem.py:annulus"])
         if group == "model":
             templates = {"file": "model.cls", "torchvision": "model.arch", "timm": "model.arch",
                          "exported": "model.path", "torchscript": "model.path"}
             if name in templates:  # a template: class, architecture or file must be given
                 with pytest.raises(ValueError, match=templates[name]):
-                    app.build_model(cfg, ROOT)
+                    build.build_model(cfg, ROOT)
                 continue
-            assert isinstance(app.build_model(cfg, ROOT), torch.nn.Module)
+            assert isinstance(build.build_model(cfg, ROOT), torch.nn.Module)
             cfg = _compose([f"model={name}", "problem=neuron"])
-        problem = app.build_problem(cfg, ROOT)
+        problem = build.build_problem(cfg, ROOT)
         assert isinstance(problem, fs.FeasibleSet)
 
 
@@ -76,7 +76,7 @@ def test_the_schema_refuses_unknown_keys_and_wrong_types(override, error):
 def test_a_bad_value_fails_before_any_work():
     cfg = _compose(["sampler.k=20", "sampler.n=10"])
     with pytest.raises(ValueError, match="k .* must be <= n"):
-        app.sampler_config(cfg)
+        sampler.sampler_config(cfg)
 
 
 def test_a_run_writes_samples_metrics_and_plot(tmp_path):
@@ -90,7 +90,7 @@ def test_a_run_writes_samples_metrics_and_plot(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 10_000
     # the default smc estimates log P(set); the slab's exact volume (SlabLaw) is reported beside it
     from feassample.problems.slab_truth import SlabLaw
-    problem = app.build_problem(cfg, ROOT)
+    problem = build.build_problem(cfg, ROOT)
     exact = SlabLaw(problem.w64, problem.a, problem.b).log_volume()
     assert on_disk["coverage"]["log_prob_exact"] == pytest.approx(exact)
     assert abs(on_disk["log_prob"] - exact) < 4 * on_disk["log_prob_se"]
@@ -106,7 +106,7 @@ def test_the_custom_python_problem_runs_from_the_app(tmp_path):
 def test_a_missing_factory_file_is_reported(tmp_path):
     cfg = _compose(["problem=annulus", "problem.factory=nowhere/none.py:f"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        app.build_problem(cfg, tmp_path)
+        build.build_problem(cfg, tmp_path)
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -163,7 +163,7 @@ def test_the_app_resumes_a_killed_run(tmp_path):
     first = tmp_path / "first"
     cfg = _compose(["problem.d=64", "sampler.n=200", "sampler.k=10", "progress=false", "coverage=false"])
     from feassample.api import sample as api_sample
-    problem = app.build_problem(cfg, ROOT)
+    problem = build.build_problem(cfg, ROOT)
 
     def stop(phase, state):
         if phase == "smc" and state.rounds == 1:  # the default method (rejection here), after one batch

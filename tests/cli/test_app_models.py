@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 import feassample as fs
-from feassample.cli import app
+from feassample.cli import app, build
 
 from vision_support import import_vision
 
@@ -61,7 +61,7 @@ def test_a_torchscript_archive_from_the_cli_reads_its_output(tmp_path):
     torch.jit.script(net).save(str(tmp_path / "net.ts"))
     cfg = _compose(["model=torchscript", f"model.path={tmp_path}/net.ts", "model.input_range=[0,1]",
                     *INPUT_SPACE, "problem.units.0.unit=output:1", "problem.units.0.band=[-1e9,1e9]"])
-    problem = app.build_problem(cfg, ROOT)
+    problem = build.build_problem(cfg, ROOT)
     assert problem.layer == "output" and problem.unit == 1
     x = torch.rand(3, 3, 6, 6)
     with torch.no_grad():
@@ -71,7 +71,7 @@ def test_a_torchscript_archive_from_the_cli_reads_its_output(tmp_path):
 def test_model_templates_name_what_is_missing():
     for name, key in (("exported", "model.path"), ("torchvision", "model.arch")):
         with pytest.raises(ValueError, match=f"model={name} needs {key}="):
-            app.build_model(_compose([f"model={name}"]), ROOT)
+            build.build_model(_compose([f"model={name}"]), ROOT)
 
 
 def test_a_torchvision_model_by_name_from_the_cli(tmp_path):
@@ -81,6 +81,6 @@ def test_a_torchvision_model_by_name_from_the_cli(tmp_path):
     cfg = _compose(["model=torchvision", "model.arch=resnet18", f"model.weights={tmp_path}/sd.pt",
                     *INPUT_SPACE[:3], "problem.input_shape=[3,32,32]",
                     "problem.units.0.unit=layer4:17", f"problem.units.0.band=[{-math.inf},{math.inf}]"])
-    problem = app.build_problem(cfg, ROOT)
+    problem = build.build_problem(cfg, ROOT)
     assert problem.layer == "layer4" and problem.unit == 17
     assert problem.preprocessing.mean == pytest.approx((0.485, 0.456, 0.406))
