@@ -327,3 +327,36 @@ def test_rundir_never_imports_a_kernel():
              if imp.target == kernels or imp.target.startswith(kernels + ".")]
     assert not found, "rundir imports a kernel:\n" + "\n".join(found)
     assert any(m.startswith("feassample.rundir.") for m in modules)  # the rule checks something
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """Top-level names of the modules a file imports (absolute imports only)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_cli_reads_hydra_configs():
+    readers = [str(p.relative_to(PACKAGE_ROOT.parent)) for p in sorted(PACKAGE_ROOT.rglob("*.py"))
+               if {"hydra", "omegaconf"} & _third_party_imports(p)
+               and p.relative_to(PACKAGE_ROOT).parts[0] != "cli"]
+    assert not readers, f"Hydra/OmegaConf imported outside feassample/cli: {readers}"
+
+
+def test_kernels_touch_no_files_and_the_driver_no_kernel_state():
+    modules = discover(PACKAGE_ROOT)
+    kernels = [m for m in modules if m.startswith("feassample.core.kernels")]
+    for m in kernels:
+        targets = {imp.target for imp in imports_of(m, modules)}
+        assert not {t for t in targets if t.startswith(("feassample.rundir", "feassample.cli"))}, m
+        assert not {"os", "shutil", "pathlib", "tempfile"} & _third_party_imports(modules[m]), m
+    for m in (m for m in modules if m.startswith("feassample.core.driver")):
+        for imp in imports_of(m, modules):
+            # the protocol and the shared seed phase only: never a kernel's own package
+            assert imp.target in ("feassample.core.kernels.base", "feassample.core.kernels.seeds") or \
+                not imp.target.startswith("feassample.core.kernels"), (m, imp.target)

@@ -144,7 +144,7 @@ def check_config(cfg: DictConfig, base: Path, skip: frozenset = frozenset()) -> 
                                                           or cfg.get("shards") is not None):
         if cfg.get("shard") is None or cfg.get("shards") is None:
             raise ValueError("give both shard= and shards= (this job's index and the number of jobs)")
-        from ..api import shard_plan
+        from ..rundir.shards import shard_plan
         shard_plan(int(cfg.sampler.n), int(cfg.sampler.seed), cfg.shard, cfg.shards)
     if cfg.get("resume") and "resume" not in skip:
         resume = Path(str(cfg.resume)).expanduser()

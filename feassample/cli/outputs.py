@@ -32,18 +32,18 @@ def coverage(problem, samples: SampleSet, draws: int, seed: int) -> tuple[dict, 
                                      t_cdf=problem.t_cdf, box=problem.box or (0.0, 1.0))
     report.pop("energy_ratio", None)  # the null mean is ~0: energy_z is the calibrated number
     law = getattr(problem, "law", None)
-    if law is not None and "log_prob" in samples.stats:  # the exact volume against the estimate
+    if law is not None and samples.log_prob is not None:  # the exact volume against the estimate
         exact = float(law.log_volume())
         report["log_prob_exact"] = exact
-        se = samples.stats.get("log_prob_se", math.nan)
-        report["log_prob_z"] = (samples.stats["log_prob"] - exact) / se if se and se > 0 else math.nan
+        se = samples.log_prob_se
+        report["log_prob_z"] = (samples.log_prob - exact) / se if se and se > 0 else math.nan
     return report, reference
 
 
 def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_dir: Path) -> dict:
     """Write ``metrics.json`` (and ``plot.png`` with ``cfg.plot``) for ``result``; the metrics."""
     metrics_out = {"feasible_fraction": float(result.feasible.float().mean()) if len(result) else 0.0,
-                   **{k: v for k, v in result.stats.items()}}
+                   "n_evals": result.n_evals, **{k: v for k, v in result.stats.items()}}
     reference = None
     if cfg.coverage and result.status != "infeasible":
         cov, reference = coverage(problem, result, int(cfg.reference_draws), seed)
@@ -53,7 +53,7 @@ def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_di
                      cov.get("ks_p", math.nan), cov["boundary_z"], cov["nn_ratio"], cov["fill_ratio"])
             if "log_prob_exact" in cov:
                 log.info("log P(set): exact %.4g, estimated %.4g (z = %.2f)", cov["log_prob_exact"],
-                         result.stats["log_prob"], cov["log_prob_z"])
+                         result.log_prob, cov["log_prob_z"])
     text = json.dumps(metrics_out, indent=2, default=str)
     atomic_write_bytes(out_dir / "metrics.json", lambda fh: fh.write(text.encode()))
     if cfg.plot and len(result):

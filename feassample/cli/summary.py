@@ -16,7 +16,7 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 
 COLUMNS = ["run", "overrides", "status", "n_returned", "feasible_fraction", "seed_steps",
-           "walk_steps", "model_evals", "wall_s"]
+           "rounds", "n_evals", "log_prob", "log_prob_se", "mixed", "wall_s"]
 
 
 def _overrides(run: Path) -> str:
