@@ -9,7 +9,7 @@ from .core.driver import Checkpoint
 from .core.problem import FeasibleSet
 from .core.result import SampleSet
 from .core.sampling import SamplerConfig
-from .core.sampling import sample as core_sample
+from .core.sampling import run as run_settings
 from .rundir.lock import RunLock
 from .rundir.resume import check_resumable, check_same_problem, resumed_config
 from .rundir.shards import asked_shard, resumed_shard, shard_plan
@@ -17,8 +17,8 @@ from .rundir.storage import RunWriter, checkpoint_record, clear_run, holds_run, 
 
 log = logging.getLogger(__name__)
 
-#: keywords the core sampler takes that are no setting of the run (not recorded, not checked)
-RUN_ONLY = ("progress", "initial_codes")
+#: keywords that are no setting of the run (not recorded, not checked)
+RUN_ONLY = ("progress",)
 
 
 def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
@@ -26,7 +26,7 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
            config: Optional[SamplerConfig] = None, callbacks: Iterable = (),
            shard: Optional[int] = None, shards: Optional[int] = None, overwrite: bool = False,
            **settings) -> SampleSet:
-    """Sample ``n`` certified points of a feasible set (see ``feassample.core.sampling.sample``).
+    """Sample ``n`` certified points of a feasible set: the one entry point.
 
     Args:
         problem: the feasible set.
@@ -44,8 +44,17 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             is one sample of ``n``: this job samples its share of ``n`` with its own seed
             (``feassample.rundir.shards.shard_plan``); merge the jobs' run directories with
             ``feassample-merge``.
-        config, callbacks, settings: as for the core ``sample`` (``method``, ``objective``, ``lr``,
-            ``dtype``, ``progress``, ``options``...).
+        config: a full ``SamplerConfig``; keyword ``settings`` override it (``method="joint"``,
+            ``objective="none"``, ``lr=0.1``, ``dtype="float64"``, ``options={...}``,
+            ``initial_codes``...; flat keywords are routed by ``SamplerConfig.build``); the
+            settings are built once per call.
+        callbacks: callables ``(phase, state, info)`` run after each step.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        A ``SampleSet`` whose ``feasible`` comes from ``problem.check`` (a fresh pass), with the
+        stable fields ``status``, ``message``, ``n_evals``, ``max_violation``, ``log_prob``,
+        ``log_prob_se`` and ``diagnostics`` (``feassample.core.result.SampleSet``).
     """
     plan = asked_shard(n, seed, k, shard, shards)
     if plan is not None:
@@ -82,8 +91,8 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
                 record["shard"] = plan.record()
             written = 0 if checkpoint is None or checkpoint.rows is None else int(checkpoint.rows["codes"].shape[0])
             store = RunWriter(run_dir, record, written=written)
-        result = core_sample(problem, n=cfg.n, k=cfg.k, seed=cfg.seed, config=cfg, callbacks=callbacks,
-                             store=store, resume=checkpoint, **run_only)
+        result = run_settings(problem, cfg, callbacks=callbacks, store=store, resume=checkpoint,
+                              **run_only)
         if plan is not None:
             result.stats["shard"] = plan.record()
             result.config["shard"] = plan.record()

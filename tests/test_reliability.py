@@ -28,7 +28,7 @@ class InterruptAfter:
     def __init__(self, rounds: int) -> None:
         self.rounds, self.seen = rounds, 0
 
-    def __call__(self, phase, state) -> None:
+    def __call__(self, phase, state, info) -> None:
         if phase in ("walk", "cover"):
             self.seen += 1
             if self.seen == self.rounds:
@@ -91,7 +91,7 @@ KILLED_RUN = """
 import sys, time, torch, feassample as fs
 torch.set_num_threads(1)
 problem = fs.LogisticHalfspace.random(64, 0.6, 0.8)
-slow = lambda phase, state: time.sleep(0.01) if phase in ("walk", "cover") else None
+slow = lambda phase, state, info: time.sleep(0.01) if phase in ("walk", "cover") else None
 fs.sample(problem, n=2000, k=10, seed=0, run_dir=sys.argv[1], callbacks=[slow], method=sys.argv[2])
 """
 

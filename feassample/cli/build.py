@@ -31,7 +31,6 @@ def _fields(node: DictConfig) -> dict:
     """A node's values less what names its builder."""
     fields = OmegaConf.to_container(node, resolve=True)
     fields.pop("_target_", None)
-    fields.pop("kind", None)  # configs saved before _target_ named every builder
     return fields
 
 

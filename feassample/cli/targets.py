@@ -52,24 +52,8 @@ MODELS = {
     "feassample.models.load_torchscript": ModelTarget("torchscript", ("path",), ("path",), False),
 }
 
-#: how configs saved before ``_target_`` named every builder (a run directory's
-#: ``config.app``, rebuilt by ``feassample-merge``) said what they were
-_SAVED_PROBLEM_KINDS = {"neuron": "feassample.problems.neuron.NeuronInverseSet",
-                        "intersection": "feassample.problems.intersection.Intersection",
-                        "contrastive": "feassample.problems.contrastive.ContrastSet"}
-_SAVED_MODEL_KINDS = {t.option: name for name, t in MODELS.items()}
-
-
 def _target(node: DictConfig, group: str):
-    keys = set(node.keys())  # ("key" in node is False for a missing ??? value)
-    if node.get("_target_") is not None:
-        return str(node._target_)
-    kind = node.get("kind") if "kind" in keys else None
-    if group == "problem":
-        return _SAVED_PROBLEM_KINDS.get(kind) or (
-            "feassample.cli.build.python_problem" if "factory" in keys else None)
-    return _SAVED_MODEL_KINDS.get(kind) or ("feassample.models.load_model_file"
-                                            if "state_dict" in keys else None)
+    return str(node._target_) if node.get("_target_") is not None else None
 
 
 def _refuse(target, group: str) -> ValueError:

@@ -8,7 +8,7 @@ from .driver import Checkpoint, finish
 from .lagrangian import ALConfig
 from .problem import FeasibleSet, FunctionSet, Measurement, from_functions
 from .result import SampleSet
-from .sampling import SamplerConfig, sample
+from .sampling import SamplerConfig
 from .kernels import (SAMPLERS, CoverConfig, JointConfig, NoOptions, Sampler, SeedConfig, Seeds,
                        WalkConfig, register_sampler)
 from .state import SampleBuffer, State
@@ -16,6 +16,6 @@ from .state import SampleBuffer, State
 __all__ = ["Bands", "OBJECTIVES", "CodeObjective", "Diversity", "NoDiversity", "Pool", "PoolStats",
            "RepulsiveEnergy", "SumSquaredDistances", "make_objective", "register_objective",
            "Checkpoint", "finish", "ALConfig", "FeasibleSet", "FunctionSet", "Measurement",
-           "from_functions", "SampleSet", "SamplerConfig", "sample", "SAMPLERS", "CoverConfig",
+           "from_functions", "SampleSet", "SamplerConfig", "SAMPLERS", "CoverConfig",
            "JointConfig", "NoOptions", "Sampler", "SeedConfig", "Seeds", "WalkConfig",
            "register_sampler", "SampleBuffer", "State"]

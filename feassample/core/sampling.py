@@ -1,4 +1,5 @@
-"""``sample``: the one entry point, and ``SamplerConfig``: the settings of a run.
+"""``SamplerConfig``: the settings of a run, built once; ``run``: those settings on a problem
+(what ``fs.sample``, the one public entry point, calls).
 
 A run's settings come in three typed parts, each defined once:
 
@@ -85,7 +86,8 @@ class SamplerConfig:
     options: Any = None
     device: Optional[str] = field(default=None, metadata={"law": False})
     dtype: str = "float32"
-    initial_codes: Optional[Tensor] = field(default=None, compare=False, repr=False, metadata={"law": False})
+    initial_codes: Optional[Tensor] = field(default=None, compare=False, repr=False,
+                                            metadata={"law": False, "record": False})
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -185,29 +187,18 @@ class SamplerConfig:
         return device, dtype
 
     def record(self) -> dict:
-        """A JSON-able record of the settings (stored with samples and checkpoints)."""
-        objective = self.objective if isinstance(self.objective, str) else type(self.objective).__name__
-        return {"method": self.method_name, "n": self.n, "k": self.k, "seed": self.seed,
-                "objective": objective, "diversity_weight": self.diversity_weight,
-                "normalize": self.normalize, "objective_options": self.objective_options,
-                "seeding": asdict(self.seeding),
-                "options": {k: v for k, v in asdict(self.options).items()
-                            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))},
-                "device": self.device, "dtype": self.dtype}
-
-
-def _adapt_callback(cb):
-    """Callbacks take ``(phase, state, info)``; older two-argument ones ``(phase, state)`` still work."""
-    if not callable(cb):
-        raise TypeError(f"callbacks must be callables (phase, state, info), got {cb!r}")
-    try:
-        params = inspect.signature(cb).parameters.values()
-    except (TypeError, ValueError):
-        return cb
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(positional) >= 3:
-        return cb
-    return lambda phase, state, info: cb(phase, state)
+        """A JSON-able record of the settings (stored with samples and checkpoints): every field
+        in order, less those whose metadata says ``record=False`` (``initial_codes``); the method
+        and an objective by name, ``seeding`` and ``options`` as dicts of plain values."""
+        plain = (int, float, str, bool, list, tuple, type(None))
+        special = {
+            "method": lambda v: self.method_name,
+            "objective": lambda v: v if isinstance(v, str) else type(v).__name__,
+            "seeding": asdict,
+            "options": lambda v: {k: x for k, x in asdict(v).items() if isinstance(x, plain)},
+        }
+        return {f.name: special.get(f.name, lambda v: v)(getattr(self, f.name))
+                for f in fields(self) if f.metadata.get("record", True)}
 
 
 def _available_bytes(device: torch.device) -> Optional[int]:
@@ -338,38 +329,42 @@ def validate(problem: FeasibleSet, cfg: SamplerConfig, sampler: Sampler, *,
                                  "differentiable, or use a gradient-free method (method='rejection')")
 
 
-def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
-           config: Optional[SamplerConfig] = None, callbacks: Iterable = (),
-           progress: bool = False, options: Optional[dict] = None,
-           initial_codes: Optional[Tensor] = None, store=None,
-           resume: Optional[driver.Checkpoint] = None, **settings) -> SampleSet:
-    """Sample ``n`` certified points of a feasible set.
+def _check_callback(cb) -> None:
+    """Refuse a callback that cannot be called as ``cb(phase, state, info)``."""
+    if not callable(cb):
+        raise TypeError(f"callbacks take (phase, state, info): got {cb!r}, which is not callable")
+    try:
+        inspect.signature(cb).bind("phase", None, {})
+    except TypeError:
+        raise TypeError(f"callbacks take (phase, state, info): {getattr(cb, '__name__', cb)!r} "
+                        f"has the signature {inspect.signature(cb)}") from None
+    except ValueError:  # no signature to read (a builtin): let the call tell
+        pass
+
+
+def run(problem: FeasibleSet, cfg: SamplerConfig, *, callbacks: Iterable = (),
+        progress: bool = False, store=None, resume: Optional[driver.Checkpoint] = None) -> SampleSet:
+    """Run the settings ``cfg`` (built once, by ``fs.sample``) on ``problem``: check the inputs
+    before any work (``validate``), then ``driver.run``.
 
     Args:
         problem: a ``FeasibleSet`` (``fs.LogisticHalfspace``, ``fs.from_functions(...)``, ...).
-        n: samples wanted. k: walkers per round (the paper's K).
-        seed: the run's seed (same seed, config and device: same samples).
-        config: a full ``SamplerConfig``; keyword ``settings`` override it (``method="joint"``,
-            ``objective="none"``, ``lr=0.1``, ``dtype="float64"``...; see ``SamplerConfig.build``).
+        cfg: the run's ``SamplerConfig`` (``SamplerConfig.build(...)``).
         callbacks: callables ``(phase, state, info)`` run after each step.
         progress: show a tqdm progress bar.
-        options: the method's settings (a dict of its ``Config`` fields, or that dataclass).
-        initial_codes: starting codes instead of random ones (see ``SamplerConfig``).
-        store, resume: a checkpoint store and a saved run to continue (``feassample.rundir.storage``; use
-            ``fs.sample(..., run_dir=..., resume=...)`` from the top-level package).
+        store, resume: a checkpoint store and a saved run to continue (``feassample.rundir``).
 
     Returns:
-        A ``SampleSet`` whose ``feasible`` comes from ``problem.check`` (a fresh pass), with
-        ``stats["status"]`` ``"success"``, ``"partial"``, ``"infeasible"`` or ``"interrupted"``.
+        A ``SampleSet`` whose ``feasible`` comes from ``problem.check`` (a fresh pass).
     """
     if not isinstance(problem, FeasibleSet):
         raise TypeError(f"problem must be a feassample FeasibleSet (e.g. fs.LogisticHalfspace or "
                         f"fs.from_functions(...)), got {type(problem).__name__}")
-    if options is not None:
-        settings["options"] = options
-    cfg = SamplerConfig.build(config, n=n, k=k, seed=seed, initial_codes=initial_codes, **settings)
+    if not isinstance(cfg, SamplerConfig):
+        raise TypeError(f"cfg must be a SamplerConfig, got {type(cfg).__name__}")
     sampler = cfg.sampler()
     cfg.device_dtype(problem)
+    initial_codes = cfg.initial_codes
     if initial_codes is not None:
         rows = {"k": cfg.k, "n": cfg.n}.get("k" if sampler.needs_seeds else sampler.initial_rows)
         if rows is None:
@@ -378,10 +373,12 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
         if not isinstance(initial_codes, Tensor) or tuple(initial_codes.shape) != want:
             got = tuple(initial_codes.shape) if isinstance(initial_codes, Tensor) else type(initial_codes).__name__
             raise ValueError(f"initial_codes must be a tensor of shape {want}, got {got}")
-    callbacks = [_adapt_callback(cb) for cb in callbacks]
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        _check_callback(cb)
     validate(problem, cfg, sampler, checkpoint=store is not None)
     return driver.run(problem, cfg, sampler, callbacks=callbacks, store=store, resume=resume,
                       progress=progress)
 
 
-__all__ = ["SamplerConfig", "sample", "validate", "memory_estimate", "DTYPES", "SAMPLERS"]
+__all__ = ["SamplerConfig", "run", "validate", "memory_estimate", "DTYPES", "SAMPLERS"]

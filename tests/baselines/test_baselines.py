@@ -243,10 +243,9 @@ def test_callbacks_see_progress_and_initial_codes_are_used():
     # the first step keeps (burn 0) the chains at the given starting codes that are inside the band
     inside = p.bands.feasible(p.measure(start).values)
     assert seen[0][1] == int(inside.sum()) and torch.equal(seen[0][3], start[inside])
-    # two-argument callbacks still work
-    two = []
-    fs.sample(p, n=10, k=5, seed=0, method="langevin", callbacks=[lambda phase, state: two.append(state.used)])
-    assert two and two[0] == 5
+    # a callback that cannot take (phase, state, info) is refused before any work, in one line
+    with pytest.raises(TypeError, match=r"callbacks take \(phase, state, info\)"):
+        fs.sample(p, n=10, k=5, seed=0, method="langevin", callbacks=[lambda phase, state: None])
 
 
 @pytest.mark.parametrize("method", GENERAL + ["hit_and_run"])
@@ -257,7 +256,7 @@ def test_resume_after_ctrl_c_is_bit_identical(tmp_path, method):
     full = fs.sample(p, n=40, k=5, seed=0, method=method, options=opts)
     calls = []
 
-    def stop(phase, state):
+    def stop(phase, state, info):
         calls.append(phase)
         if len(calls) == 5:  # mid-run (mid-restart for the ascents)
             raise KeyboardInterrupt

@@ -165,7 +165,7 @@ def test_the_app_resumes_a_killed_run(tmp_path):
     from feassample.api import sample as api_sample
     problem = build.build_problem(cfg, ROOT)
 
-    def stop(phase, state):
+    def stop(phase, state, info):
         if phase == "smc" and state.rounds == 1:  # the default method (rejection here), after one batch
             raise KeyboardInterrupt
 

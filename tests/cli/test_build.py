@@ -1,6 +1,6 @@
 """The app's builders: every config names a registered builder by ``_target_``, the neuron
-problem's schema follows ``NeuronInverseSet``'s constructor, configs saved before ``_target_``
-still build, and the app keeps no state from one run to the next."""
+problem's schema follows ``NeuronInverseSet``'s constructor, a config without a
+``_target_`` is refused, and the app keeps no state from one run to the next."""
 from __future__ import annotations
 
 import dataclasses
@@ -86,16 +86,14 @@ def test_every_schema_key_that_is_a_constructor_parameter_reaches_the_problem():
     assert problem.bands.tol == 0.25 and problem.input_range == (0.1, 0.9)
 
 
-def test_a_config_saved_before_targets_named_every_builder_still_builds():
+def test_a_config_without_a_target_is_refused_not_guessed():
     saved = OmegaConf.to_container(_compose(["problem=intersection"]), resolve=True)
     saved["problem"].pop("_target_")
-    saved["problem"]["kind"] = "intersection"
-    problem = build.build_problem(OmegaConf.create(saved), ROOT)
-    assert isinstance(problem, fs.Intersection) and list(problem.bands.lo) == [4.0, 4.0]
-    named = OmegaConf.create({"kind": "torchvision", "arch": "resnet18", "weights": "sd.pt"})
-    assert targets.model_target(named).option == "torchvision"
-    python = OmegaConf.create({"factory": "examples/custom_problem.py:annulus", "kwargs": {}})
-    assert targets.problem_target(python).option == "python"
+    saved["problem"]["kind"] = "intersection"  # the key configs had before _target_: no alias
+    with pytest.raises(ValueError, match="not one of feassample's builders"):
+        build.build_problem(OmegaConf.create(saved), ROOT)
+    with pytest.raises(ValueError, match="not one of feassample's builders"):
+        targets.model_target(OmegaConf.create({"kind": "torchvision", "arch": "resnet18"}))
 
 
 def test_the_app_module_holds_no_mutable_state():

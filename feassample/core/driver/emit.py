@@ -27,19 +27,22 @@ from ..state import SampleBuffer
 
 @dataclass(frozen=True)
 class Kept:
-    """What one ``keep_certified`` call did: rows kept, rows the certificate refused, and the
-    certificate's evaluations (one per candidate row)."""
+    """What one ``keep_certified`` call did: rows kept, rows the certificate refused, the
+    certificate's evaluations (one per candidate row), and ``ok`` ``(B,)``: which candidates it
+    certified (``None`` for no candidate)."""
 
     kept: int
     refused: int
     evals: int
+    ok: Optional[Tensor] = None
 
 
 def keep_certified(problem: FeasibleSet, samples: SampleBuffer, codes: Tensor, values: Tensor, *,
-                   walker: Optional[Tensor] = None, ancestor: Optional[Tensor] = None) -> Kept:
-    """Certify candidate rows ``codes (B, D)`` (flattened) with ``problem.check`` and append those
-    inside the band, with their ``values (B, m)`` and ids, to ``samples`` (at most its free
-    capacity: ask for no more). Returns what was kept."""
+                   walker: Optional[Tensor] = None, ancestor: Optional[Tensor] = None,
+                   columns: Optional[dict] = None) -> Kept:
+    """Certify candidate rows ``codes (B, ...)`` with ``problem.check`` and append those inside the
+    band, with their ``values (B, m)``, ids and other ``columns`` (``{"embedding": (B, p)}``), to
+    ``samples`` (at most its free capacity: ask for no more). Returns what was kept."""
     b = codes.shape[0]
     if b == 0:
         return Kept(0, 0, 0)
@@ -47,8 +50,9 @@ def keep_certified(problem: FeasibleSet, samples: SampleBuffer, codes: Tensor, v
     ok = ok.to(codes.device)
     ids = {name: col[ok] for name, col in (("walker", walker), ("ancestor", ancestor))
            if col is not None and name in samples.extra}
+    ids.update({name: col[ok] for name, col in (columns or {}).items()})
     kept = samples.append(codes[ok], values[ok], **ids)
-    return Kept(kept, int((~ok).sum()), b)
+    return Kept(kept, int((~ok).sum()), b, ok)
 
 
 __all__ = ["Kept", "keep_certified"]

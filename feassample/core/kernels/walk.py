@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..diversity import Pool, PoolStats
+from ..driver.emit import keep_certified
 from ..state import SampleBuffer, State
 from .base import Sampler, Seeds
 from .common import Loss, Moments, descend
@@ -87,7 +88,7 @@ class WalkState(State):
         seeds: seeds the walk started from; seed_evals: the seed phase's evaluations.
         check_evals, rejected_by_check: certification passes and refusals.
         vjp_evals: per-sample vector-Jacobian products beyond ``model_evals`` (``band_step``).
-        lr: unused (``0``; kept so that older checkpoints load).
+        max_rounds: rounds before the walk gives up (fixed at init).
     """
 
     codes: Tensor
@@ -103,8 +104,8 @@ class WalkState(State):
     seeds: int = 0
     check_evals: int = 0
     rejected_by_check: int = 0
-    lr: float = 0.0
     vjp_evals: int = 0
+    max_rounds: int = 0
 
 
 def _toward(g: Tensor, err: Tensor, free: Optional[Tensor]) -> Tensor:
@@ -192,11 +193,26 @@ def init(seeds: Tensor, seed_values: Tensor, seed_embedding: Tensor, multipliers
                      alive=torch.ones(k, dtype=torch.bool, device=seeds.device))
 
 
-def step(state: WalkState, loss: Loss, move, certify=None, seen: Optional[set] = None,
+def _unseen(codes: Tensor, take: Tensor, buf: SampleBuffer) -> Tensor:
+    """The rows ``take`` of ``codes`` whose code is not kept in ``buf`` yet, each code once (its
+    first row): an optimizer's walker stuck against a wall returns the same point round after
+    round, and a point is kept once."""
+    if take.numel() == 0:
+        return take
+    cand = codes[take].flatten(1)
+    kept = buf.codes[: buf.count].flatten(1).to(cand)
+    old = (cand[:, None, :] == kept[None]).all(-1).any(1) if kept.shape[0] else \
+        torch.zeros(cand.shape[0], dtype=torch.bool, device=cand.device)
+    same = (cand[:, None, :] == cand[None]).all(-1)
+    first = ~torch.tril(same, diagonal=-1).any(1)  # no earlier row of the round has this code
+    return take[~old & first]
+
+
+def step(state: WalkState, loss: Loss, move, certify: bool = True, dedup: bool = True,
          band_step: Optional[float] = None) -> tuple[WalkState, dict]:
-    """One round: evaluate the walkers, accept those inside the band (and, with ``certify``, those
-    its independent check confirms; with ``seen``, a set of the kept rows' bytes, only rows not
-    kept before), take one step (with ``band_step``, its part across the band limited)."""
+    """One round: evaluate the walkers, keep those inside the band (certified by the problem's
+    independent check, ``driver.emit.keep_certified``, with ``certify``; with ``dedup``, only codes
+    not kept before), take one step (with ``band_step``, its part across the band limited)."""
     problem = loss.problem
     live = state.alive.nonzero().squeeze(1)
     codes = state.codes[live]
@@ -215,25 +231,18 @@ def step(state: WalkState, loss: Loss, move, certify=None, seen: Optional[set] =
             flat = codes.flatten(1)
             inside &= ((flat >= problem.box[0]) & (flat <= problem.box[1])).all(1)
         take = inside.nonzero().squeeze(1)
-        if seen is not None and take.numel():
-            # an optimizer's walker stuck against a wall returns the same point round after round:
-            # keep a point once (new rows that repeat each other within the round count once too)
-            fresh = []
-            for i, row in zip(take.tolist(), codes[take].detach().cpu().numpy()):
-                key = row.tobytes()
-                if key not in seen:
-                    seen.add(key)
-                    fresh.append(i)
-            take = torch.tensor(fresh, dtype=torch.long, device=codes.device)
+        if dedup:
+            take = _unseen(codes, take, buf)
         take = take[: buf.capacity - buf.count]
-        if certify is not None and take.numel():
-            _, ok = certify(codes[take])
-            state.check_evals += int(take.numel())
-            state.rejected_by_check += int((~ok).sum())
-            take = take[ok.to(take.device)]
+        if certify and take.numel():
+            kept = keep_certified(problem, buf, codes[take], ev.values[take], walker=live[take],
+                                  columns={"embedding": ev.embedding[take]})
+            state.check_evals += kept.evals
+            state.rejected_by_check += kept.refused
+            take, new = take[kept.ok], kept.kept
+        elif take.numel():
+            new = buf.append(codes[take], ev.values[take], embedding=ev.embedding[take], walker=live[take])
         if take.numel():
-            walker = {"walker": live[take]} if "walker" in buf.extra else {}
-            new = buf.append(codes[take], ev.values[take], embedding=ev.embedding[take], **walker)
             state.pool = state.pool.add(ev.embedding[take])
             state.idle_rounds = 0
         else:
@@ -280,7 +289,6 @@ class Walk(Sampler):
         margin = seeding.seed_margin if cfg.walk_margin is None else cfg.walk_margin
         self.loss = Loss(problem, run.diversity(), problem.bands.shrink(margin))
         self.move = seeding.step_rule(lr=cfg.walk_lr)
-        self.max_rounds = cfg.max_rounds or 10 * math.ceil(max(run.n - run.k, 0) / run.k) + 50
 
     def init(self, problem, run, key: int, seeds: Optional[Seeds] = None) -> WalkState:
         self.bind(problem, run)
@@ -291,19 +299,14 @@ class Walk(Sampler):
         state.check_evals = int(seeds.codes.shape[0])
         state.rejected_by_check = int((~ok).sum())
         state.seeds = int(seeds.codes.shape[0])
+        state.max_rounds = self.config.max_rounds or 10 * math.ceil(max(run.n - run.k, 0) / run.k) + 50
         return state
 
     def step(self, state: WalkState) -> tuple[WalkState, dict]:
-        move = self.move
-        if getattr(self, "_seen_of", None) is not state:  # the kept rows, as bytes (rebuilt on resume)
-            buf = state.samples
-            self._seen = {row.tobytes() for row in buf.codes[: buf.count].detach().cpu().numpy()}
-            self._seen_of = state
-        return step(state, self.loss, move, certify=self.problem.check, seen=self._seen,
-                    band_step=self.config.band_step)
+        return step(state, self.loss, self.move, band_step=self.config.band_step)
 
     def done(self, state: WalkState) -> bool:
-        return done(state, self.max_rounds, self.config.max_idle)
+        return done(state, state.max_rounds, self.config.max_idle)
 
     def finalize(self, state: WalkState) -> tuple[Tensor, dict]:
         n, k = self.run.n, self.run.k
@@ -320,7 +323,7 @@ class Walk(Sampler):
             elif self.config.max_idle is not None and state.idle_rounds >= self.config.max_idle:
                 why = f"the walk stalled ({self.config.max_idle} rounds without a new sample)"
             else:
-                why = f"the round budget ({self.max_rounds}) ran out"
+                why = f"the round budget ({state.max_rounds}) ran out"
             stats["why"] = f"{why}. Raise max_rounds, lower walk_lr, or widen the band"
         elif stats["nan_walkers"]:
             stats["why"] = f"{stats['nan_walkers']} walker(s) stopped: non-finite model output"

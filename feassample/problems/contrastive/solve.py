@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ...core.sampling import sample
+from ...core.sampling import SamplerConfig, run
 from .problem import ContrastSet
 
 
@@ -60,12 +60,13 @@ def _solve(problem: ContrastSet, init: Tensor, settings: dict, callbacks: Sequen
     ``||z - z0||``), or the last iterate when none was inside."""
     recorder = _PathRecorder(problem, init)
     b = init.shape[0]
-    result = sample(problem, n=b, k=b, method="joint", joint_until="converged",
-                    objective=problem.objective(), seed_margin=0.0, penalty_rule="progress",
-                    initial_codes=init, callbacks=[recorder, *callbacks], **settings)
+    cfg = SamplerConfig.build(n=b, k=b, method="joint", joint_until="converged",
+                              objective=problem.objective(), seed_margin=0.0, penalty_rule="progress",
+                              initial_codes=init, **settings)
+    result = run(problem, cfg, callbacks=[recorder, *callbacks])
     state = recorder.state
     final = state.codes.detach()
-    # sample() re-measured the final codes after the last step: consider them too
+    # run() re-measured the final codes after the last step: consider them too
     recorder.consider(final, state.values.detach(), len(recorder.path))
     found = torch.isfinite(recorder.best_obj).to(final.device)
     codes = torch.where(found[:, None], recorder.best_codes.to(final), final)
