@@ -447,3 +447,17 @@ def test_small_levels_runs_are_not_called_independent_and_tiny_codes_skip_the_pa
     assert s.status == "success" and s.stats["pairs"] is False
     with pytest.raises(ValueError, match="pairs='on' needs"):
         fs.sample(ring, n=200, seed=0, options={"pairs": "on"})
+
+
+def test_every_round_reports_the_level_the_running_log_p_and_the_cost_so_far():
+    p = fs.LogisticHalfspace.random(16, 1 / (1 + math.exp(-5.0)), 1.0)
+    seen = []
+    s = fs.sample(p, n=100, seed=0, options={"rejection_rate": None},
+                  callbacks=[lambda phase, state, info: seen.append(dict(info))])
+    assert all({"level", "evals_per_sample"} <= set(i) for i in seen)
+    levels = [i["level"] for i in seen]
+    assert levels[-1] == 0.0 and all(a >= b for a, b in zip(levels, levels[1:]))  # levels only fall
+    costs = [i["evals_per_sample"] for i in seen]
+    assert all(a <= b for a, b in zip(costs, costs[1:])) and costs[-1] == pytest.approx(s.n_evals / 100)
+    assert seen[-1]["log_p"] == pytest.approx(s.log_prob)  # the running estimate ends at the result's
+    assert "eta_evals" in seen[-1] and not any("eta_evals" in i for i in seen if i["level"] > 0)

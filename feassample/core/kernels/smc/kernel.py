@@ -96,6 +96,28 @@ def closest(env: Env, state: SMCState, stats: dict) -> Tensor:
     return codes[rows].reshape(rows.numel(), *env.problem.code_shape)
 
 
+def progress_line(state: SMCState) -> dict:
+    """What a user reads on a long run (the progress bar's line, and every step's ``info``):
+    ``level`` (the current level of the score: the largest scaled violation still allowed, 0 in
+    the band), ``log_p`` (the estimate of ``log P(set)`` so far: the product of the survival
+    fractions, or the rejection mode's accepted fraction), ``evals_per_sample`` (model evaluations
+    so far per requested sample) and, in the band, ``eta_evals`` (the evaluations the remaining
+    emissions of this pass are expected to cost at the rounds planned per emission)."""
+    samples = state.samples
+    out = {"evals_per_sample": state.model_evals / max(samples.capacity, 1)}
+    if state.mode == "rejection":
+        out["log_p"] = math.log(state.hits / state.drawn) if state.hits else -math.inf
+        return out
+    out["level"] = state.level
+    if state.fractions:
+        out["log_p"] = math.fsum(math.log(f) for f in state.fractions)
+    if state.inside:
+        N = state.codes.shape[0]
+        emissions = math.ceil((samples.capacity - samples.count) / max(N, 1))
+        out["eta_evals"] = emissions * max(state.plan, 1) * N
+    return out
+
+
 class SMC(Sampler):
     """``method="smc"``: adaptive multilevel splitting on the prior restricted to the set (see
     ``kernels.smc``); ``stats["log_prob"]``/``["log_prob_se"]`` estimate the set's prior
@@ -160,6 +182,7 @@ class SMC(Sampler):
         if state.mode == "rejection":
             info = rejection_round(env, state, gen)
             state.rng = gen.get_state()
+            info.update(progress_line(state))
             return state, info
         if not state.inside and state.moves_left == 0:
             info.update(new_level(env, state, gen))
@@ -187,6 +210,7 @@ class SMC(Sampler):
                 next_pass(env, state)
         state.rng = gen.get_state()
         info.update(round=state.rounds, stage=len(state.fractions), acceptance=rate, accepted=new)
+        info.update(progress_line(state))
         return state, info
 
     def done(self, state: SMCState) -> bool:
@@ -228,4 +252,4 @@ class SMC(Sampler):
         return codes, stats
 
 
-__all__ = ["SMC", "emit", "next_period", "next_pass", "closest"]
+__all__ = ["SMC", "progress_line", "emit", "next_period", "next_pass", "closest"]
