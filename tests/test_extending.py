@@ -67,6 +67,10 @@ def test_the_new_sampler_is_exact_inside_the_set_and_validates_its_options():
     s = fs.sample(p, n=100, k=5, seed=0, method=SAMPLER(step=0.1))
     assert s.status == "success" and bool(p.membership(s.x.double()).all())
     assert s.stats["method"] == "box_metropolis" and 0 < s.stats["acceptance"] < 1
+    # written from docs/extending.md alone, it gets the run's diagnostics over its 5 walkers and
+    # the stable result fields
+    assert s.diagnostics is not None and s.diagnostics["chains"] == 5 and s.diagnostics["rhat_max"] > 0
+    assert s.n_evals > 0 and s.max_violation <= float(p.bands.tol) and s.log_prob is None
     with pytest.raises(ValueError, match="no option 'stepp' \\(did you mean 'step'\\?\\)"):
         fs.sample(p, n=10, k=5, method="box_metropolis", options={"stepp": 0.1})
     with pytest.raises(ValueError, match="step must be > 0"):
