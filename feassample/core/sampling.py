@@ -27,6 +27,7 @@ from torch import Tensor
 
 from . import driver
 from .diversity import Diversity, make_objective
+from .options import check_options, option
 from .problem import FeasibleSet
 from .result import SampleSet
 from .kernels import SAMPLERS, Sampler, check_keys, sampler_class
@@ -79,13 +80,13 @@ class SamplerConfig:
     k: int = 10
     seed: int = 0
     objective: Union[str, Diversity] = "sum_squared"
-    diversity_weight: float = 1.0
+    diversity_weight: float = option(1.0, ge=0)
     normalize: bool = True
     objective_options: Optional[dict] = None
     seeding: SeedConfig = field(default_factory=SeedConfig)
     options: Any = None
     device: Optional[str] = field(default=None, metadata={"law": False})
-    dtype: str = "float32"
+    dtype: str = option("float32", choices=tuple(DTYPES))
     initial_codes: Optional[Tensor] = field(default=None, compare=False, repr=False,
                                             metadata={"law": False, "record": False})
 
@@ -101,8 +102,13 @@ class SamplerConfig:
             set_("seed", operator.index(self.seed))
         except TypeError:
             raise ValueError(f"seed must be an integer, got {self.seed!r}") from None
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        check_options(self)
+        codes = self.initial_codes
+        if codes is not None and not (isinstance(codes, Tensor) and codes.is_floating_point()):
+            got = f"a {codes.dtype} tensor" if isinstance(codes, Tensor) else f"a {type(codes).__name__}"
+            raise ValueError(f"initial_codes must be a real floating tensor (k, *code_shape), got {got}")
+        if codes is not None and not bool(torch.isfinite(codes).all()):
+            raise ValueError("initial_codes must be finite: they hold NaN or infinite entries")
         if isinstance(self.seeding, dict):
             check_keys("seeding", self.seeding, [f.name for f in fields(SeedConfig)])
             set_("seeding", SeedConfig(**self.seeding))
