@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -60,6 +61,11 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
         stable fields ``status``, ``message``, ``n_evals``, ``max_violation``, ``log_prob``,
         ``log_prob_se`` and ``diagnostics`` (``feassample.core.result.SampleSet``).
     """
+    for name, where in (("run_dir", run_dir), ("resume", resume)):
+        if where is not None and not isinstance(where, (str, os.PathLike, Checkpoint)):
+            raise TypeError(f"{name} must be a directory path (a str or pathlib.Path), got {where!r}")
+    if not isinstance(resume_unchecked, bool):
+        raise TypeError(f"resume_unchecked must be True or False, got {resume_unchecked!r}")
     asked = {name: v for name, v in (("k", k), ("seed", seed)) if v is not None}  # a resume checks these
     k, seed = 10 if k is None else k, 0 if seed is None else seed
     plan = asked_shard(n, seed, k, shard, shards)
