@@ -136,3 +136,35 @@ def test_the_probe_costs_no_evaluation_of_the_run():
     probe = calls[:2]
     assert probe == [16, 2]
     assert s.n_evals == sum(calls[2:]) - len(s)  # the run's draws; the certificate's pass apart
+
+
+def test_a_mistyped_choice_gets_a_suggestion():
+    with pytest.raises(ValueError, match=r"directions must be one of \('ensemble', 'own'\), got 'ensembel' "
+                                         r"\(did you mean 'ensemble'\?\)"):
+        fs.sample(_slab(), n=8, k=2, method="cover", directions="ensembel")
+
+
+def test_a_user_samplers_config_is_checked_from_its_fields():
+    from dataclasses import dataclass
+
+    from feassample.core.kernels.base import Sampler, make_config
+    from feassample.core.options import option
+
+    @dataclass(frozen=True)
+    class StepsConfig:  # no __post_init__: the mechanism alone
+        steps: int = option(5, ge=1)
+        rate: float = option(0.5, gt=0, le=1)
+        verbose: bool = False
+
+    class Steps(Sampler):
+        name = "steps-test"
+        Config = StepsConfig
+
+    assert make_config(Steps, None, {"steps": 3}).steps == 3
+    for bad, match in [({"steps": 0}, r"steps must be an integer >= 1, got 0"),
+                       ({"steps": 2.0}, r"steps must be an integer >= 1, got 2.0"),
+                       ({"rate": 1.5}, r"rate must be a number in \(0, 1\], got 1.5"),
+                       ({"rate": math.inf}, r"rate must be a finite number in \(0, 1\], got inf"),
+                       ({"verbose": 1}, r"verbose must be True or False, got 1")]:
+        with pytest.raises(ValueError, match=match):
+            make_config(Steps, None, bad)
