@@ -168,3 +168,10 @@ def test_a_user_samplers_config_is_checked_from_its_fields():
                        ({"verbose": 1}, r"verbose must be True or False, got 1")]:
         with pytest.raises(ValueError, match=match):
             make_config(Steps, None, bad)
+
+
+def test_codes_outside_the_box_fail_the_certificate_even_inside_the_band():
+    # x.sum(1) = 1 is inside [0.5, 1.5] for both rows; the first lies outside the box [0, 1]^2
+    values, feasible = _slab().check(torch.tensor([[2.0, -1.0], [0.5, 0.5]]))
+    assert values.squeeze(1).tolist() == [1.0, 1.0]
+    assert feasible.tolist() == [False, True]
