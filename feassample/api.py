@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -21,16 +22,17 @@ log = logging.getLogger(__name__)
 RUN_ONLY = ("progress",)
 
 
-def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
+def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed: Optional[int] = None,
            run_dir: Optional[str | Path] = None, resume: Optional[str | Path] = None,
            config: Optional[SamplerConfig] = None, callbacks: Iterable = (),
            shard: Optional[int] = None, shards: Optional[int] = None, overwrite: bool = False,
-           **settings) -> SampleSet:
+           resume_unchecked: bool = False, **settings) -> SampleSet:
     """Sample ``n`` certified points of a feasible set: the one entry point.
 
     Args:
         problem: the feasible set.
-        n, k, seed: samples wanted, walkers per round, the run's seed.
+        n, k, seed: samples wanted, walkers per round (default 10), the run's seed (default 0); a
+            resume keeps the saved ``k`` and ``seed`` and refuses others, naming them.
         run_dir: write the run as it goes (accepted samples after every round, the sampler state)
             and the final ``SampleSet`` into ``run_dir/samples``. The directory is locked for the
             run (a second writer is refused with the holder's PID) and belongs to one run: a
@@ -44,6 +46,9 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             is one sample of ``n``: this job samples its share of ``n`` with its own seed
             (``feassample.rundir.shards.shard_plan``); merge the jobs' run directories with
             ``feassample-merge``.
+        resume_unchecked: resume even where the fingerprint differs from the saved run's or cannot
+            digest what the problem reads (a constraint reading an object without readable
+            state): the explicit escape, logged; the code shape and bands are still checked.
         config: a full ``SamplerConfig``; keyword ``settings`` override it (``method="joint"``,
             ``objective="none"``, ``lr=0.1``, ``dtype="float64"``, ``options={...}``,
             ``initial_codes``...; flat keywords are routed by ``SamplerConfig.build``); the
@@ -56,6 +61,13 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
         stable fields ``status``, ``message``, ``n_evals``, ``max_violation``, ``log_prob``,
         ``log_prob_se`` and ``diagnostics`` (``feassample.core.result.SampleSet``).
     """
+    for name, where in (("run_dir", run_dir), ("resume", resume)):
+        if where is not None and not isinstance(where, (str, os.PathLike, Checkpoint)):
+            raise TypeError(f"{name} must be a directory path (a str or pathlib.Path), got {where!r}")
+    if not isinstance(resume_unchecked, bool):
+        raise TypeError(f"resume_unchecked must be True or False, got {resume_unchecked!r}")
+    asked = {name: v for name, v in (("k", k), ("seed", seed)) if v is not None}  # a resume checks these
+    k, seed = 10 if k is None else k, 0 if seed is None else seed
     plan = asked_shard(n, seed, k, shard, shards)
     if plan is not None:
         n, seed = plan.n, plan.seed
@@ -74,8 +86,10 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
             plan = resumed_shard(resume, saved, plan)
             if plan is not None:
                 n = plan.n
-            check_same_problem(resume, saved, problem)
-            cfg = resumed_config(resume, saved, n, config, settings)
+                if asked.get("seed") == plan.base_seed:  # the job's seed: this shard's is derived
+                    asked["seed"] = plan.seed
+            check_same_problem(resume, saved, problem, unchecked=resume_unchecked)
+            cfg = resumed_config(resume, saved, n, config, {**asked, **settings})
             log.info("resuming %s from the %s phase", resume, checkpoint.phase)
         else:
             if run_dir is not None and holds_run(run_dir):

@@ -32,9 +32,9 @@ def _run(problem, **kw):
 
 # -- constraint functions ------------------------------------------------------------------
 @pytest.mark.parametrize("h, match", [
-    (lambda x: [x.sum(1)], r"constraints must return a tensor \(B, m\) = \(2, 1\), got a list \(torch.stack"),
+    (lambda x: [x.sum(1)], r"constraints must return a tensor \(B, m\) = \(16, 1\), got a list \(torch.stack"),
     (lambda x: 3.0, r"constraints must return a tensor .* got a float"),
-    (lambda x: x.sum(1)[:1], r"constraints returned shape \(1,\), expected \(2, 1\)"),
+    (lambda x: x.sum(1)[:1], r"constraints returned shape \(1,\), expected \(16, 1\)"),
 ])
 def test_a_constraint_that_returns_no_batch_of_values_is_named(h, match):
     with pytest.raises((TypeError, ValueError), match=match):
@@ -121,7 +121,7 @@ def test_a_generator_whose_code_shape_is_wrong_is_refused():
 
 def test_a_decoder_that_fails_is_named_by_the_core_probe():
     p = fs.from_functions(lambda x: x.sum(1), -1.0, 1.0, (3,), decode=lambda c: c @ torch.ones(5, 2))
-    with pytest.raises(ValueError, match=r"decoding 2 codes of code_shape \(3,\) failed"):
+    with pytest.raises(ValueError, match=r"decoding 16 codes of code_shape \(3,\) failed"):
         _run(p)
 
 

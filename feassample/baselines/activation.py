@@ -26,23 +26,12 @@ import torch
 from torch import Tensor
 
 from ..core.problem import FeasibleSet
+from ..core.options import check_options, option
 from . import common
 from .common import Baseline, BaselineState
 from .kmeans import kmeans
 
 TARGETS = ("max", "band")
-
-
-def _check_ascent(target: str, steps: int, diversity: float, l2: float, max_evals) -> None:
-    if target not in TARGETS:
-        raise ValueError(f"target must be 'max' (ascend the unit) or 'band' (descend to the middle "
-                         f"of the band), got {target!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    for name, value in (("diversity", diversity), ("l2", l2)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite weight >= 0, got {value!r}")
-    common.check_budget(max_evals)
 
 
 @dataclass(frozen=True)
@@ -61,14 +50,14 @@ class ActivationConfig:
     ``initial_codes`` ``(k, *code_shape)`` (a setting of the run) start the first restart.
     """
 
-    target: str = "max"
-    steps: int = 50
-    diversity: float = 0.0
-    l2: float = 0.0
-    max_evals: Optional[int] = None
+    target: str = option("max", choices=TARGETS)
+    steps: int = option(50, ge=1)
+    diversity: float = option(0.0, ge=0)
+    l2: float = option(0.0, ge=0)
+    max_evals: Optional[int] = option(None, ge=1)
 
     def __post_init__(self) -> None:
-        _check_ascent(self.target, self.steps, self.diversity, self.l2, self.max_evals)
+        check_options(self)
 
 
 @dataclass(frozen=True)
@@ -88,31 +77,19 @@ class MultifacetedConfig:
     """
 
     real_inputs: Optional[Any] = field(default=None, compare=False, repr=False)
-    target: str = "max"
-    steps: int = 50
-    diversity: float = 0.0
-    l2: float = 0.0
-    top: float = 0.1
-    pool: int = 2000
-    facets: Optional[int] = None
-    kmeans_iters: int = 25
-    jitter: float = 0.05
-    max_evals: Optional[int] = None
+    target: str = option("max", choices=TARGETS)
+    steps: int = option(50, ge=1)
+    diversity: float = option(0.0, ge=0)
+    l2: float = option(0.0, ge=0)
+    top: float = option(0.1, gt=0, le=1)
+    pool: int = option(2000, ge=1)
+    facets: Optional[int] = option(None, ge=1)
+    kmeans_iters: int = option(25, ge=1)
+    jitter: float = option(0.05, ge=0)
+    max_evals: Optional[int] = option(None, ge=1)
 
     def __post_init__(self) -> None:
-        _check_ascent(self.target, self.steps, self.diversity, self.l2, self.max_evals)
-        if self.facets is not None and (isinstance(self.facets, bool) or not isinstance(self.facets, int)
-                                        or self.facets < 1):
-            raise ValueError(f"facets must be an integer >= 1, got {self.facets!r}")
-        if isinstance(self.top, bool) or not isinstance(self.top, (int, float)) or not 0 < self.top <= 1:
-            raise ValueError(f"top must be a fraction in (0, 1], got {self.top!r}")
-        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 1:
-            raise ValueError(f"pool must be an integer >= 1, got {self.pool!r}")
-        if isinstance(self.kmeans_iters, bool) or not isinstance(self.kmeans_iters, int) or self.kmeans_iters < 1:
-            raise ValueError(f"kmeans_iters must be an integer >= 1, got {self.kmeans_iters!r}")
-        if (isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float))
-                or not (math.isfinite(self.jitter) and self.jitter >= 0)):
-            raise ValueError(f"jitter must be a finite number >= 0, got {self.jitter!r}")
+        check_options(self)
         if self.real_inputs is not None and not isinstance(self.real_inputs, Tensor):
             try:
                 torch.as_tensor(self.real_inputs)

@@ -25,14 +25,6 @@ from ..core.state import SampleBuffer, State
 DEFAULT_EVALS_PER_SAMPLE = 200
 
 
-def check_budget(max_evals) -> None:
-    """``max_evals``: ``None`` (the default per sample) or a number >= 1."""
-    if max_evals is None:
-        return
-    if isinstance(max_evals, bool) or not isinstance(max_evals, (int, float)) or not max_evals >= 1:
-        raise ValueError(f"max_evals must be a number >= 1 (per-sample model evaluations), got {max_evals!r}")
-
-
 @dataclass
 class BaselineState(State):
     """What every baseline carries: accepted rows, the generator's state, the budget, the closest

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..core.problem import FeasibleSet
-from . import common
+from ..core.options import check_options, option
 from .common import Baseline, BaselineState
 
 BISECTION_STEPS = 64
@@ -44,21 +44,13 @@ class HitAndRunConfig:
             ``k * (64 + burn + ceil(n / k) * (thin + 1))``).
     """
 
-    direction: str = "random"
-    thin: Optional[int] = None
-    burn: Optional[int] = None
-    max_evals: Optional[int] = None
+    direction: str = option("random", choices=DIRECTIONS)
+    thin: Optional[int] = option(None, ge=1)
+    burn: Optional[int] = option(None, ge=0)
+    max_evals: Optional[int] = option(None, ge=1)
 
     def __post_init__(self) -> None:
-        if self.direction not in DIRECTIONS:
-            raise ValueError(f"direction must be 'random' or 'coordinate', got {self.direction!r}")
-        if self.thin is not None and (isinstance(self.thin, bool) or not isinstance(self.thin, int)
-                                      or self.thin < 1):
-            raise ValueError(f"thin must be an integer >= 1, got {self.thin!r}")
-        if self.burn is not None and (isinstance(self.burn, bool) or not isinstance(self.burn, int)
-                                      or self.burn < 0):
-            raise ValueError(f"burn must be an integer >= 0, got {self.burn!r}")
-        common.check_budget(self.max_evals)
+        check_options(self)
 
 
 def linear_slab(problem: FeasibleSet) -> tuple[Tensor, float, float]:

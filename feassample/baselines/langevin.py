@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import common
+from ..core.options import check_options, option
 from .common import Baseline, BaselineState
 
 
@@ -29,11 +30,6 @@ def reflect(codes: Tensor, lo: float, hi: float) -> Tensor:
     width = hi - lo
     u = torch.remainder(codes - lo, 2 * width)
     return lo + torch.where(u > width, 2 * width - u, u)
-
-
-def _nonnegative(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -52,23 +48,15 @@ class LangevinConfig:
     ``initial_codes`` ``(k, *code_shape)`` (a setting of the run) start the chains (default: the prior).
     """
 
-    eps1: float = 0.01
-    eps2: float = 0.01
-    eps3: Optional[float] = None
-    thin: int = 10
-    burn: int = 0
-    max_evals: Optional[int] = None
+    eps1: float = option(0.01, ge=0)
+    eps2: float = option(0.01, ge=0)
+    eps3: Optional[float] = option(None, ge=0)
+    thin: int = option(10, ge=1)
+    burn: int = option(0, ge=0)
+    max_evals: Optional[int] = option(None, ge=1)
 
     def __post_init__(self) -> None:
-        _nonnegative("eps1", self.eps1)
-        _nonnegative("eps2", self.eps2)
-        if self.eps3 is not None:
-            _nonnegative("eps3", self.eps3)
-        if isinstance(self.thin, bool) or not isinstance(self.thin, int) or self.thin < 1:
-            raise ValueError(f"thin must be an integer >= 1, got {self.thin!r}")
-        if isinstance(self.burn, bool) or not isinstance(self.burn, int) or self.burn < 0:
-            raise ValueError(f"burn must be an integer >= 0, got {self.burn!r}")
-        common.check_budget(self.max_evals)
+        check_options(self)
 
 
 @dataclass

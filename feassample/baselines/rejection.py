@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 
 from . import common
+from ..core.options import check_options, option
 from .common import Baseline, BaselineState
 
 
@@ -23,13 +24,11 @@ class RejectionConfig:
         max_evals: budget of draws, i.e. forward passes (default ``200 * n``).
     """
 
-    batch: int = 1024
-    max_evals: Optional[int] = None
+    batch: int = option(1024, ge=1)
+    max_evals: Optional[int] = option(None, ge=1)
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
-            raise ValueError(f"batch must be an integer >= 1, got {self.batch!r}")
-        common.check_budget(self.max_evals)
+        check_options(self)
 
 
 @dataclass

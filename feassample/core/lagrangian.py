@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from .bands import Bands
+from .options import check_options, option
 
 
 @dataclass(frozen=True)
@@ -46,29 +47,20 @@ class ALConfig:
         lr_decay: factor applied to the step length after each outer iteration (1: none).
     """
 
-    penalty0: float = 10.0
-    growth: float = 10.0
-    inner_steps: int = 100
-    max_outer: int = 8
-    penalty_max: float = 1e8
-    multiplier_max: float = 1e8
-    penalty_rule: str = "always"
-    progress_ratio: float = 0.25
-    lr_decay: float = 1.0
+    penalty0: float = option(10.0, gt=0)
+    growth: float = option(10.0, ge=1)
+    inner_steps: int = option(100, ge=1)
+    max_outer: int = option(8, ge=1)
+    penalty_max: float = option(1e8, gt=0, inf=True)
+    multiplier_max: float = option(1e8, gt=0, inf=True)
+    penalty_rule: str = option("always", choices=("always", "progress"))
+    progress_ratio: float = option(0.25, gt=0, lt=1)
+    lr_decay: float = option(1.0, gt=0, le=1)
 
     def __post_init__(self) -> None:
-        if self.penalty_rule not in ("always", "progress"):
-            raise ValueError(f"penalty_rule must be 'always' or 'progress', got {self.penalty_rule!r}")
-        if not (0 < self.progress_ratio < 1 and 0 < self.lr_decay <= 1):
-            raise ValueError("progress_ratio must be in (0, 1) and lr_decay in (0, 1]")
-        if not self.penalty0 > 0:
-            raise ValueError(f"penalty0 must be > 0, got {self.penalty0}")
-        if not self.growth >= 1:
-            raise ValueError(f"penalty growth must be >= 1, got {self.growth}")
-        if self.inner_steps < 1 or self.max_outer < 1:
-            raise ValueError(f"inner_steps and max_outer must be >= 1, got {self.inner_steps}, {self.max_outer}")
-        if not (self.penalty_max >= self.penalty0 and self.multiplier_max > 0):
-            raise ValueError("penalty_max must be >= penalty0 and multiplier_max > 0")
+        check_options(self)
+        if not self.penalty_max >= self.penalty0:
+            raise ValueError(f"penalty_max must be >= penalty0, got {self.penalty_max!r} < {self.penalty0!r}")
 
 
 @dataclass(frozen=True)

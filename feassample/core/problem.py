@@ -8,6 +8,7 @@ by the diversity objective, so a model runs once per step.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
@@ -157,6 +158,28 @@ def _shape(name: str, shape) -> tuple[int, ...]:
     return dims
 
 
+def _dtype(name: str, dtype) -> torch.dtype:
+    """A floating ``torch.dtype`` of codes (``torch.float32`` or ``torch.float64``)."""
+    if not isinstance(dtype, torch.dtype) or dtype not in (torch.float32, torch.float64):
+        hint = f" (did you mean torch.{dtype}?)" if dtype in ("float32", "float64") else ""
+        raise ValueError(f"{name} must be torch.float32 or torch.float64, got {dtype!r}{hint}")
+    return dtype
+
+
+def _interval(name: str, pair) -> tuple[float, float]:
+    """``(lo, hi)``: two finite real numbers with ``lo < hi``."""
+    bad = ValueError(f"{name} must be (lo, hi): two finite numbers with lo < hi, got {pair!r}")
+    if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+        raise bad
+    items = [v.item() if isinstance(v, Tensor) and v.numel() == 1 else v for v in pair]
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in items):
+        raise bad
+    lo, hi = (float(v) for v in items)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise bad
+    return lo, hi
+
+
 class FunctionSet(FeasibleSet):
     """A feasible set built from plain Python functions (see ``from_functions``)."""
 
@@ -171,12 +194,11 @@ class FunctionSet(FeasibleSet):
         self.bands = Bands.of(lo, hi, tol=tol, names=names)
         self.code_shape = _shape("code_shape", code_shape)
         self.input_shape = _shape("input_shape", input_shape) if input_shape is not None else self.code_shape
-        if box is not None:
-            box = (float(box[0]), float(box[1]))
-            if not (math.isfinite(box[0]) and math.isfinite(box[1]) and box[0] < box[1]):
-                raise ValueError(f"box must be (lo, hi) with finite lo < hi, got {box!r}")
-        self.box = box
-        self.dtype = dtype
+        self.box = None if box is None else _interval("box", box)
+        self.dtype = _dtype("dtype", dtype)
+        for name, fn in (("decode", decode), ("embed", embed), ("init", init)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable or None, got {fn!r}")
         self._constraints, self._decode, self._embed, self._init = constraints, decode, embed, init
 
     def decode(self, codes: Tensor) -> Tensor:

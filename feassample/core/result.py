@@ -194,5 +194,10 @@ class SampleSet:
             raise FileNotFoundError(f"{folder} is not a saved SampleSet (needs {TENSORS} and {META})")
         tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
         meta = json.loads((folder / META).read_text())
+        rows = {k: int(tensors[k].shape[0]) if isinstance(tensors.get(k), torch.Tensor) and tensors[k].dim()
+                else None for k in ("x", "codes", "values", "feasible")}
+        if len(set(rows.values())) != 1 or None in rows.values():
+            raise ValueError(f"path={str(folder)!r}: {TENSORS} is not one sample: its tensors x, codes, values, "
+                             f"feasible have {', '.join(f'{k}: {v}' for k, v in rows.items())} rows")
         return cls(tensors["x"], tensors["codes"], tensors["values"], tensors["feasible"],
                    meta.get("stats", {}), meta.get("config", {}))

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from . import driver
 from .diversity import Diversity, make_objective
+from .options import check_options, option
 from .problem import FeasibleSet
 from .result import SampleSet
 from .kernels import SAMPLERS, Sampler, check_keys, sampler_class
@@ -79,13 +80,13 @@ class SamplerConfig:
     k: int = 10
     seed: int = 0
     objective: Union[str, Diversity] = "sum_squared"
-    diversity_weight: float = 1.0
+    diversity_weight: float = option(1.0, ge=0)
     normalize: bool = True
     objective_options: Optional[dict] = None
     seeding: SeedConfig = field(default_factory=SeedConfig)
     options: Any = None
     device: Optional[str] = field(default=None, metadata={"law": False})
-    dtype: str = "float32"
+    dtype: str = option("float32", choices=tuple(DTYPES))
     initial_codes: Optional[Tensor] = field(default=None, compare=False, repr=False,
                                             metadata={"law": False, "record": False})
 
@@ -101,8 +102,13 @@ class SamplerConfig:
             set_("seed", operator.index(self.seed))
         except TypeError:
             raise ValueError(f"seed must be an integer, got {self.seed!r}") from None
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        check_options(self)
+        codes = self.initial_codes
+        if codes is not None and not (isinstance(codes, Tensor) and codes.is_floating_point()):
+            got = f"a {codes.dtype} tensor" if isinstance(codes, Tensor) else f"a {type(codes).__name__}"
+            raise ValueError(f"initial_codes must be a real floating tensor (k, *code_shape), got {got}")
+        if codes is not None and not bool(torch.isfinite(codes).all()):
+            raise ValueError("initial_codes must be finite: they hold NaN or infinite entries")
         if isinstance(self.seeding, dict):
             check_keys("seeding", self.seeding, [f.name for f in fields(SeedConfig)])
             set_("seeding", SeedConfig(**self.seeding))
@@ -121,6 +127,9 @@ class SamplerConfig:
     def build(cls, base: Optional["SamplerConfig"] = None, **settings) -> "SamplerConfig":
         """``base`` (or the defaults) with ``settings`` applied; flat keywords that name a field of
         ``SeedConfig`` go to ``seeding``, those of the method's ``Config`` to ``options``."""
+        if base is not None and not isinstance(base, cls):
+            raise TypeError(f"config must be a SamplerConfig (fs.SamplerConfig(method=..., ...)) or None, "
+                            f"got {base!r}")
         base = base or cls()
         own = {f.name for f in fields(cls)}
         direct = {k: v for k, v in settings.items() if k in own}
@@ -245,18 +254,63 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0] or type(err).__name__
 
 
+#: the fewest rows of the probe batch of ``validate`` (``max(k, PROBE_ROWS)``)
+PROBE_ROWS = 16
+
+
+def _probe_codes(problem: FeasibleSet, cfg: "SamplerConfig", rows: int, dtype, device) -> Tensor:
+    """The probe batch: ``rows`` codes, the run's ``initial_codes`` (repeated to ``rows``) or
+    draws of ``init_codes`` from a generator of its own."""
+    if cfg.initial_codes is not None:  # the run starts there: probe those (already checked)
+        codes = cfg.initial_codes[:rows].to(dtype=dtype, device=device)
+        return codes.repeat((math.ceil(rows / codes.shape[0]),) + (1,) * (codes.dim() - 1))[:rows]
+    try:
+        codes = problem.init_codes(rows, torch.Generator().manual_seed(0), dtype, device)
+    except Exception as err:  # noqa: BLE001  (user code: name where it failed)
+        raise ValueError(f"problem.init_codes({rows}, ...) failed: {type(err).__name__}: "
+                         f"{_first_line(err)}") from err
+    want = (rows, *problem.code_shape)
+    if not isinstance(codes, Tensor) or tuple(codes.shape) != want:
+        got = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
+        raise ValueError(f"problem.init_codes({rows}, ...) returned {got}, expected a tensor of shape "
+                         f"{want} ({rows} codes of code_shape {tuple(problem.code_shape)})")
+    return codes
+
+
+def _check_values(values, B: int, m: int, dtype, cfg: "SamplerConfig") -> None:
+    if not isinstance(values, Tensor):
+        raise TypeError(f"the constraint values must be a tensor (B, m) = ({B}, {m}), got "
+                        f"{type(values).__name__}{' (torch.stack the list)' if isinstance(values, (list, tuple)) else ''}")
+    if tuple(values.shape) != (B, m):
+        raise ValueError(f"the constraint values have shape {tuple(values.shape)} for a batch of {B}, "
+                         f"expected ({B}, {m}) for {m} band(s)")
+    if not values.is_floating_point():
+        raise TypeError(f"the constraint values are {values.dtype} for a batch of {B}, not floating "
+                        f"point: they must be a differentiable function of the inputs")
+    if values.dtype != dtype:
+        raise TypeError(f"the constraint values are {str(values.dtype).replace('torch.', '')} but the "
+                        f"run's dtype is {cfg.dtype} (a batch of {B}): return values in the inputs' dtype "
+                        f"(h(x).to(x.dtype)){' or sample with dtype=' + repr('float64') if values.dtype == torch.float64 else ''}")
+
+
 def validate(problem: FeasibleSet, cfg: SamplerConfig, sampler: Sampler, *,
              checkpoint: bool = False) -> None:
     """Refuse, with one line naming the cause, a run that would fail deep inside (or run on
     wrong numbers) because of what the user passed. Called by ``sample`` before any work.
 
     * memory: the estimate of ``memory_estimate`` against what the device has free;
-    * a probe forward (and backward, for methods that follow gradients) on 2 initial codes:
-      ``decode`` returns a batch; ``measure`` returns a ``(B, m)`` floating tensor of the run's
-      dtype (a constraint returning a list, a scalar, float64 values in a float32 run... are
-      named), an embedding with a batch dimension; the values have a gradient with respect to
-      the codes (a ``detach``ed or ``argmax`` constraint has none).
-    The probe uses its own random generator and leaves the global random state untouched.
+    * a probe forward (and backward, for methods that follow gradients) on a real batch of
+      ``max(k, PROBE_ROWS)`` initial codes (16 at least: a constraint that changes behaviour
+      with the batch size is caught): ``decode`` returns a batch; ``measure`` returns a ``(B, m)``
+      floating tensor of the run's dtype (a constraint returning a list, a scalar, int64 or
+      float64 values in a float32 run... are named), an embedding with a batch dimension; the
+      values have a gradient with respect to the codes (a ``detach``ed or ``argmax`` constraint
+      has none);
+    * the values of the batch's first and last rows measured again as a batch of 2 agree with
+      the big batch's (to ``1e-3`` relative in float32, ``1e-6`` in float64): the certificate
+      measures batches of other sizes, so values that depend on the batch are refused.
+    The probe costs ``max(k, 16) + 2`` evaluations, not counted in ``n_evals``; it uses its own
+    random generator and leaves the global random state untouched.
     """
     device, dtype = cfg.device_dtype(problem)
     need = memory_estimate(problem, cfg, checkpoint)
@@ -272,20 +326,9 @@ def validate(problem: FeasibleSet, cfg: SamplerConfig, sampler: Sampler, *,
             "with feassample-merge")
     gradients = sampler.uses_gradients
     devices = [device] if device.type == "cuda" else []
+    m = problem.bands.m
     with torch.random.fork_rng(devices=devices), torch.enable_grad():
-        if cfg.initial_codes is not None:  # the run starts there: probe those (already checked)
-            codes = cfg.initial_codes[:2].to(dtype=dtype, device=device)
-        else:
-            try:
-                codes = problem.init_codes(2, torch.Generator().manual_seed(0), dtype, device)
-            except Exception as err:  # noqa: BLE001  (user code: name where it failed)
-                raise ValueError(f"problem.init_codes(2, ...) failed: {type(err).__name__}: "
-                                 f"{_first_line(err)}") from err
-            want = (2, *problem.code_shape)
-            if not isinstance(codes, Tensor) or tuple(codes.shape) != want:
-                got = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
-                raise ValueError(f"problem.init_codes(2, ...) returned {got}, expected a tensor of shape "
-                                 f"{want} (2 codes of code_shape {tuple(problem.code_shape)})")
+        codes = _probe_codes(problem, cfg, max(cfg.k, PROBE_ROWS), dtype, device)
         B = codes.shape[0]
         codes = codes.detach().clone().requires_grad_(gradients and codes.is_floating_point())
         try:
@@ -300,20 +343,7 @@ def validate(problem: FeasibleSet, cfg: SamplerConfig, sampler: Sampler, *,
                              f"(B, *input_shape) with the batch first")
         measured = problem.measure(x)
         values = getattr(measured, "values", None)
-        m = problem.bands.m
-        if not isinstance(values, Tensor):
-            raise TypeError(f"the constraint values must be a tensor (B, m) = ({B}, {m}), got "
-                            f"{type(values).__name__}{' (torch.stack the list)' if isinstance(values, (list, tuple)) else ''}")
-        if tuple(values.shape) != (B, m):
-            raise ValueError(f"the constraint values have shape {tuple(values.shape)} for a batch of {B}, "
-                             f"expected ({B}, {m}) for {m} band(s)")
-        if not values.is_floating_point():
-            raise TypeError(f"the constraint values are {values.dtype}, not floating point: they must "
-                            f"be a differentiable function of the inputs")
-        if values.dtype != dtype:
-            raise TypeError(f"the constraint values are {str(values.dtype).replace('torch.', '')} but "
-                            f"the run's dtype is {cfg.dtype}: return values in the inputs' dtype "
-                            f"(h(x).to(x.dtype)){' or sample with dtype=' + repr('float64') if values.dtype == torch.float64 else ''}")
+        _check_values(values, B, m, dtype, cfg)
         emb = measured.embedding
         if emb is not None and (not isinstance(emb, Tensor) or emb.dim() < 1 or emb.shape[0] != B):
             got = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
@@ -327,6 +357,21 @@ def validate(problem: FeasibleSet, cfg: SamplerConfig, sampler: Sampler, *,
                 raise ValueError(f"the constraint's values have no gradient with respect to the codes "
                                  f"(detach/argmax?): method {sampler.name!r} follows gradients; make h "
                                  "differentiable, or use a gradient-free method (method='rejection')")
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        ends = torch.tensor([0, B - 1], device=codes.device)
+        again = problem.measure(problem.decode(codes.detach()[ends])).values
+        _check_values(again, 2, m, dtype, cfg)
+        big = values.detach()[ends]
+        rtol = 1e-3 if dtype == torch.float32 else 1e-6
+        close = (again - big).abs() <= rtol * (1.0 + big.abs())
+        close |= torch.isnan(again) & torch.isnan(big)
+        close |= torch.isinf(again) & (again == big)
+        if not bool(close.all()):
+            worst = float(torch.nan_to_num((again - big).abs(), nan=math.inf).max())
+            raise ValueError(f"the constraint values depend on the batch: rows 0 and {B - 1} of a batch of "
+                             f"{B} differ by up to {worst:.3g} from the same rows measured as a batch of 2 "
+                             "(a model in train mode, batch statistics, a branch on x.shape[0]?); the "
+                             "certificate measures other batch sizes, so h must act row by row")
 
 
 def _check_callback(cb) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..core.bands import Bands
-from ..core.problem import FeasibleSet, Measurement
+from ..core.problem import FeasibleSet, Measurement, _dtype
 
 
 def logit(p: float) -> float:
@@ -97,7 +97,7 @@ class LogisticHalfspace(FeasibleSet):
             self.bands = Bands((float(z1),), (float(z2),), names=("f(x)",))
         self.d = int(w.numel())
         self.code_shape = self.input_shape = (self.d,)
-        self.dtype = dtype
+        self.dtype = _dtype("dtype", dtype)
         self._w_cache: dict = {}
         self._law = None
 

@@ -3,14 +3,17 @@ settings that change its law (``LAW``, derived from ``SamplerConfig``'s fields) 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
 from ..core.problem import FeasibleSet
 from ..core.sampling import SamplerConfig
-from .fingerprint import differences, fingerprint
+from .fingerprint import differences, fingerprint, undigested
 from .storage import CHECKPOINT, has_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 def law_fields(config_cls: type = SamplerConfig) -> tuple[str, ...]:
@@ -35,17 +38,32 @@ def saved_config(saved: dict) -> SamplerConfig:
     return SamplerConfig.from_record(saved["sampler"])
 
 
-def check_same_problem(resume: Path, saved: dict, problem: FeasibleSet) -> None:
-    """Refuse to resume a run directory with another problem, naming what differs."""
+def check_same_problem(resume: Path, saved: dict, problem: FeasibleSet, *, unchecked: bool = False) -> None:
+    """Refuse to resume a run directory with another problem, naming what differs; refuse a
+    problem whose fingerprint could not digest what it reads (``fingerprint.undigested``), naming
+    it. ``unchecked=True`` (``fs.sample(..., resume_unchecked=True)``) skips the digests (the
+    code shape and bands are still compared) and logs what it did not check."""
     if saved["problem"].get("code_shape") != list(problem.code_shape) or \
             saved["problem"].get("bands") != problem.config().get("bands"):
         raise ValueError(f"resume={str(resume)!r} was a run of another problem "
                          f"({saved['problem'].get('problem')} with bands "
                          f"{saved['problem'].get('bands')}); refusing to mix samples")
-    differ = differences(saved.get("fingerprint") or {}, fingerprint(problem))
+    now = fingerprint(problem)
+    differ = differences(saved.get("fingerprint") or {}, now)
+    blind = undigested(now)
+    if unchecked:
+        if differ or blind:
+            log.warning("resume=%r with resume_unchecked=True: not checked: %s", str(resume),
+                        "; ".join([f"{', '.join(differ)} differ(s)"] * bool(differ) + blind))
+        return
     if differ:
         raise ValueError(f"resume={str(resume)!r} was a run of another problem: its "
-                         f"{', '.join(differ)} differ(s) from the saved run's; refusing to mix samples")
+                         f"{', '.join(differ)} differ(s) from the saved run's; refusing to mix samples "
+                         "(resume_unchecked=True resumes anyway)")
+    if blind:
+        raise ValueError(f"resume={str(resume)!r}: cannot tell whether the problem is the saved one, "
+                         f"its fingerprint cannot digest {'; '.join(blind)}; pass "
+                         "resume_unchecked=True to resume without that check, or start a new run_dir")
 
 
 def check_same_method(resume: Path, saved: SamplerConfig, method: Optional[object]) -> None:
@@ -59,9 +77,18 @@ def check_same_settings(resume: Path, saved: dict, now: SamplerConfig) -> None:
     """Refuse to resume with settings that change the law (``LAW``), naming them."""
     record = json.loads(json.dumps(now.record(), default=str))
     old = saved["sampler"]
-    differ = [key for key in LAW if record.get(key) != old.get(key)]
+    differ = []  # (name, saved, now); a part (options, seeding) by the fields that differ in it
+    for key in LAW:
+        was, now_ = old.get(key), record.get(key)
+        if was == now_:
+            continue
+        if isinstance(was, dict) and isinstance(now_, dict):
+            differ += [(f"{key}.{name}", was.get(name), now_.get(name)) for name in sorted(set(was) | set(now_))
+                       if was.get(name) != now_.get(name)]
+        else:
+            differ.append((key, was, now_))
     if differ:
-        shown = "; ".join(f"{key}: saved {old.get(key)!r}, now {record.get(key)!r}" for key in differ)
+        shown = "; ".join(f"{key}: saved {was!r}, now {now_!r}" for key, was, now_ in differ)
         raise ValueError(f"resume={str(resume)!r} was run with other settings ({shown}): resume with "
                          "the saved settings, or start a new run_dir")
 

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Optional
 
 from torch import Tensor
 
+from ..options import check_options
 from ..state import SampleBuffer, State, buffer_of
 
 
@@ -134,14 +135,18 @@ def make_config(sampler_cls: type, config: Any, options: dict):
     unknown key is refused with the valid ones and the closest match."""
     cfg_cls = sampler_cls.Config
     if isinstance(config, cfg_cls):
-        return dataclasses.replace(config, **options) if options else config
+        config = dataclasses.replace(config, **options) if options else config
+        check_options(config)
+        return config
     given = dict(config or {}) if isinstance(config, dict) or config is None else None
     if given is None:
         raise TypeError(f"{sampler_cls.__name__}: config must be a {cfg_cls.__name__} or a dict, "
                         f"got {type(config).__name__}")
     given.update(options)
     check_keys(f"method {sampler_cls.name!r}", given, [f.name for f in fields(cfg_cls)])
-    return cfg_cls(**given)
+    config = cfg_cls(**given)
+    check_options(config)  # a user's Config too: each field by its annotation and metadata
+    return config
 
 
 def check_keys(what: str, given: dict, valid: list) -> None:

@@ -11,6 +11,7 @@ from ..bands import Bands
 from ..diversity import Diversity, Pool
 from ..evaluate import gradient_rows
 from ..lagrangian import SideMasks, penalty_terms, residuals, side_masks
+from ..options import check_options, option
 from ..problem import FeasibleSet
 from ..state import State
 
@@ -20,16 +21,13 @@ class StepConfig:
     """How codes move: ``optimizer`` is ``"adam"`` (per-coordinate scale-free steps, default) or
     ``"gd"`` (the paper's plain gradient step ``C - beta dL/dC``); ``lr`` is the step length."""
 
-    optimizer: str = "adam"
-    lr: float = 0.05
+    optimizer: str = option("adam", choices=("adam", "gd"))
+    lr: float = option(0.05, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    eps: float = option(1e-8, gt=0)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "gd"):
-            raise ValueError(f"optimizer must be 'adam' or 'gd', got {self.optimizer!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_options(self)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from . import seeds as seeding
+from ..options import check_options, option
 from .base import Sampler, Seeds
 from .common import Loss
 
@@ -24,11 +25,10 @@ class JointConfig:
             full augmented-Lagrangian budget, as the paper's Fig. 9 experiment).
     """
 
-    joint_until: str = "feasible"
+    joint_until: str = option("feasible", choices=("feasible", "converged"))
 
     def __post_init__(self) -> None:
-        if self.joint_until not in ("feasible", "converged"):
-            raise ValueError(f"joint_until must be 'feasible' or 'converged', got {self.joint_until!r}")
+        check_options(self)
 
 
 class Joint(Sampler):

@@ -19,6 +19,7 @@ from ..diversity import Pool
 from ..lagrangian import (ALConfig, grow_penalty, initial_multipliers, max_violation,
                           residuals, side_masks, update_multipliers)
 from ..state import State
+from ..options import option
 from .base import Sampler, Seeds
 from .common import Loss, Moments, StepConfig, descend
 
@@ -35,15 +36,12 @@ class SeedConfig(ALConfig):
             (0.5 is the paper's ``eps0 = eps/2``).
     """
 
-    optimizer: str = "adam"
-    lr: float = 0.05
-    seed_margin: float = 0.5
+    optimizer: str = option("adam", choices=("adam", "gd"))
+    lr: float = option(0.05, gt=0)
+    seed_margin: float = option(0.5, ge=0, lt=1)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        self.step_rule()  # validates optimizer and lr
-        if not 0 <= self.seed_margin < 1:
-            raise ValueError(f"seed_margin must be in [0, 1), got {self.seed_margin}")
+        super().__post_init__()  # checks every field (check_options), then ALConfig's cross-checks
 
     def al(self) -> ALConfig:
         """The augmented-Lagrangian part of these settings."""

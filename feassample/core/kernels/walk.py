@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..diversity import Pool, PoolStats
 from ..driver.emit import keep_certified
+from ..options import check_options, option
 from ..state import SampleBuffer, State
 from .base import Sampler, Seeds
 from .common import Loss, Moments, descend
@@ -51,24 +52,14 @@ class WalkConfig:
             forward pass (``stats["vjp_evals"]``). Measured in docs/coverage.md (thin bands).
     """
 
-    walk_lr: Optional[float] = None
-    walk_margin: Optional[float] = None
-    max_rounds: Optional[int] = None
-    max_idle: Optional[int] = 200
-    band_step: Optional[float] = BAND_STEP
+    walk_lr: Optional[float] = option(None, gt=0)
+    walk_margin: Optional[float] = option(None, ge=0, lt=1)
+    max_rounds: Optional[int] = option(None, ge=1)
+    max_idle: Optional[int] = option(200, ge=1)
+    band_step: Optional[float] = option(BAND_STEP, gt=0, le=1)
 
     def __post_init__(self) -> None:
-        if self.band_step is not None and (isinstance(self.band_step, bool)
-                                           or not 0 < self.band_step <= 1):
-            raise ValueError(f"band_step must be in (0, 1] or None, got {self.band_step!r}")
-        if self.walk_lr is not None and not self.walk_lr > 0:
-            raise ValueError(f"walk_lr must be > 0, got {self.walk_lr}")
-        if self.walk_margin is not None and not 0 <= self.walk_margin < 1:
-            raise ValueError(f"walk_margin must be in [0, 1), got {self.walk_margin}")
-        for name in ("max_rounds", "max_idle"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
+        check_options(self)
 
 
 @dataclass

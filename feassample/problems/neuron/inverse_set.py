@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ...core.bands import Bands
-from ...core.problem import FeasibleSet, Measurement, SharedForward
+from ...core.problem import FeasibleSet, Measurement, SharedForward, _interval, _shape
 from ..preprocessing import Preprocessing, model_preprocessing
 from .layers import LayerProbe, _model_device, _model_dtype, resolve_layer
 from .units import Unit, parse_unit, unit_reader
@@ -102,9 +102,7 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
                                  "the batch, e.g. (3, 224, 224)): neither the model's "
                                  "preprocessing metadata nor a generator's output_shape gives it")
             input_shape = pre.input_shape
-        self.input_shape = tuple(int(s) for s in input_shape)
-        if not self.input_shape or any(s < 1 for s in self.input_shape):
-            raise ValueError(f"input_shape must be a shape of positive sizes, got {input_shape!r}")
+        self.input_shape = _shape("input_shape", input_shape)
         if pre is not None:
             pre.check_shape(self.input_shape)
 
@@ -120,10 +118,7 @@ class NeuronInverseSet(SharedForward, FeasibleSet):
                              "normalization); the model carries no preprocessing metadata that "
                              "gives it")
         if input_range is not None:
-            lo, hi = (float(v) for v in input_range)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"input_range must be (lo, hi) with finite lo < hi, got {input_range!r}")
-            self.input_range: Optional[tuple[float, float]] = (lo, hi)
+            self.input_range: Optional[tuple[float, float]] = _interval("input_range", input_range)
         else:
             self.input_range = None
 

@@ -20,7 +20,7 @@ def parse_unit(spec: str) -> tuple[str, Union[int, tuple]]:
         raise TypeError(f"unit string must be a str like 'layer4:17', got {spec!r}")
     layer, sep, rest = spec.partition(":")
     parts = rest.split(":") if sep else []
-    if not layer or not parts or not all(p.strip().isdigit() for p in parts):
+    if not layer or not parts or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
         raise ValueError(f"unit {spec!r} is not 'layer:unit': use 'layer4:17' (a channel), "
                          f"'layer4:17:3:3' (channel 17 at y=3, x=3) or 'fc:243' (a unit), with "
                          f"the layer's dotted name from model.named_modules()")

@@ -6,6 +6,7 @@ from typing import Optional, Sequence, Union
 
 from torch import Tensor
 
+from ...options import check_options, option
 from ...state import SampleBuffer, State
 
 MOVES = ("level", "pairs", "normal", "manifold")
@@ -52,45 +53,30 @@ class CoverConfig:
     """
 
     schedule: Optional[Sequence[str]] = None
-    budget: Union[float, str] = 9.5
-    max_budget: float = 100.0
-    thin: Optional[int] = None
-    min_thin: int = 2
-    burn: int = 12
-    directions: str = "ensemble"
-    block: Optional[int] = None
-    pair_rounds: int = 2
-    level_accept: float = 0.35
-    pairs_accept: float = 0.5
-    manifold_accept: float = 0.5
-    level_frac: float = 0.5
-    newton_iters: int = 4
-    newton_tol: float = 1e-3
+    budget: Union[float, str] = option(9.5, gt=0, choices=("auto",))
+    max_budget: float = option(100.0, gt=0, inf=True)
+    thin: Optional[int] = option(None, ge=1)
+    min_thin: int = option(2, ge=1)
+    burn: int = option(12, ge=0)
+    directions: str = option("ensemble", choices=("ensemble", "own"))
+    block: Optional[int] = option(None, ge=1)
+    pair_rounds: int = option(2, ge=1)
+    level_accept: float = option(0.35, gt=0, lt=1)
+    pairs_accept: float = option(0.5, gt=0, lt=1)
+    manifold_accept: float = option(0.5, gt=0, lt=1)
+    level_frac: float = option(0.5, gt=0)
+    newton_iters: int = option(4, ge=1)
+    newton_tol: float = option(1e-3, gt=0)
     reverse_check: bool = True
-    max_rounds: Optional[int] = None
+    max_rounds: Optional[int] = option(None, ge=1)
 
     def __post_init__(self) -> None:
+        check_options(self)
         if self.schedule is not None:
             sched = tuple(self.schedule.split(",")) if isinstance(self.schedule, str) else tuple(self.schedule)
             if not sched or any(s not in MOVES for s in sched):
                 raise ValueError(f"schedule must be a sequence of moves from {MOVES}, got {self.schedule!r}")
             object.__setattr__(self, "schedule", sched)
-        if self.directions not in ("ensemble", "own"):
-            raise ValueError(f"directions must be 'ensemble' or 'own', got {self.directions!r}")
-        if isinstance(self.budget, str):
-            if self.budget != "auto":
-                raise ValueError(f"budget must be a number > 0 or 'auto', got {self.budget!r}")
-        elif isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or not self.budget > 0:
-            raise ValueError(f"budget must be a number > 0 or 'auto', got {self.budget!r}")
-        if isinstance(self.max_budget, bool) or not isinstance(self.max_budget, (int, float)) \
-                or not self.max_budget > 0:
-            raise ValueError(f"max_budget must be a number > 0, got {self.max_budget!r}")
-        for name in ("burn", "pair_rounds", "min_thin", "newton_iters"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < (0 if name == "burn" else 1):
-                raise ValueError(f"{name} must be an integer >= {0 if name == 'burn' else 1}, got {v!r}")
-        if self.thin is not None and (not isinstance(self.thin, int) or self.thin < 1):
-            raise ValueError(f"thin must be an integer >= 1, got {self.thin!r}")
 
 
 @dataclass

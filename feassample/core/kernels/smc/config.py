@@ -7,6 +7,7 @@ from typing import Optional
 
 from torch import Tensor
 
+from ...options import check_options, option
 from ...state import SampleBuffer, State
 from .resampling import RESAMPLING
 
@@ -72,58 +73,30 @@ class SMCConfig:
             network.
     """
 
-    particles: Optional[int] = None
-    p0: float = 0.5
-    moves: int = 3
-    max_moves: int = 30
-    jump: float = 1.0
-    thin_jump: float = 1.8
-    level_jump: float = 0.25
-    thin: int = 2
-    move: str = "auto"
-    pairs: str = "auto"
-    pair_rounds: int = 2
-    accept: float = 0.5
-    resampling: str = "systematic"
-    max_stages: int = 400
-    max_stall: int = 8
-    batch: Optional[int] = None
-    rejection_rate: Optional[float] = 0.05
-    budget: Optional[str] = "auto"
-    max_budget: float = 300.0
+    particles: Optional[int] = option(None, ge=16)  # fewer: copies of one or two particles
+    p0: float = option(0.5, gt=0, lt=1)
+    moves: int = option(3, ge=1)
+    max_moves: int = option(30, ge=1)
+    jump: float = option(1.0, ge=0)
+    thin_jump: float = option(1.8, ge=0)
+    level_jump: float = option(0.25, ge=0)
+    thin: int = option(2, ge=1)
+    move: str = option("auto", choices=MOVES)
+    pairs: str = option("auto", choices=PAIRS)
+    pair_rounds: int = option(2, ge=1)
+    accept: float = option(0.5, gt=0, lt=1)
+    resampling: str = option("systematic", choices=RESAMPLING)
+    max_stages: int = option(400, ge=1)
+    max_stall: int = option(8, ge=1)
+    batch: Optional[int] = option(None, ge=1)
+    rejection_rate: Optional[float] = option(0.05, gt=0, le=1)
+    budget: Optional[str] = option("auto", choices=("auto",))
+    max_budget: float = option(300.0, gt=0, inf=True)
 
     def __post_init__(self) -> None:
-        for name in ("particles", "moves", "max_moves", "thin", "max_stages", "max_stall", "batch",
-                     "pair_rounds"):
-            v = getattr(self, name)
-            if v is None and name in ("particles", "batch"):
-                continue
-            least = 16 if name == "particles" else 1  # fewer: copies of one or two particles
-            if isinstance(v, bool) or not isinstance(v, int) or v < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
-        if not (isinstance(self.p0, (int, float)) and 0.0 < self.p0 < 1.0):
-            raise ValueError(f"p0 must be a fraction in (0, 1), got {self.p0!r}")
-        if not (isinstance(self.accept, (int, float)) and 0.0 < self.accept < 1.0):
-            raise ValueError(f"accept must be a rate in (0, 1), got {self.accept!r}")
-        for name in ("jump", "level_jump", "thin_jump"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0.0 <= v):
-                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        check_options(self)
         if self.max_moves < self.moves or self.max_moves < self.thin:
             raise ValueError(f"max_moves must be >= moves and thin, got {self.max_moves!r}")
-        if self.move not in MOVES:
-            raise ValueError(f"move must be one of {MOVES}, got {self.move!r}")
-        r = self.rejection_rate
-        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 < r <= 1.0):
-            raise ValueError(f"rejection_rate must be a fraction in (0, 1] or None, got {r!r}")
-        if self.budget not in (None, "auto"):
-            raise ValueError(f"budget must be 'auto' or None for method 'smc', got {self.budget!r}")
-        if isinstance(self.max_budget, bool) or not (isinstance(self.max_budget, (int, float)) and self.max_budget > 0):
-            raise ValueError(f"max_budget must be a number > 0, got {self.max_budget!r}")
-        if self.pairs not in PAIRS:
-            raise ValueError(f"pairs must be one of {PAIRS}, got {self.pairs!r}")
-        if self.resampling not in RESAMPLING:
-            raise ValueError(f"resampling must be one of {RESAMPLING}, got {self.resampling!r}")
 
 
 @dataclass
