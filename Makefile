@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-slurm bench bench-compare bench-throughput figures clean
+.PHONY: setup demo test test-slow test-wheel test-slurm bench bench-compare bench-throughput figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	FEASSAMPLE_REQUIRE_VISION=1 $(BIN)/python -m pytest -q -m slow
+
+# Build the wheel (no setuptools warning allowed), install it in a fresh venv, load the zoo and run
+# the demo outside the checkout (tests/test_packaging.py; ~30 s). Also part of `make test-slow`.
+test-wheel: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests/test_packaging.py
 
 # A real one-node Slurm cluster on this machine (root; installs slurm-wlm and munge with apt when
 # missing) and the sweeps of docs/reliability.md through it; about 3-4 minutes on 2 cores.

@@ -41,7 +41,7 @@ def test_the_license_is_an_spdx_expression_not_the_deprecated_table():
     assert project["license"] == "MIT"
 
 
-# builds a wheel and a venv, then starts the app: 17 s measured on 2 busy cores
+@pytest.mark.slow  # 17-28 s measured on 2 busy cores (wheel, venv, app start): `make test-wheel`
 def test_the_wheel_builds_without_warnings_and_runs_the_demo_outside_the_checkout(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps",
                             "--no-build-isolation", "-w", str(tmp_path / "dist"), str(ROOT)],
