@@ -16,7 +16,10 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 
 COLUMNS = ["run", "overrides", "status", "n_returned", "feasible_fraction", "seed_steps",
-           "rounds", "n_evals", "log_prob", "log_prob_se", "mixed", "wall_s"]
+           "rounds", "n_evals", "evals_per_sample", "log_prob", "log_prob_se", "mixed", "wall_s"]
+#: a job folder (``.hydra/`` written by Hydra) without a ``metrics.json``: the job failed, was
+#: killed, or is still running; its row says so, with the last line of its log.
+NO_METRICS = "no metrics.json"
 
 
 def _overrides(run: Path) -> str:
@@ -27,22 +30,43 @@ def _overrides(run: Path) -> str:
     return " ".join(lines)
 
 
+def _last_log_line(run: Path) -> str:
+    log = run / "app.log"
+    if not log.is_file():
+        return ""
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """One row per run directory below ``sweep_dir`` that holds a ``metrics.json``."""
+    """One row per run directory below ``sweep_dir``: each folder with a ``metrics.json``, and each
+    job folder (one with ``.hydra/``) without one, whose ``status`` then says so."""
     sweep = Path(sweep_dir)
     if not sweep.is_dir():
         raise FileNotFoundError(f"{sweep} is not a directory")
+    runs = {p.parent for p in sweep.rglob("metrics.json")} | {p.parent for p in sweep.rglob(".hydra")
+                                                              if p.is_dir()}
     rows = []
-    for metrics_file in sorted(sweep.rglob("metrics.json"), key=lambda p: _run_key(p.parent, sweep)):
-        run = metrics_file.parent
-        try:
-            metrics = json.loads(metrics_file.read_text())
-        except json.JSONDecodeError:
-            continue
+    for run in sorted(runs, key=lambda p: _run_key(p, sweep)):
         row: dict[str, Any] = {"run": str(run.relative_to(sweep)) or ".", "overrides": _overrides(run),
                                "path": str(run)}
+        try:
+            metrics = json.loads((run / "metrics.json").read_text())
+        except FileNotFoundError:
+            last = _last_log_line(run)
+            row["status"] = f"{NO_METRICS} (failed, killed or still running)" + (f": {last}" if last else "")
+            rows.append(row)
+            continue
+        except json.JSONDecodeError:
+            row["status"] = "unreadable metrics.json"
+            rows.append(row)
+            continue
         for key in COLUMNS[2:]:
-            row[key] = metrics.get(key)
+            row[key] = metrics.get(key, "n/a")  # n/a: a field this run's method does not report
+        if row["mixed"] is None and (metrics.get("diagnostics") or {}).get("independent"):
+            row["mixed"] = "independent draws"  # nothing to mix: each row its own draw
+        n_evals, n = metrics.get("n_evals"), metrics.get("n_returned")
+        row["evals_per_sample"] = n_evals / n if isinstance(n_evals, (int, float)) and n else None
         for key, value in (metrics.get("coverage") or {}).items():
             row[f"coverage.{key}"] = value
         rows.append(row)
@@ -60,12 +84,28 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def _cell(row: dict, col: str) -> str:
+    """A markdown cell: ``log_prob`` with its SE, ``mixed`` in words, the rest as they are."""
+    if col == "log_prob ± SE":
+        lp, se = row.get("log_prob"), row.get("log_prob_se")
+        if not isinstance(lp, (int, float)):
+            return _fmt(lp)
+        return f"{lp:.4g} ± {se:.2g}" if isinstance(se, (int, float)) else f"{lp:.4g}"
+    if col == "mixed":
+        v = row.get("mixed", "")
+        return {True: "yes", False: "NO", None: "not checked"}.get(v, _fmt(v)) if "mixed" in row else ""
+    return _fmt(row.get(col))
+
+
 def markdown(rows: list[dict]) -> str:
-    """The rows as a markdown table."""
+    """The rows as a markdown table (``log_prob ± SE`` in one column; ``mixed``: yes, NO or not
+    checked; ``n/a`` where a run's method does not report a field)."""
     extra = sorted({k for r in rows for k in r if k.startswith("coverage.")})
-    cols = COLUMNS + extra
+    cols = [c for c in COLUMNS if c != "log_prob_se"]
+    cols[cols.index("log_prob")] = "log_prob ± SE"
+    cols += extra
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -76,7 +116,8 @@ def figure(rows: list[dict], path: Path, per_row: int = 10) -> Optional[Path]:
 
     # Label each row by the overrides that differ between runs (the swept ones).
     token_sets = [set(r["overrides"].split()) for r in rows]
-    common = set.intersection(*token_sets) if len(token_sets) > 1 else set()
+    given = [t for t in token_sets if t]  # a folder without overrides.yaml says nothing of the sweep
+    common = set.intersection(*given) if len(given) > 1 else set()
     loaded = []
     for r, tokens in zip(rows, token_sets):
         folder = Path(r["path"]) / "samples"
@@ -90,7 +131,8 @@ def figure(rows: list[dict], path: Path, per_row: int = 10) -> Optional[Path]:
 
 
 def write_summary(sweep_dir: str | Path) -> dict:
-    """Write ``summary.md``, ``summary.csv`` and ``summary.png`` into ``sweep_dir``."""
+    """Write ``summary.md``, ``summary.csv`` and ``summary.png`` (when a run kept samples) into
+    ``sweep_dir``; a job that wrote no ``metrics.json`` is a row that says so."""
     sweep = Path(sweep_dir)
     rows = collect(sweep)
     if not rows:

@@ -16,6 +16,11 @@ with fewer than half the longest chain's rows are left out; the others are cut t
 A statistic that does not vary at all is skipped; one that is constant within every chain but
 differs between chains has R-hat ``inf`` (the walkers never moved).
 
+An ESS is reported over the rows it was computed from (``ess_rows`` = chains x draws) and never
+above them: the estimator's own cap (``N log10 N``, for antithetic chains) would claim more
+effective draws than there are rows. The verdict carries its margin: ``rhat_threshold``, and
+``margin`` = threshold - ``rhat_max`` (negative when R-hat fails).
+
 ``mixed`` is ``True`` when every R-hat is at most ``RHAT_MAX`` and every bulk and tail ESS is at
 least ``min(ESS_MIN, ESS_FRACTION * draws in all)``. The thresholds are looser than Vehtari et
 al.'s 1.01 / 400, which need hundreds of draws per chain; a run of 10 walkers x 50 draws of iid
@@ -98,16 +103,18 @@ def _statistics(values: Tensor, codes: Tensor, embedding: Optional[Tensor],
 
 
 def ancestry(ancestors: Tensor) -> dict:
-    """How many initial particles the rows descend from, given each row's initial ancestor
-    ``(n,)``: ``distinct_ancestors`` and ``effective_ancestors`` ``1 / sum_a p_a^2`` with ``p_a``
-    the share of rows descending from ``a`` (the inverse Simpson index: ``n`` when every row has
-    its own ancestor, 1 when all share one)."""
+    """How many initial particles the returned rows descend from, given each row's initial
+    ancestor ``(n,)``: ``row_ancestors`` (distinct ancestors of the rows; the sampler's own
+    ``stats["distinct_ancestors"]`` counts those of its whole final population, a different
+    number) and ``effective_ancestors`` ``1 / sum_a p_a^2`` with ``p_a`` the share of rows
+    descending from ``a`` (the inverse Simpson index: ``n`` when every row has its own ancestor,
+    1 when all share one)."""
     ids = ancestors.detach().reshape(-1).cpu()
     if ids.numel() == 0:
-        return {"distinct_ancestors": 0, "effective_ancestors": 0.0}
+        return {"row_ancestors": 0, "effective_ancestors": 0.0}
     _, counts = torch.unique(ids, return_counts=True)
     share = counts.double() / ids.numel()
-    return {"distinct_ancestors": int(counts.numel()), "effective_ancestors": float(1.0 / share.pow(2).sum())}
+    return {"row_ancestors": int(counts.numel()), "effective_ancestors": float(1.0 / share.pow(2).sum())}
 
 
 def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional[Tensor] = None,
@@ -115,10 +122,12 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
     """Diagnostics of rows ``(n, ...)`` kept by walkers ``(n,)`` (integer ids); with
     ``ancestors`` ``(n,)`` (population methods: each row's initial particle) also ``ancestry``.
 
-    Returns a dict with ``chains``, ``draws`` (per chain), per-statistic ``rhat``, ``ess_bulk``,
-    ``ess_tail``, their extremes ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min`` and ``worst``
-    (the statistic and value that failed first, if any), ``duplicates``, ``thresholds`` and
-    ``mixed`` (``None`` with ``skipped`` when there are too few rows per walker)."""
+    Returns a dict with ``chains``, ``draws`` (per chain), ``ess_rows`` (chains x draws: the rows
+    the statistics were computed over), per-statistic ``rhat``, ``ess_bulk``, ``ess_tail`` (each
+    at most ``ess_rows``), their extremes ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``,
+    ``rhat_threshold`` and ``margin`` (threshold - ``rhat_max``), ``worst`` (the statistic and
+    value that failed first, if any), ``duplicates``, ``thresholds`` and ``mixed`` (``None`` with
+    ``skipped`` saying why when there are too few rows per walker)."""
     n = int(codes.shape[0])
     names = list(names) if names is not None else [str(j) for j in range(values.shape[1])]
     out: dict = {"duplicates": duplicates(codes), "rows": n}
@@ -157,21 +166,24 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
             rhat[name], bulk[name], tail[name] = math.inf, 1.0, 1.0  # walkers that never moved
             continue
         rhat[name] = float(array_stats.rhat(ary, chain_axis=-2, draw_axis=-1, method="rank"))
-        bulk[name] = float(array_stats.ess(ary, chain_axis=-2, draw_axis=-1, method="bulk"))
-        tail[name] = float(array_stats.ess(ary, chain_axis=-2, draw_axis=-1, method="tail",
-                                           prob=(0.05, 0.95)))
+        # never more effective draws than rows: arviz caps at N log10 N (antithetic chains)
+        bulk[name] = min(float(array_stats.ess(ary, chain_axis=-2, draw_axis=-1, method="bulk")), ary.size)
+        tail[name] = min(float(array_stats.ess(ary, chain_axis=-2, draw_axis=-1, method="tail",
+                                               prob=(0.05, 0.95))), ary.size)
         if not math.isfinite(rhat[name]):
             rhat[name] = math.inf
     ess_floor = min(ESS_MIN, ESS_FRACTION * len(idx) * length)
     rhat_max = RHAT_MAX
     if ancestors is not None:  # a population's short chains: the threshold of their iid null
         rhat_max = max(RHAT_MAX, 1.0 + POP_RHAT / (length * math.sqrt(len(idx))))
-    out.update(chains=len(idx), draws=length, rhat=rhat, ess_bulk=bulk, ess_tail=tail,
+    out.update(chains=len(idx), draws=length, ess_rows=len(idx) * length, rhat=rhat, ess_bulk=bulk, ess_tail=tail,
                thresholds={"rhat_max": rhat_max, "ess_min": ess_floor})
     if not rhat:
         out.update(mixed=None, skipped="no statistic varies across the samples")
         return out
     out["rhat_max"] = max(rhat.values())
+    out["rhat_threshold"] = rhat_max
+    out["margin"] = rhat_max - out["rhat_max"]
     out["ess_bulk_min"] = min(bulk.values())
     out["ess_tail_min"] = min(tail.values())
     failures = [(f"R-hat of {k}", v, f"> {rhat_max:.3g}") for k, v in rhat.items() if not v <= rhat_max]
@@ -196,8 +208,25 @@ def embedding_of(problem, x: Tensor, chunk: int = 256) -> Optional[Tensor]:
     return None
 
 
+def not_checked(diag: Optional[dict]) -> Optional[str]:
+    """Why mixing was not checked (``"not checked (...)"``), or None when it was (or the rows are
+    independent draws, which need no check)."""
+    if not diag:
+        return "not checked (the sampler records no walker per row)"
+    if diag.get("independent") or diag.get("mixed") is not None:
+        return None
+    return f"not checked ({diag.get('skipped', 'too few rows')})"
+
+
 def warn_if_not_mixed(diag: dict, certified: bool) -> None:
-    """A ``logging`` warning when certified samples are not mixed (naming the statistic)."""
+    """A ``logging`` warning when certified samples are not mixed (naming the statistic), or when
+    mixing could not be checked at all (saying why)."""
+    unchecked = not_checked(diag)
+    if unchecked is not None:
+        log.warning("mixing %s: %d rows; the samples are %scertified but nothing says they are spread "
+                    "over the set (docs/troubleshooting.md)", unchecked, diag.get("rows", 0),
+                    "" if certified else "not all ")
+        return
     if diag.get("mixed") is False:
         lead = "samples are certified inside the band but" if certified else "samples"
         if diag.get("chains_by") == "ancestor":
@@ -212,4 +241,4 @@ def warn_if_not_mixed(diag: dict, certified: bool) -> None:
                     diag["duplicates"])
 
 
-__all__ = ["diagnose", "duplicates", "ancestry", "embedding_of", "warn_if_not_mixed", "RHAT_MAX", "ESS_MIN", "ESS_FRACTION"]
+__all__ = ["diagnose", "duplicates", "ancestry", "embedding_of", "not_checked", "warn_if_not_mixed", "RHAT_MAX", "ESS_MIN", "ESS_FRACTION"]

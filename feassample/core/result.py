@@ -14,6 +14,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from . import diagnostics as _diagnostics
+
 TENSORS = "samples.pt"
 META = "sampleset.json"
 
@@ -151,24 +153,30 @@ class SampleSet:
         line = (f"{self.status}: {len(self)} samples, {100 * frac:.1f}% certified feasible; "
                 f"{rounds}model evals {self.n_evals}, {s.get('wall_s', 0):.2f} s")
         diag = self.diagnostics
-        if diag:
-            if diag.get("independent"):
-                line += f"; independent draws, {diag.get('duplicates', 0)} duplicates"
-            elif diag.get("mixed") is None:
-                line += (f"; diagnostics skipped ({diag.get('skipped', 'too few rows')}), "
-                         f"{diag.get('duplicates', 0)} duplicates")
-            else:
-                over = (f" over {diag.get('chains')} ancestral families"
-                        if diag.get("chains_by") == "ancestor" else "")
-                line += (f"; R-hat max {diag['rhat_max']:.3g}{over}, ESS bulk min {diag['ess_bulk_min']:.0f}, "
-                         f"tail min {diag['ess_tail_min']:.0f}, {diag['duplicates']} duplicates, "
-                         + ("mixed" if diag["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
-            if "effective_ancestors" in diag and not diag.get("independent"):
-                line += (f", {diag['distinct_ancestors']} distinct ancestors "
-                         f"(effective {diag['effective_ancestors']:.0f})")
+        if diag and diag.get("independent"):
+            line += f"; independent draws, {diag.get('duplicates', 0)} duplicates"
+        elif not diag or diag.get("mixed") is None:
+            line += f"; mixing {_diagnostics.not_checked(diag)}"
+            if diag:
+                line += f", {diag.get('duplicates', 0)} duplicates"
+        else:
+            over = (f"{diag.get('chains')} ancestral families" if diag.get("chains_by") == "ancestor"
+                    else f"{diag.get('chains')} walkers")
+            rows = diag.get("ess_rows", (diag.get("chains") or 0) * (diag.get("draws") or 0))
+            threshold = diag.get("rhat_threshold", (diag.get("thresholds") or {}).get("rhat_max", math.nan))
+            line += (f"; R-hat max {diag['rhat_max']:.4g} against {threshold:.4g} "
+                     f"(margin {threshold - diag['rhat_max']:+.2g}) over {over} x {diag.get('draws')} rows, "
+                     f"ESS bulk min {diag['ess_bulk_min']:.0f}, tail min {diag['ess_tail_min']:.0f} "
+                     f"of {rows} rows, {diag['duplicates']} duplicates, "
+                     + ("mixed" if diag["mixed"] else f"NOT MIXED ({diag.get('worst')})"))
+        if diag and "effective_ancestors" in diag and not diag.get("independent"):
+            line += (f", returned rows from {diag['row_ancestors']} distinct ancestors "
+                     f"(effective {diag['effective_ancestors']:.0f})")
         if "budget_rounds" in s:
             thin = f", thin {s['thin']}" if s.get("thin") is not None else ""
-            line += f"; budget auto: {s['budget_rounds']} pass(es){thin}, stopped: {s.get('budget_stop')}"
+            stop = s.get("budget_stop")
+            stop = "too few rows to check mixing" if stop == "no diagnostics" else stop
+            line += f"; budget auto: {s['budget_rounds']} pass(es){thin}, stopped: {stop}"
         lp = self.log_prob
         if isinstance(lp, (int, float)) and math.isfinite(lp):
             line += f"; log P(set) {lp:.4g} ± {self.log_prob_se or math.nan:.2g} under the prior"

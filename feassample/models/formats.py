@@ -29,6 +29,7 @@ from torch import nn
 
 from ..problems.preprocessing import Preprocessing
 from .files import load_object
+from .vision import import_vision
 
 KINDS = ("torchvision", "timm", "exported", "torchscript", "file")
 SAFE_FORMATS = ("a state_dict (torch.save(model.state_dict(), path)) with kind 'torchvision', "
@@ -104,7 +105,7 @@ def _import(name: str):
     """An optional library, or one line on how to get it."""
     package = name.split(".")[0]
     try:
-        return importlib.import_module(name)
+        return import_vision(name)
     except ImportError:
         raise ImportError(f"{package} is not installed: pip install 'feassample[vision]'") from None
     except Exception as err:  # noqa: BLE001 (a broken install: e.g. C++ ops built for another torch)

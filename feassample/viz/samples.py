@@ -83,11 +83,13 @@ def plot_values(samples: SampleSet, problem: FeasibleSet, axes, columns=None) ->
     columns = range(values.shape[1]) if columns is None else columns
     for j, ax in zip(columns, np.atleast_1d(axes)):
         ax.hist(values[:, j], bins=30, color="#d1495b", alpha=0.7)
-        for end in (problem.bands.lo[j], problem.bands.hi[j]):
-            if np.isfinite(end):
-                ax.axvline(end, color="k", ls="--", lw=1)
+        ends = [e for e in (float(problem.bands.lo[j]), float(problem.bands.hi[j])) if np.isfinite(e)]
+        for i, end in enumerate(ends):
+            ax.axvline(end, color="k", ls="--", lw=1, label="band" if i == 0 else None)
         ax.set_xlabel(problem.bands.names[j])
         ax.set_ylabel("count")
+        if ends:
+            ax.legend(fontsize=8)
 
 
 def is_image(shape) -> bool:
@@ -177,35 +179,73 @@ def plot_run(problem: FeasibleSet, samples: SampleSet, path: str | Path,
     return save_figure(fig, path)
 
 
+def _bands(s: SampleSet) -> tuple[list, list, list]:
+    """The band ``(lo, hi, names)`` a SampleSet was sampled in, from its recorded config (lists
+    of one entry per constraint; names ``h0, h1, ...`` and infinite ends when not recorded)."""
+    bands = ((s.config or {}).get("problem") or {}).get("bands") or {}
+    m = s.values.shape[1] if s.values.ndim == 2 else 1
+    lo = list(bands.get("lo") or [-math.inf] * m)
+    hi = list(bands.get("hi") or [math.inf] * m)
+    names = list(bands.get("names") or [f"h{j}" for j in range(m)])
+    return lo, hi, names
+
+
+def _band_text(lo: list, hi: list, names: list) -> str:
+    return "; ".join(f"{n} in [{a:.3g}, {b:.3g}]" for n, a, b in zip(names, lo, hi))
+
+
 def sample_rows(rows: list, path: str | Path, per_row: int = 10, title: str = "",
                 value_range=(0.0, 1.0), pick: str = "spread") -> Path:
+    """Write :func:`sample_rows_figure` to ``path`` (PNG) and return the path."""
+    return save_figure(sample_rows_figure(rows, per_row, title, value_range, pick), Path(path))
+
+
+def sample_rows_figure(rows: list, per_row: int = 10, title: str = "", value_range=(0.0, 1.0),
+                       pick: str = "spread") -> Figure:
     """One row per ``(label, SampleSet)``: ``per_row`` samples spread over the band (or the
     ``pick="first"`` ones, e.g. the seeds), titled with their values (the paper's Figure 1
-    layout); value histograms for non-image samples."""
-    path = Path(path)
+    layout), the band under each row's label; for non-image samples, one histogram per row of
+    each constraint's values with axes, ticks, labels and the band's ends as dashed lines."""
     images = all(is_image(s.x.shape[1:]) for _, s in rows if len(s))
     cols = per_row if images else 1
-    fig = new_figure(figsize=(1.25 * cols + 2.2 if images else 7, 1.45 * len(rows) + 0.6))
+    height = 1.45 if images else 2.3
+    fig = new_figure(figsize=(1.25 * cols + 2.2 if images else 8, height * len(rows) + 0.8))
     axes = fig.subplots(len(rows), cols, squeeze=False)
-    for (label, s), ax_row in zip(rows, axes):
+    for i, ((label, s), ax_row) in enumerate(zip(rows, axes)):
+        lo, hi, names = _bands(s)
         if images and len(s):
             idx = pick_spread(s.values, per_row) if pick == "spread" else torch.arange(min(per_row, len(s)))
             vals = s.values.double()
             draw_images(list(ax_row), s.x[idx], [", ".join(f"{v:.1f}" for v in vals[i].tolist())
                                                  for i in idx], value_range)
-        elif len(s):
-            for j in range(s.values.shape[1]):
-                ax_row[0].hist(s.values[:, j].double().numpy(), bins=30, alpha=0.6)
-        else:
-            for ax in ax_row:
-                ax.axis("off")
-        ax_row[0].axis("on")
-        ax_row[0].set_xticks([])
-        ax_row[0].set_yticks([])
-        ax_row[0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+            ax_row[0].axis("on")
+            ax_row[0].set_xticks([])
+            ax_row[0].set_yticks([])
+            ax_row[0].set_ylabel(f"{label}\n{_band_text(lo, hi, names)}", fontsize=7, rotation=0,
+                                 ha="right", va="center")
+            continue
+        ax = ax_row[0]
+        if not len(s):
+            ax.axis("off")
+            ax.set_title(f"{label}: no samples", fontsize=8)
+            continue
+        values = s.values.double().numpy()
+        colors = ["#d1495b", "#2e4057", "#66a182", "#edae49", "#8d96a3"]
+        for j in range(values.shape[1]):
+            color = colors[j % len(colors)]
+            ax.hist(values[:, j], bins=30, alpha=0.6, color=color, label=names[j])
+            for end in (lo[j], hi[j]):
+                if math.isfinite(end):
+                    ax.axvline(end, color=color, ls="--", lw=1.2)
+        ax.set_ylabel("count", fontsize=8)
+        ax.set_xlabel("constraint value (dashed: the band's ends)" if i == len(rows) - 1 else "",
+                      fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"{label.replace(chr(10), ', ')}; band {_band_text(lo, hi, names)}", fontsize=8, loc="left")
+        ax.legend(fontsize=7, loc="upper right")
     if title:
         fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+    return fig
 
 
 @torch.no_grad()

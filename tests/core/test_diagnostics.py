@@ -138,3 +138,72 @@ def test_smc_whose_copies_never_separate_is_flagged_not_mixed(caplog):
     assert "ancestral families" in caplog.text
     good = fs.sample(p, n=300, seed=0, method="smc")
     assert good.stats["mixed"] is True and good.stats["diagnostics"]["chains_by"] == "ancestor"
+
+
+# -- diagnostics that never claim more than the data (issue 21) ---------------------------------
+def _antithetic_rows(chains: int, draws: int, gen: torch.Generator):
+    """Chains that flip sign every step (lag-1 autocorrelation about -0.9): the ESS estimator's
+    raw value exceeds the number of rows."""
+    codes = torch.empty(draws, chains, 5, dtype=torch.float64)
+    codes[0] = torch.randn(chains, 5, generator=gen, dtype=torch.float64)
+    for t in range(1, draws):
+        codes[t] = -0.9 * codes[t - 1] + math.sqrt(1 - 0.81) * torch.randn(chains, 5, generator=gen,
+                                                                              dtype=torch.float64)
+    return torch.arange(chains).repeat(draws), codes.reshape(draws * chains, 5)
+
+
+def test_ess_is_reported_over_its_rows_and_never_above_them():
+    from arviz_stats.base import array_stats
+
+    walkers, codes = _antithetic_rows(8, 30, torch.Generator().manual_seed(3))
+    d = diagnostics.diagnose(walkers, codes[:, :1].clone(), codes)
+    assert d["ess_rows"] == 8 * 30 == d["chains"] * d["draws"]
+    raw = array_stats.ess(codes[:, 0].numpy().reshape(30, 8).T, chain_axis=-2, draw_axis=-1, method="bulk")
+    assert raw > 240  # the estimator alone claims more effective draws than rows
+    assert max(d["ess_bulk"].values()) <= 240 and max(d["ess_tail"].values()) <= 240
+    assert d["ess_bulk"]["value:0"] == 240
+
+
+def test_the_verdict_carries_its_threshold_and_margin():
+    walkers, values, codes = _rows(10, 50, torch.Generator().manual_seed(0))
+    d = diagnostics.diagnose(walkers, values, codes)
+    assert d["rhat_threshold"] == diagnostics.RHAT_MAX == d["thresholds"]["rhat_max"]
+    assert d["margin"] == pytest.approx(diagnostics.RHAT_MAX - max(d["rhat"].values()))
+    assert d["margin"] > 0 and d["mixed"] is True
+    s = fs.SampleSet(codes, codes, values, torch.ones(len(codes), dtype=torch.bool),
+                     {"status": "success", "diagnostics": d})
+    line = s.summary()
+    assert f"against {diagnostics.RHAT_MAX:.4g}" in line and f"margin {d['margin']:+.2g}" in line
+    assert "of 500 rows" in line and "10 walkers x 50 rows" in line
+    walkers, values, codes = _rows(10, 20, torch.Generator().manual_seed(1), shift=3.0)
+    bad = diagnostics.diagnose(walkers, values, codes)
+    assert bad["margin"] < 0 and bad["mixed"] is False
+
+
+def test_diagnostics_that_cannot_be_computed_say_not_checked_and_warn(caplog):
+    codes = torch.tensor([[0.0, 1.0], [0.5, 1.0], [2.0, 3.0], [0.0, 1.5]])
+    d = diagnostics.diagnose(torch.tensor([0, 1, 0, 1]), codes[:, :1], codes)
+    assert d["mixed"] is None
+    with caplog.at_level(logging.WARNING, logger="feassample.core.diagnostics"):
+        diagnostics.warn_if_not_mixed(d, certified=True)
+    assert "mixing not checked (needs 2 walkers" in caplog.text
+    s = fs.SampleSet(codes, codes, codes[:, :1], torch.ones(4, dtype=torch.bool),
+                     {"status": "success", "diagnostics": d})
+    assert "mixing not checked (needs 2 walkers" in s.summary()
+    no_chains = fs.SampleSet(codes, codes, codes[:, :1], torch.ones(4, dtype=torch.bool), {"status": "success"})
+    assert "mixing not checked (the sampler records no walker per row)" in no_chains.summary()
+
+
+def test_a_levels_run_too_small_for_a_verdict_warns_that_mixing_was_not_checked(caplog):
+    p = fs.LogisticHalfspace.random(64, 0.7, 0.72)  # thin enough for levels (not rejection)
+    with caplog.at_level(logging.WARNING, logger="feassample.core.diagnostics"):
+        s = fs.sample(p, n=40, seed=0, method="smc", progress=False)
+    assert s.status == "success" and s.stats["smc_mode"] == "levels" and s.stats["mixed"] is None
+    assert "stopped: too few rows to check mixing" in s.summary()
+    assert "mixing not checked" in caplog.text and "mixing not checked" in s.summary()
+
+
+def test_the_rows_ancestors_and_the_populations_are_two_names():
+    walkers, values, codes, anc = _families(60, 6, torch.Generator().manual_seed(0), rho=0.0)
+    d = diagnostics.diagnose(walkers, values, codes, ancestors=anc[torch.arange(360) % 6 < 5])
+    assert "distinct_ancestors" not in d and d["row_ancestors"] == 60
