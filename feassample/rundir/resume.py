@@ -10,7 +10,8 @@ from typing import Optional
 from ..core.problem import FeasibleSet
 from ..core.sampling import SamplerConfig
 from .fingerprint import differences, fingerprint
-from .storage import CHECKPOINT, has_checkpoint
+from .integrity import run_dir_path
+from .storage import CHECKPOINT, has_run_record
 
 
 def law_fields(config_cls: type = SamplerConfig) -> tuple[str, ...]:
@@ -24,8 +25,10 @@ LAW = law_fields()
 
 
 def check_resumable(resume: Path) -> None:
-    """Refuse a ``resume=`` directory that holds no checkpoint, before any work."""
-    if not has_checkpoint(resume):
+    """Refuse a ``resume=`` directory that holds no checkpoint (no ``run.json``), before any
+    work; an empty name or a file is refused too (``run_dir_path``)."""
+    run_dir_path(resume, "resume")
+    if not has_run_record(resume):
         raise FileNotFoundError(f"resume={str(resume)!r}: no checkpoint there "
                                 f"(expected {resume / CHECKPOINT} written by run_dir=...)")
 
