@@ -83,16 +83,22 @@ def _refuse_duplicates(runs: Sequence[Path], ordered: Sequence[SampleSet]) -> No
                      f"{' and '.join(where)}): a shard's samples copied into another; refusing to merge")
 
 
-def _refuse_outside(problem, codes) -> None:
+def _holding(owners: Sequence[str], bad) -> str:
+    """``in RUN, RUN2`` for the shards holding the rows flagged in ``bad`` ``(N,)``."""
+    return "in " + ", ".join(sorted({owners[int(i)] for i in torch.nonzero(bad).flatten()}))
+
+
+def _refuse_outside(problem, codes, owners: Sequence[str]) -> None:
     """Refuse codes outside the problem's box or code domain (an infinite ``log_prior``)."""
     with torch.no_grad():
         inside_domain = torch.isfinite(problem.log_prior(codes.to(getattr(problem, "dtype", codes.dtype))))
     if not bool(inside_domain.all()):
-        raise ValueError(f"{int((~inside_domain).sum())} merged row(s) have codes outside the domain of "
+        raise ValueError(f"{int((~inside_domain).sum())} merged row(s) ({_holding(owners, ~inside_domain)}) "
+                         f"have codes outside the domain of "
                          f"{problem.describe()} (box {getattr(problem, 'box', None)}): refusing to merge")
 
 
-def _refuse_other_inputs(problem, codes, x) -> None:
+def _refuse_other_inputs(problem, codes, x, owners: Sequence[str]) -> None:
     """Refuse saved inputs ``x`` that are not the problem's decoding of the saved codes (up to
     the rounding of another device: 1e-2 relative)."""
     with torch.no_grad():
@@ -103,7 +109,8 @@ def _refuse_other_inputs(problem, codes, x) -> None:
                          f"{tuple(decoded.shape[1:])}: refusing to merge")
     bad = ~(torch.isfinite(xs) & ((xs - decoded).abs() <= 1e-2 * (1 + decoded.abs()))).flatten(1).all(dim=1)
     if bool(bad.any()):
-        raise ValueError(f"{int(bad.sum())} merged row(s) hold inputs x that are not the decoding of "
+        raise ValueError(f"{int(bad.sum())} merged row(s) ({_holding(owners, bad)}) hold inputs x that "
+                         "are not the decoding of "
                          "their codes: refusing to merge")
 
 
@@ -153,6 +160,7 @@ def merge_shards(paths: Sequence[str | Path], problem=None, *, recheck: bool = T
     ordered = [s for _, s in sorted(parts, key=lambda rs: int(rs[1].config["shard"]["shard"]))]
     _refuse_duplicates([seen[i] for i in range(shards)], ordered)
     codes = torch.cat([s.codes for s in ordered])
+    owners = [str(seen[i]) for i in range(shards) for _ in range(len(ordered[i]))]
     x = torch.cat([s.x for s in ordered])
     values = torch.cat([s.values for s in ordered])
     feasible = torch.cat([s.feasible for s in ordered])
@@ -180,16 +188,17 @@ def merge_shards(paths: Sequence[str | Path], problem=None, *, recheck: bool = T
             log.warning("the shards' problem is not rebuilt (it needs your code): the codes are not "
                         "checked against its domain")
     if problem is not None:
-        _refuse_outside(problem, codes)
+        _refuse_outside(problem, codes, owners)
     if recheck:
         if problem is None:
             raise ValueError("cannot certify again: these runs carry no app config; pass problem= "
                              "(Python) or recheck=False / --no-recheck")
-        _refuse_other_inputs(problem, codes, x)
+        _refuse_other_inputs(problem, codes, x, owners)
         with torch.no_grad():
             again, ok = problem.check(codes.to(getattr(problem, "dtype", codes.dtype)))
         if not bool(ok.all()):
-            raise ValueError(f"{int((~ok).sum())} merged row(s) fail an independent certificate "
+            raise ValueError(f"{int((~ok).sum())} merged row(s) ({_holding(owners, ~ok)}) fail an "
+                             "independent certificate "
                              f"of {problem.describe()}: refusing to merge")
         values, stats["recertified"] = again.to(values.dtype), True
     stats["domain_checked"] = problem is not None

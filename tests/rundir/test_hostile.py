@@ -180,7 +180,7 @@ def test_a_flipped_value_in_x_is_refused_with_or_without_its_digest(job):
     with pytest.raises(ValueError, match=r"s2/samples/samples.pt does not match the SHA-256"):
         merge_shards([job], problem=slab())
     _rewrite(folder, lambda t: None, fix_digest=True)
-    with pytest.raises(ValueError, match=r"1 merged row\(s\) hold inputs x that are not the decoding"):
+    with pytest.raises(ValueError, match=r"1 merged row\(s\) \(in .*job/s2\) hold inputs x that are not the decoding"):
         merge_shards([job], problem=slab())
 
 
@@ -202,7 +202,7 @@ def test_without_recheck_codes_outside_the_box_are_still_refused(job):
     with pytest.raises(ValueError, match="does not match the SHA-256"):
         merge_shards([job], problem=slab(), recheck=False)
     _rewrite(job / "s0" / "samples", lambda t: None, fix_digest=True)
-    with pytest.raises(ValueError, match=r"1 merged row\(s\) have codes outside the domain"):
+    with pytest.raises(ValueError, match=r"1 merged row\(s\) \(in .*job/s0\) have codes outside the domain"):
         merge_shards([job], problem=slab(), recheck=False)
 
 
