@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Optional
@@ -33,6 +34,9 @@ from ..core.result import atomic_write_bytes
 
 CHECKPOINT = "checkpoint"
 MANIFEST = "manifest.jsonl"
+#: the only paths a manifest may list (relative to the run directory): anything else in it is
+#: ignored, so a manifest line can never name a file elsewhere to be read or deleted
+LISTED = re.compile(r"^checkpoint/(run\.json|state\.pt|shards/\d{6}\.pt)$")
 
 
 class UnsafeRunDirectory(ValueError):
@@ -118,6 +122,8 @@ class Manifest:
                     key = str(entry["path"])
                 except (ValueError, KeyError, TypeError):
                     continue
+                if not LISTED.match(key):
+                    continue
                 if entry.get("deleted"):
                     self.files.pop(key, None)
                 elif isinstance(entry.get("sha256"), str):
@@ -128,11 +134,19 @@ class Manifest:
         return self.path.is_file()
 
     def key(self, path: Path) -> str:
-        return Path(path).relative_to(self.run_dir).as_posix()
+        """``path`` relative to the run directory, refused unless it is one of the run's own
+        names (``LISTED``)."""
+        key = Path(path).relative_to(self.run_dir).as_posix()
+        if not LISTED.match(key):
+            raise ValueError(f"{path} is not a file of a run directory's checkpoint")
+        return key
 
     def ours(self, path: Path) -> bool:
         """Whether the run wrote ``path`` (the manifest lists it)."""
-        return self.key(path) in self.files
+        try:
+            return self.key(path) in self.files
+        except ValueError:
+            return False
 
     def _append(self, entry: dict) -> None:
         inside(self.run_dir, CHECKPOINT, MANIFEST, create=True)
@@ -163,7 +177,7 @@ class Manifest:
         write); the others stay where they are."""
         for path in paths:
             if self.ours(path):
-                Path(path).unlink(missing_ok=True)
+                inside(self.run_dir, *Path(self.key(path)).parts).unlink(missing_ok=True)
                 self._append({"path": self.key(path), "deleted": True})
                 del self.files[self.key(path)]
 

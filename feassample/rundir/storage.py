@@ -107,6 +107,7 @@ class RunWriter:
         self.run_dir = Path(run_dir)
         self.dir = inside(self.run_dir, CHECKPOINT, folder=True, create=True)
         self.shards = inside(self.run_dir, CHECKPOINT, "shards", folder=True, create=True)
+        inside(self.run_dir, SAMPLES, folder=True)  # refused now, not after the run
         _clean_temporaries(self.dir)
         _clean_temporaries(self.shards)
         manifest = Manifest(self.run_dir)
@@ -167,10 +168,10 @@ def holds_run(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` already holds a run: a saved state or saved samples (a run killed
     before its first state holds nothing to lose: it is started again)."""
     d = Path(run_dir)
-    return has_checkpoint(d) or (d / SAMPLES).exists()
+    return has_checkpoint(d) or os.path.lexists(d / SAMPLES)
 
 
-def _remove_samples(manifest: Manifest, folder: Path) -> None:
+def _remove_samples(folder: Path) -> None:
     """Remove a SampleSet folder written by the run (its two files, then the folder if empty)."""
     if folder.is_symlink() or not folder.is_dir():
         return
@@ -189,10 +190,10 @@ def clear_run(run_dir: str | Path) -> None:
     """Remove a run's own files (``overwrite=True``): those the manifest lists and the saved
     samples; any other file stays, and the lock file too."""
     d = Path(run_dir)
-    inside(d, SAMPLES)
-    inside(d, CHECKPOINT, "shards")
+    inside(d, SAMPLES, folder=True)
+    inside(d, CHECKPOINT, "shards", folder=True)
     manifest = Manifest(d)
-    _remove_samples(manifest, d / SAMPLES)
+    _remove_samples(d / SAMPLES)
     manifest.forget([d / key for key in list(manifest.files)])
     shards = d / CHECKPOINT / "shards"
     if shards.is_dir() and not shards.is_symlink() and not any(shards.iterdir()):
@@ -204,15 +205,14 @@ def save_samples(run_dir: str | Path, result) -> Path:
     ``RUN/.samples.new``, then renamed into place (an older ``samples/`` is moved aside first and
     removed after), so a kill leaves either the old samples, the new ones, or none."""
     d = Path(run_dir)
-    target, new, old = inside(d, SAMPLES), inside(d, NEW_SAMPLES), inside(d, OLD_SAMPLES)
-    manifest = Manifest(d)
+    target, new, old = (inside(d, name, folder=True) for name in (SAMPLES, NEW_SAMPLES, OLD_SAMPLES))
     for leftover in (new, old):
-        _remove_samples(manifest, leftover)
+        _remove_samples(leftover)
     result.save(new)
     if target.exists():
         os.rename(target, old)
     os.rename(new, target)
-    _remove_samples(manifest, old)
+    _remove_samples(old)
     return target
 
 

@@ -89,8 +89,15 @@ def test_files_the_run_did_not_write_survive_resume_and_overwrite(tmp_path):
         f.write_text("mine")
     assert len(fs.sample(slab(), n=60, resume=run)) == 60
     assert all(f.read_text() == "mine" for f in mine)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    manifest = run / "checkpoint" / "manifest.jsonl"
+    if manifest.exists():                              # a manifest line naming a file elsewhere
+        with manifest.open("a") as fh:
+            fh.write(json.dumps({"path": "../victim.txt", "sha256": "0" * 64}) + "\n")
+            fh.write(json.dumps({"path": "checkpoint/../../victim.txt", "sha256": "0" * 64}) + "\n")
     _sample(run, overwrite=True)                       # a new run in the same folder
-    assert all(f.read_text() == "mine" for f in mine)
+    assert all(f.read_text() == "mine" for f in mine + [victim])
 
 
 def test_an_empty_or_file_run_dir_is_refused_before_any_write(tmp_path, monkeypatch):
