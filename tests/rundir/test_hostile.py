@@ -47,6 +47,17 @@ def test_a_linked_lock_is_refused_and_its_target_is_untouched(tmp_path):
     assert victim.read_text() == "the user's data"
 
 
+def test_a_hard_linked_lock_is_refused_and_its_target_is_untouched(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's data")
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    os.link(victim, run / "checkpoint" / "lock")
+    with pytest.raises(ValueError, match=r"checkpoint/lock is not a lock file of its own"):
+        _sample(run)
+    assert victim.read_text() == "the user's data"
+
+
 def test_a_linked_shards_folder_is_refused_and_nothing_is_written_through_it(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
