@@ -37,7 +37,11 @@ def sample(problem: FeasibleSet, n: int = 500, k: int = 10, *, seed: int = 0,
         run_dir: write the run as it goes (accepted samples after every round, the sampler state)
             and the final ``SampleSet`` into ``run_dir/samples``. The directory is locked for the
             run (a second writer is refused with the holder's PID) and belongs to one run: a
-            directory that already holds one is refused unless ``overwrite=True``.
+            directory that already holds one is refused unless ``overwrite=True`` (which removes
+            the run's own files only). An empty name or a file is refused, no link inside it is
+            followed and every file it holds carries a SHA-256 in its manifest
+            (``feassample.rundir.integrity``); the final samples are written under a signal
+            guard, complete or not at all.
         resume: a run directory written with ``run_dir``: continue from its saved state to ``n``
             samples; the problem must have the same fingerprint (``feassample.rundir.fingerprint``)
             and the settings that change the law (``feassample.rundir.resume.LAW``) must be the

@@ -338,3 +338,25 @@ def test_a_run_killed_before_its_first_state_resumes_or_restarts(tmp_path, monke
     shutil.copytree(run, tmp_path / "again")
     assert torch.equal(fs.sample(slab(), n=30, resume=run).codes, full.codes)
     assert torch.equal(_sample(tmp_path / "again").codes, full.codes)   # no overwrite=True needed
+
+
+SIGTERM_IN_SAVE = """
+import os, signal, sys, torch, feassample as fs
+from feassample.core.result import SampleSet
+torch.set_num_threads(1)
+real = SampleSet.save
+def signalled(self, path):
+    os.kill(os.getpid(), signal.SIGTERM)   # what Slurm sends, while the samples are written
+    return real(self, path)
+SampleSet.save = signalled
+s = fs.sample(fs.LogisticHalfspace.random(16, 0.6, 0.8), n=30, k=5, seed=0, run_dir=sys.argv[1])
+print("STATUS", s.status, len(SampleSet.load(os.path.join(sys.argv[1], "samples"))))
+"""
+
+
+def test_sigterm_during_the_final_save_waits_for_it(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", SIGTERM_IN_SAVE, str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "STATUS success 30" in out.stdout, out.stderr[-2000:]
