@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .core.driver import Checkpoint
+from .core.driver.signals import Interrupt
 from .core.problem import FeasibleSet
 from .core.result import SampleSet
 from .core.sampling import SamplerConfig
 from .core.sampling import run as run_settings
+from .rundir.integrity import run_dir_path
 from .rundir.lock import RunLock
 from .rundir.resume import check_resumable, check_same_problem, resumed_config
 from .rundir.shards import asked_shard, resumed_shard, shard_plan
-from .rundir.storage import RunWriter, checkpoint_record, clear_run, holds_run, load_checkpoint
+from .rundir.storage import (RunWriter, checkpoint_record, clear_run, holds_run, load_checkpoint,
+                             save_samples)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,11 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
         run_dir: write the run as it goes (accepted samples after every round, the sampler state)
             and the final ``SampleSet`` into ``run_dir/samples``. The directory is locked for the
             run (a second writer is refused with the holder's PID) and belongs to one run: a
-            directory that already holds one is refused unless ``overwrite=True``.
+            directory that already holds one is refused unless ``overwrite=True`` (which removes
+            the run's own files only). An empty name or a file is refused, no link inside it is
+            followed and every file it holds carries a SHA-256 in its manifest
+            (``feassample.rundir.integrity``); the final samples are written under a signal
+            guard, complete or not at all.
         resume: a run directory written with ``run_dir``: continue from its saved state to ``n``
             samples; the problem must have the same fingerprint (``feassample.rundir.fingerprint``)
             and the settings that change the law (``feassample.rundir.resume.LAW``) must be the
@@ -75,11 +82,14 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
     checkpoint = None
     if isinstance(resume, Checkpoint):  # a state kept by a callback, not a directory
         checkpoint, resume = resume, None
+    if run_dir is not None:
+        run_dir = run_dir_path(run_dir)
     if resume is not None:
-        resume = Path(resume)
         check_resumable(resume)
+        resume = Path(resume)
         run_dir = run_dir or resume
     lock = RunLock(run_dir) if run_dir is not None else None
+    store = None
     try:
         if resume is not None:
             checkpoint, saved = load_checkpoint(resume)
@@ -90,7 +100,10 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
                     asked["seed"] = plan.seed
             check_same_problem(resume, saved, problem, unchecked=resume_unchecked)
             cfg = resumed_config(resume, saved, n, config, {**asked, **settings})
-            log.info("resuming %s from the %s phase", resume, checkpoint.phase)
+            if checkpoint is None:
+                log.info("%s was killed before its first state: running it again", resume)
+            else:
+                log.info("resuming %s from the %s phase", resume, checkpoint.phase)
         else:
             if run_dir is not None and holds_run(run_dir):
                 if not overwrite:
@@ -98,7 +111,6 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
                                      f"resume={str(run_dir)!r}, choose a new directory, or pass overwrite=True")
                 clear_run(run_dir)
             cfg = SamplerConfig.build(config, n=n, k=k, seed=seed, **settings)
-        store = None
         if run_dir is not None:
             record = checkpoint_record(problem, cfg)
             if plan is not None:
@@ -107,13 +119,19 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
             store = RunWriter(run_dir, record, written=written)
         result = run_settings(problem, cfg, callbacks=callbacks, store=store, resume=checkpoint,
                               **run_only)
-        if plan is not None:
-            result.stats["shard"] = plan.record()
-            result.config["shard"] = plan.record()
-        if run_dir is not None:
-            result.save(Path(run_dir) / "samples")
+        with Interrupt() as guard:  # a signal now waits for the samples to be complete on disk
+            if plan is not None:
+                result.stats["shard"] = plan.record()
+                result.config["shard"] = plan.record()
+            if run_dir is not None:
+                save_samples(run_dir, result)
+        if guard.signal is not None:
+            log.warning("%s received while the samples were saved: they are complete in %s",
+                        guard.signal, Path(run_dir) / "samples" if run_dir is not None else "memory")
         return result
     finally:
+        if store is not None:
+            store.close()
         if lock is not None:
             lock.release()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import math
@@ -189,23 +190,49 @@ class SampleSet:
             raise ValueError(f"cannot save a SampleSet to {folder}: it exists and is not a folder")
         tensors = {"x": self.x.detach().cpu(), "codes": self.codes.detach().cpu(),
                    "values": self.values.detach().cpu(), "feasible": self.feasible.detach().cpu()}
-        atomic_write_bytes(folder / TENSORS, lambda fh: torch.save(tensors, fh))
-        meta = json.dumps({"stats": _jsonable(self.stats), "config": _jsonable(self.config)}, indent=2)
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        data = buffer.getvalue()
+        atomic_write_bytes(folder / TENSORS, lambda fh: fh.write(data))
+        # the digest of samples.pt rides in sampleset.json, written last: a folder whose tensors
+        # are not the ones saved with it (cut, flipped, copied) is refused by load
+        meta = json.dumps({"stats": _jsonable(self.stats), "config": _jsonable(self.config),
+                           "digests": {TENSORS: hashlib.sha256(data).hexdigest()}}, indent=2)
         atomic_write_bytes(folder / META, lambda fh: fh.write(meta.encode()))
         return folder
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SampleSet":
-        """Read a folder written by ``save`` (tensors only: ``weights_only=True``)."""
+    def load(cls, path: str | os.PathLike, *, require_digest: bool = False) -> "SampleSet":
+        """Read a folder written by ``save`` (tensors only: ``weights_only=True``), checking
+        ``samples.pt`` against the SHA-256 in ``sampleset.json`` (``require_digest=True``: a
+        folder without one is refused too). A corrupt, truncated or foreign file is one
+        ``ValueError`` naming it."""
         folder = Path(path)
         if not (folder / TENSORS).is_file() or not (folder / META).is_file():
             raise FileNotFoundError(f"{folder} is not a saved SampleSet (needs {TENSORS} and {META})")
-        tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
-        meta = json.loads((folder / META).read_text())
-        rows = {k: int(tensors[k].shape[0]) if isinstance(tensors.get(k), torch.Tensor) and tensors[k].dim()
-                else None for k in ("x", "codes", "values", "feasible")}
+        try:
+            meta = json.loads((folder / META).read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{folder / META} is not a SampleSet record ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else 'empty'})") from None
+        data = (folder / TENSORS).read_bytes()
+        digest = (meta.get("digests") or {}).get(TENSORS)
+        if digest is None and require_digest:
+            raise ValueError(f"{folder / TENSORS} carries no digest in {META}: it cannot be checked")
+        if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"{folder / TENSORS} does not match the SHA-256 in {folder / META}: "
+                             "corrupt, truncated or not the tensors saved with it")
+        try:
+            tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            columns = [tensors[k] for k in ("x", "codes", "values", "feasible")]
+        except Exception as err:  # truncated or foreign: one line naming the file
+            raise ValueError(f"{folder / TENSORS} is not a saved SampleSet's tensors ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else 'empty'})") from None
+        rows = {k: int(t.shape[0]) if isinstance(t, torch.Tensor) and t.dim() else None
+                for k, t in zip(("x", "codes", "values", "feasible"), columns)}
         if len(set(rows.values())) != 1 or None in rows.values():
             raise ValueError(f"path={str(folder)!r}: {TENSORS} is not one sample: its tensors x, codes, values, "
                              f"feasible have {', '.join(f'{k}: {v}' for k, v in rows.items())} rows")
-        return cls(tensors["x"], tensors["codes"], tensors["values"], tensors["feasible"],
-                   meta.get("stats", {}), meta.get("config", {}))
+        return cls(*columns, meta.get("stats", {}), meta.get("config", {}))

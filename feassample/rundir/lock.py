@@ -1,14 +1,17 @@
-"""One writer per run directory: an exclusive ``flock`` on ``RUN/checkpoint/lock``."""
+"""One writer per run directory: an exclusive ``flock`` on ``RUN/checkpoint/lock`` (opened with
+``O_NOFOLLOW``: a link there is refused, never truncated through)."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
-from .storage import CHECKPOINT
+from .integrity import CHECKPOINT, UnsafeRunDirectory, inside
 
 
 class RunDirectoryBusy(RuntimeError):
@@ -22,10 +25,20 @@ class RunLock:
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
-        folder = self.run_dir / CHECKPOINT
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "lock"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = inside(self.run_dir, CHECKPOINT, "lock", create=True)
+        try:  # never through a link: its target would be truncated and overwritten
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise UnsafeRunDirectory(f"{self.path} is a symbolic link: feassample follows no link "
+                                         "inside a run directory (remove it, or use another run_dir)") from None
+            raise
+        st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # a hard link: another file's data
+            os.close(self._fd)
+            raise UnsafeRunDirectory(f"{self.path} is not a lock file of its own (a hard link or a "
+                                     "special file): remove it, or use another run_dir")
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,7 +11,8 @@ from typing import Optional
 from ..core.problem import FeasibleSet
 from ..core.sampling import SamplerConfig
 from .fingerprint import differences, fingerprint, undigested
-from .storage import CHECKPOINT, has_checkpoint
+from .integrity import run_dir_path
+from .storage import CHECKPOINT, has_run_record
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,10 @@ LAW = law_fields()
 
 
 def check_resumable(resume: Path) -> None:
-    """Refuse a ``resume=`` directory that holds no checkpoint, before any work."""
-    if not has_checkpoint(resume):
+    """Refuse a ``resume=`` directory that holds no checkpoint (no ``run.json``), before any
+    work; an empty name or a file is refused too (``run_dir_path``)."""
+    run_dir_path(resume, "resume")
+    if not has_run_record(resume):
         raise FileNotFoundError(f"resume={str(resume)!r}: no checkpoint there "
                                 f"(expected {resume / CHECKPOINT} written by run_dir=...)")
 

@@ -15,6 +15,7 @@ import torch
 
 import feassample as fs
 from feassample.rundir.lock import RunDirectoryBusy
+from feassample.rundir import storage
 from feassample.rundir.storage import load_checkpoint, shard_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +130,8 @@ def test_rows_written_after_the_last_state_are_trimmed_on_resume(tmp_path):
     count = saved.rows["codes"].shape[0]
     last = [f for f in shard_files(shards) if torch.load(f, weights_only=True)["codes"].shape[0] >= 3][-1]
     extra = {k: v[:3].clone() for k, v in torch.load(last, weights_only=True).items()}  # same columns
-    torch.save(extra, shards / f"{int(shard_files(shards)[-1].name[:6]) + 1:06d}.pt")   # the orphan shard
+    # the orphan shard, written as the run writes (entered in its manifest first)
+    storage._save(shards / f"{int(shard_files(shards)[-1].name[:6]) + 1:06d}.pt", extra)
     resumed = fs.sample(p, n=150, resume=tmp_path)
     assert torch.equal(resumed.codes, full.codes)
     on_disk = sum(torch.load(f, weights_only=True)["codes"].shape[0] for f in shard_files(shards))
