@@ -3,6 +3,9 @@ argument, raised from feassample's own checks (never a traceback from inside tor
 constraint that changes behaviour with the batch size is caught by the probe."""
 from __future__ import annotations
 
+import hashlib
+import json
+
 import math
 from pathlib import Path
 
@@ -48,6 +51,10 @@ def _saved_with_mismatched_rows(tmp: Path):
     tensors = torch.load(tmp / "s" / "samples.pt", weights_only=True)
     tensors["values"] = tensors["values"][:3]
     torch.save(tensors, tmp / "s" / "samples.pt")
+    # a digest that matches the rewritten tensors: the row counts themselves must be checked
+    meta = json.loads((tmp / "s" / "sampleset.json").read_text())
+    meta["digests"]["samples.pt"] = hashlib.sha256((tmp / "s" / "samples.pt").read_bytes()).hexdigest()
+    (tmp / "s" / "sampleset.json").write_text(json.dumps(meta))
     return lambda: fs.SampleSet.load(tmp / "s")
 
 
