@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 import torch
@@ -31,7 +32,7 @@ log = logging.getLogger("feassample")
 register()
 
 #: what ``feassample.cli.app`` offered before the builders and checks had their own modules
-__all__ = ("main", "run", "config_dir", "ValidateCallback", "build_problem", "build_model",
+__all__ = ("main", "hydra_main", "run", "config_dir", "ValidateCallback", "build_problem", "build_model",
            "sampler_config", "check_config", "check_code_specs")
 
 BAD_INPUT = (ValueError, TypeError, FileNotFoundError, AttributeError, ImportError, MemoryError, DiskFull)
@@ -59,9 +60,12 @@ class ValidateCallback(Callback):
     zoo's model and VAE: ~15 ms), so nothing is carried between the callback and the run."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config, frozenset(), build=True)
+        if not _STATE["checked"]:
+            self._check(config, frozenset(), build=True)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if _STATE["checked"]:
+            return
         # The sweep's values are not in this config yet: check only the groups it does not sweep.
         from hydra.core.override_parser.overrides_parser import OverridesParser
         swept = {o.key_or_group.split(".")[0].lstrip("+~")
@@ -129,16 +133,47 @@ def config_dir() -> str:
     return str(Path(__file__).resolve().parents[2] / "conf")
 
 
+#: exit codes of ``feassample`` (docs/cli.md): success, bad input, infeasible or partial
+EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_ALL = 0, 2, 3
+#: statuses that exit with EXIT_NOT_ALL: fewer certified samples than asked (or no explanation)
+NOT_ALL = ("infeasible", "partial", "interrupted", "unsatisfied")
+#: set by ``main`` once the command line passed ``preflight`` (the callback's checks are then done)
+_STATE = {"checked": False, "exit": EXIT_OK}
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Console entry point ``feassample`` (and ``python -m feassample``)."""
+def hydra_main(cfg: DictConfig) -> None:
+    """The Hydra task: one run (one job of a ``-m`` sweep); an infeasible or partial run sets
+    the exit code 3 (``main`` exits with it after the last job)."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     base = Path(HydraConfig.get().runtime.cwd)  # relative paths: the directory launched from
     try:
-        run(cfg, out_dir, base)
+        metrics_out = run(cfg, out_dir, base)
     except (ValueError, TypeError, FileNotFoundError, MemoryError, DiskFull) as err:
         print(one_line(err), file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    status = str((metrics_out or {}).get("status", "success"))
+    if status in NOT_ALL:
+        log.warning("status %s: exit code %d", status, EXIT_NOT_ALL)
+        _STATE["exit"] = EXIT_NOT_ALL
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Console entry point ``feassample`` (and ``python -m feassample``): check the command line
+    (``preflight``: one line on stderr and exit code 2 before anything is written), then run it
+    under Hydra; exit code 3 when a run (any job of a sweep) is infeasible or partial."""
+    from .preflight import BadInput, preflight
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _STATE["checked"] = preflight(args, config_dir())
+    except BadInput as err:
+        print(one_line(err), file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    _STATE["exit"] = EXIT_OK
+    sys.argv = [sys.argv[0], *args]
+    hydra_main()
+    if _STATE["exit"]:
+        raise SystemExit(_STATE["exit"])
 
 
 if __name__ == "__main__":
