@@ -171,9 +171,13 @@ def main(argv: Optional[list] = None) -> None:
         raise SystemExit(EXIT_BAD_INPUT) from None
     _STATE["exit"] = EXIT_OK
     sys.argv = [sys.argv[0], *args]
-    hydra_main()
-    if _STATE["exit"]:
-        raise SystemExit(_STATE["exit"])
+    try:
+        hydra_main()
+        code = _STATE["exit"]
+    finally:  # the next command (in this process: tests) starts unchecked
+        _STATE.update(checked=False, exit=EXIT_OK)
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":
