@@ -118,7 +118,8 @@ def explain(err: BaseException, overrides: Sequence[str], config_dir: str) -> st
 
 def check_keys(node, where: str = "") -> None:
     """Refuse a key added with ``+`` that the node's schema does not have (``+sampler.num=100``),
-    with a "did you mean"; free-form nodes (``kwargs``, a plug-in's ``options``) are not checked."""
+    with a "did you mean"; free-form nodes (``kwargs``) are not checked, nor ``sampler.options``
+    (``sampler_config`` checks them against the method's own Config, a plug-in's too)."""
     if not isinstance(node, DictConfig):
         return
     keys = _schema_keys(OmegaConf.get_type(node))
@@ -130,6 +131,8 @@ def check_keys(node, where: str = "") -> None:
                 raise BadInput(_unknown_key(full, listed, node._get_node(key)._value()))
     for key in node.keys():
         child = node._get_node(key)
+        if where == "sampler" and key == "options":
+            continue  # a method's options: checked against its Config by sampler_config
         if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
             check_keys(child, f"{where}.{key}" if where else str(key))
 

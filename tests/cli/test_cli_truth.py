@@ -26,7 +26,7 @@ BAD = [
     (["problem.sclae=logit"], ["did you mean scale?"]),
     (["+sampler.num=100"], ["sampler.num=100", "did you mean n?"]),
     (["sampler.options.partcles=10"], ["sampler.options.partcles", "did you mean particles?"]),
-    (["+sampler.options.partcles=10"], ["sampler.options.partcles", "did you mean particles?"]),
+    (["+sampler.options.partcles=10"], ["no option 'partcles'", "did you mean 'particles'?"]),
     (["treads=2"], ["treads=2", "did you mean threads?"]),
     (["sampler.n=many"], ["sampler.n=many", "could not be converted to Integer"]),
     (["problem=neuron", "problem.unit=classifier.fc2[5]"],

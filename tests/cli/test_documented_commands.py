@@ -1,7 +1,7 @@
 """Every command README.md and docs/*.md show (in their code blocks: lines starting with
 ``feassample``, ``feassample-summary``, ``feassample-merge``, ``python examples/...`` or
 ``python -m ...``) is run here, with a short run appended (``sampler.n=12 sampler.k=4``, no
-progress bar, no plot), in a scratch directory holding the checkout's ``examples/`` and the
+progress bar, no plot, no coverage report), in a scratch directory holding the checkout's ``examples/`` and the
 user files the commands name; a doc whose command stops working fails this test.
 
 The feassample commands run in this process (``feassample.cli.app.main``: the console script's
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PROGRAMS = re.compile(r"^(feassample(-summary|-merge)?|python examples/|python -m )")
 #: appended to every feassample run (the last value of a key wins)
-SHORT = ["sampler.n=12", "sampler.k=4", "progress=false", "plot=false"]
-SHARDED = ["sampler.n=64", "sampler.k=4", "progress=false", "plot=false"]  # 8 shards of 8
+SHORT = ["sampler.n=12", "sampler.k=4", "progress=false", "plot=false", "coverage=false"]
+SHARDED = ["sampler.n=64", "sampler.k=4", "progress=false", "plot=false", "coverage=false"]  # 8 shards of 8
 
 #: commands not run here (by a text they contain), and why
 SKIPPED = {
