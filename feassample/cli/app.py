@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .build import build_model, build_problem
-from .checks import check_code_specs, check_config, check_threads
+from .checks import BAD_INPUT, check_code_specs, check_config, check_threads
 from .outputs import write_outputs
 from .sampler import sampler_config
 from .schemas import register
@@ -35,7 +35,6 @@ register()
 __all__ = ("main", "hydra_main", "run", "config_dir", "ValidateCallback", "build_problem", "build_model",
            "sampler_config", "check_config", "check_code_specs")
 
-BAD_INPUT = (ValueError, TypeError, FileNotFoundError, AttributeError, ImportError, MemoryError, DiskFull)
 
 
 def one_line(err: BaseException) -> str:

@@ -159,9 +159,8 @@ def _jobs(overrides: list[str], multirun: bool) -> Optional[list[list[str]]]:
 
 def _check_job(cfg: DictConfig, base: Path, build: bool) -> None:
     from hydra.core.hydra_config import HydraConfig  # noqa: F401 - Hydra's resolvers registered
-    from .app import BAD_INPUT
     from .build import build_problem
-    from .checks import check_config
+    from .checks import BAD_INPUT, check_config
     from .targets import problem_target
 
     check_keys(cfg)
