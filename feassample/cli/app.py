@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 import torch
@@ -19,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .build import build_model, build_problem
-from .checks import check_code_specs, check_config, check_threads
+from .checks import BAD_INPUT, check_code_specs, check_config, check_threads
 from .outputs import write_outputs
 from .sampler import sampler_config
 from .schemas import register
@@ -31,10 +32,9 @@ log = logging.getLogger("feassample")
 register()
 
 #: what ``feassample.cli.app`` offered before the builders and checks had their own modules
-__all__ = ("main", "run", "config_dir", "ValidateCallback", "build_problem", "build_model",
+__all__ = ("main", "hydra_main", "run", "config_dir", "ValidateCallback", "build_problem", "build_model",
            "sampler_config", "check_config", "check_code_specs")
 
-BAD_INPUT = (ValueError, TypeError, FileNotFoundError, AttributeError, ImportError, MemoryError, DiskFull)
 
 
 def one_line(err: BaseException) -> str:
@@ -59,9 +59,12 @@ class ValidateCallback(Callback):
     zoo's model and VAE: ~15 ms), so nothing is carried between the callback and the run."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config, frozenset(), build=True)
+        if not _STATE["checked"]:
+            self._check(config, frozenset(), build=True)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if _STATE["checked"]:
+            return
         # The sweep's values are not in this config yet: check only the groups it does not sweep.
         from hydra.core.override_parser.overrides_parser import OverridesParser
         swept = {o.key_or_group.split(".")[0].lstrip("+~")
@@ -129,16 +132,51 @@ def config_dir() -> str:
     return str(Path(__file__).resolve().parents[2] / "conf")
 
 
+#: exit codes of ``feassample`` (docs/cli.md): success, bad input, infeasible or partial
+EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_ALL = 0, 2, 3
+#: statuses that exit with EXIT_NOT_ALL: fewer certified samples than asked (or no explanation)
+NOT_ALL = ("infeasible", "partial", "interrupted", "unsatisfied")
+#: set by ``main`` once the command line passed ``preflight`` (the callback's checks are then done)
+_STATE = {"checked": False, "exit": EXIT_OK}
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Console entry point ``feassample`` (and ``python -m feassample``)."""
+def hydra_main(cfg: DictConfig) -> None:
+    """The Hydra task: one run (one job of a ``-m`` sweep); an infeasible or partial run sets
+    the exit code 3 (``main`` exits with it after the last job)."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     base = Path(HydraConfig.get().runtime.cwd)  # relative paths: the directory launched from
     try:
-        run(cfg, out_dir, base)
+        metrics_out = run(cfg, out_dir, base)
     except (ValueError, TypeError, FileNotFoundError, MemoryError, DiskFull) as err:
         print(one_line(err), file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    status = str((metrics_out or {}).get("status", "success"))
+    if status in NOT_ALL:
+        log.warning("status %s: exit code %d", status, EXIT_NOT_ALL)
+        _STATE["exit"] = EXIT_NOT_ALL
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Console entry point ``feassample`` (and ``python -m feassample``): check the command line
+    (``preflight``: one line on stderr and exit code 2 before anything is written), then run it
+    under Hydra; exit code 3 when a run (any job of a sweep) is infeasible or partial."""
+    from .preflight import BadInput, preflight
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _STATE["checked"] = preflight(args, config_dir())
+    except BadInput as err:
+        print(one_line(err), file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    _STATE["exit"] = EXIT_OK
+    sys.argv = [sys.argv[0], *args]
+    try:
+        hydra_main()
+        code = _STATE["exit"]
+    finally:  # the next command (in this process: tests) starts unchecked
+        _STATE.update(checked=False, exit=EXIT_OK)
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

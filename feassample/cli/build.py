@@ -99,7 +99,7 @@ def _neuron(cfg: DictConfig, base: Path) -> FeasibleSet:
     generator = build_generator(auto_setting(cfg, "generator"), model, node)
     members = [NeuronInverseSet(
         model, layer, unit, z1, z2, generator=generator, encoder=auto_setting(cfg, "encoder"),
-        code_radius=node.code_radius if generator is not None else None, **given)
+        **given)
         for layer, unit, z1, z2 in neuron_units(cfg)]
     return members[0] if len(members) == 1 else Intersection(members)
 

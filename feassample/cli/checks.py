@@ -15,7 +15,11 @@ from .sampler import sampler_config
 from .targets import model_target, problem_target
 from .units import auto_setting, neuron_units
 from ..core.problem import FeasibleSet
+from ..core.result import DiskFull
 from ..models.files import load_object
+
+#: the errors a bad input raises: one line on stderr and exit code 2 (``app``, ``preflight``)
+BAD_INPUT = (ValueError, TypeError, FileNotFoundError, AttributeError, ImportError, MemoryError, DiskFull)
 
 #: generator names of feassample.models.params, built for the model's input shape and range
 PARAMETRIZATIONS = ("fourier", "pixels")

@@ -157,18 +157,43 @@ feassample's own (the registry of `feassample/cli/targets.py`; any other `_targe
 your own code comes in by `problem.factory`, `model.cls`, `sampler._target_` and
 `objective._target_`.
 
-Every node is validated against the structured-config schemas of `feassample/cli/schemas.py`
-(derived from `NeuronInverseSet`'s constructor and the samplers' `Config` dataclasses): an
-unknown key (`problem.zz=1`) or a wrong type (`sampler.n=many`) is refused when the config is
-composed. Everything else is checked by a Hydra callback before any output directory is created,
-and reported as one line on stderr with exit code 2 (no traceback): bad values
-(`sampler.k=20 sampler.n=10`), a plug-in's options, missing required keys (`model.cls`,
-`problem.factory`, a unit), malformed unit strings and bands, files that do not exist, a
-generator name that is not known, an input-space problem with no input range, and then
-everything that building the problem finds (an unknown layer, a unit out of range, an unsafe
-model file). The callback keeps nothing: the run builds the problem again (for the zoo's
-models ~15 ms; other models read their weights file twice).
-Errors during the run itself (ValueError, TypeError, FileNotFoundError) are one line too.
+Before Hydra runs anything, the `feassample` entry point (`feassample.cli.app.main`, also behind
+`python -m feassample`) composes the config of every job the command line asks for (each job of
+a `-m` sweep over Hydra's basic sweeper) and checks it, so a bad input is **one line on stderr,
+exit code 2, and nothing written**: no output directory, no log, no `.hydra` record. The line
+names the argument as you wrote it, with a "did you mean" for a group option or a key
+(`problem=nueron`: `did you mean neuron?`; `+sampler.num=100`: `did you mean n?`) and lists
+only the options you can choose. Every node is validated against the structured-config schemas
+of `feassample/cli/schemas.py` (derived from `NeuronInverseSet`'s constructor and the samplers'
+`Config` dataclasses): an unknown key (`problem.zz=1`, or one added with `+`), a wrong type
+(`sampler.n=many`) or an override the grammar cannot read (`problem.unit=classifier.fc2[5]`:
+a unit is written `classifier.fc2:5`). Then come bad values (`sampler.k=20 sampler.n=10`), a
+plug-in's options, missing required keys (`model.cls`, `problem.factory`, a unit), malformed
+unit strings and bands (an equality band needs `problem.tol > 0`), files that do not exist, a
+generator name that is not known, an input-space problem with no input range, a
+`hydra.run.dir` that already holds a run (continue it with `resume=`; its `.hydra` record is
+left as it was), and then everything that building the problem finds (an unknown layer, a unit
+out of range, an unsafe model file; for a sweep each job's config is checked and its problem is
+built by the job itself). The check
+keeps nothing: the run builds the problem again (for the zoo's models ~15 ms; other models read
+their weights file twice). Errors during the run itself (ValueError, TypeError,
+FileNotFoundError) are one line too, with exit code 2.
+
+Exit codes: **0** every requested sample certified (status `success`); **2** bad input;
+**3** the run ended `infeasible`, `partial` or `interrupted` (fewer certified samples than
+asked; for `problem=contrastive`, no explanation that passed its check): `metrics.json` says
+which. A `-m` sweep exits 3 when any of its jobs does (jobs of the basic launcher, which run in
+this process). `--help`, `--cfg` and a `--config-dir` of your own are passed to Hydra unchecked
+(the app's callback checks the last).
+
+Defaults are the Python API's (tests/cli/test_cli_defaults.py compares each with the
+constructor's or dataclass's own). The exceptions: `problem.generator`/`problem.encoder` are
+`auto` (the model config's; `None` in Python), `problem=logistic` gives the example slab `d=2,
+z1=0.7, z2=0.95` (required arguments of `LogisticHalfspace.random`), and the presets
+`sampler=joint` (`n=100`, `seeding.max_outer=4`, `options.joint_until=converged`),
+`sampler=paper` (`seeding.optimizer=gd`, `seeding.lr=0.01`, `options.band_step=null`),
+`objective=paper` (`normalize=false`) and `objective=none` (`weight=0`) are the choices they are
+named for. `problem.code_radius` is `null` (no code ball), as in `NeuronInverseSet`.
 
 Relative paths (`model.cls`, `model.state_dict`, `model.weights`, `model.path`,
 `problem.factory`, `resume`, `sampler._target_`, `objective._target_`) are resolved against the

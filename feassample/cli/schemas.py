@@ -244,11 +244,11 @@ NEURON_FROM_ELSEWHERE = {
     "transforms": "Python callables, not config values",
 }
 #: parameters the command line writes as names (built in ``feassample.cli.build``): ``auto`` is
-#: the model config's; the code radius applies only with a generator
+#: the model config's (the one default that differs from ``NeuronInverseSet``'s ``None``: a
+#: name on the command line, the model config's choice by default)
 NEURON_AS_WRITTEN = {
     "generator": (Optional[str], "auto"),
     "encoder": (Optional[str], "auto"),
-    "code_radius": (Optional[float], 4.0),
 }
 #: what the command line adds: several units and their bands
 NEURON_UNITS = (

@@ -103,6 +103,12 @@ def neuron_units(cfg: DictConfig) -> list[tuple[Optional[str], Any, float, float
         out.append((layer, unit, *own))
     if option == "neuron" and len(out) != 1:
         raise ValueError(f"problem=neuron takes one unit, got {len(out)}: use problem=intersection")
+    tol = node.get("tol") or 0.0
+    for layer, unit, z1, z2 in out:
+        if z1 == z2 and tol == 0.0:
+            name = unit if layer is None else f"{layer}:{unit}"
+            raise ValueError(f"the band [{z1}, {z2}] of unit {name} is an equality: give a "
+                             f"tolerance problem.tol > 0 (e.g. problem.tol=1e-3)")
     return out
 
 
