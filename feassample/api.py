@@ -16,8 +16,8 @@ from .rundir.integrity import run_dir_path
 from .rundir.lock import RunLock
 from .rundir.resume import check_resumable, check_same_problem, resumed_config
 from .rundir.shards import asked_shard, resumed_shard, shard_plan
-from .rundir.storage import (RunWriter, checkpoint_record, clear_run, holds_run, load_checkpoint,
-                             save_samples)
+from .rundir.storage import (RunWriter, checkpoint_record, clear_run, drop_checkpoint, holds_run,
+                             load_checkpoint, save_samples)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
            run_dir: Optional[str | Path] = None, resume: Optional[str | Path] = None,
            config: Optional[SamplerConfig] = None, callbacks: Iterable = (),
            shard: Optional[int] = None, shards: Optional[int] = None, overwrite: bool = False,
-           resume_unchecked: bool = False, **settings) -> SampleSet:
+           resume_unchecked: bool = False, keep_checkpoint: bool = True, **settings) -> SampleSet:
     """Sample ``n`` certified points of a feasible set: the one entry point.
 
     Args:
@@ -53,6 +53,9 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
             is one sample of ``n``: this job samples its share of ``n`` with its own seed
             (``feassample.rundir.shards.shard_plan``); merge the jobs' run directories with
             ``feassample-merge``.
+        keep_checkpoint: ``False``: once a run with ``run_dir`` has succeeded and its samples are
+            saved, remove its checkpoint files (the ones its manifest lists; a partial, infeasible
+            or interrupted run keeps them, so a resume can continue).
         resume_unchecked: resume even where the fingerprint differs from the saved run's or cannot
             digest what the problem reads (a constraint reading an object without readable
             state): the explicit escape, logged; the code shape and bands are still checked.
@@ -71,6 +74,8 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
     for name, where in (("run_dir", run_dir), ("resume", resume)):
         if where is not None and not isinstance(where, (str, os.PathLike, Checkpoint)):
             raise TypeError(f"{name} must be a directory path (a str or pathlib.Path), got {where!r}")
+    if not isinstance(keep_checkpoint, bool):
+        raise TypeError(f"keep_checkpoint must be True or False, got {keep_checkpoint!r}")
     if not isinstance(resume_unchecked, bool):
         raise TypeError(f"resume_unchecked must be True or False, got {resume_unchecked!r}")
     asked = {name: v for name, v in (("k", k), ("seed", seed)) if v is not None}  # a resume checks these
@@ -89,7 +94,7 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
         resume = Path(resume)
         run_dir = run_dir or resume
     lock = RunLock(run_dir) if run_dir is not None else None
-    store = None
+    store, dropped = None, False
     try:
         if resume is not None:
             checkpoint, saved = load_checkpoint(resume)
@@ -125,6 +130,10 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
                 result.config["shard"] = plan.record()
             if run_dir is not None:
                 save_samples(run_dir, result)
+                if not keep_checkpoint and result.status == "success":
+                    freed, dropped = drop_checkpoint(run_dir), True
+                    result.stats["checkpoint"] = f"removed ({freed} bytes)"
+                    log.info("keep_checkpoint=False: removed the checkpoint of %s (%d bytes)", run_dir, freed)
         if guard.signal is not None:
             log.warning("%s received while the samples were saved: they are complete in %s",
                         guard.signal, Path(run_dir) / "samples" if run_dir is not None else "memory")
@@ -134,6 +143,14 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
             store.close()
         if lock is not None:
             lock.release()
+        if dropped:  # the released lock is the checkpoint folder's last file of ours
+            folder = Path(run_dir) / "checkpoint"
+            try:
+                if (folder / "lock").is_file() and not (folder / "lock").is_symlink():
+                    (folder / "lock").unlink()
+                folder.rmdir()
+            except OSError:  # the user's own files are there: the folder stays
+                pass
 
 
 __all__ = ["sample", "shard_plan"]

@@ -1,5 +1,5 @@
-"""keep_checkpoint=false: the app removes the run's checkpoint folder after a successful run (the
-samples saved first), and keeps it otherwise (issue 21)."""
+"""keep_checkpoint=false: a successful run's checkpoint files go (the samples saved first), only
+the files the run wrote; a run that did not succeed keeps them (issue 21)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 import feassample as fs
 from feassample.cli import app
-from feassample.cli.outputs import drop_checkpoint
+from feassample.rundir.storage import drop_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def _cfg(overrides: list[str], keep: bool):
     with initialize_config_dir(config_dir=str(app.config_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    # the CLI key is the CLI schema's to add (keep_checkpoint: bool = True); set it directly here
-    OmegaConf.set_struct(cfg, False)
     cfg.keep_checkpoint = keep
     return cfg
 
@@ -43,17 +41,18 @@ def test_the_checkpoint_stays_by_default_and_for_a_run_that_did_not_succeed(tmp_
     kept = tmp_path / "kept"
     metrics = app.run(_cfg(BASE, keep=True), kept, ROOT)
     assert (kept / "checkpoint" / "state.pt").is_file() and "checkpoint" not in metrics
-    # a partial result: its checkpoint is what a resume continues from
-    partial = fs.SampleSet(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 1),
-                           torch.zeros(1, dtype=torch.bool), {"status": "partial"})
-    assert drop_checkpoint(kept, partial) is None and (kept / "checkpoint" / "state.pt").is_file()
+    # an unreachable band ends infeasible: its checkpoint is what a resume would continue from
+    p = fs.LogisticHalfspace.random(8, 0.995, 0.997)
+    s = fs.sample(p, n=10, k=5, method="cover", run_dir=tmp_path / "short", keep_checkpoint=False,
+                  options={"max_rounds": 3})
+    assert s.status != "success" and (tmp_path / "short" / "checkpoint" / "state.pt").is_file()
 
 
-def test_a_folder_that_is_not_a_checkpoint_is_never_removed(tmp_path):
-    (tmp_path / "checkpoint").mkdir()
-    (tmp_path / "checkpoint" / "notes.txt").write_text("mine")
-    (tmp_path / "samples").mkdir()
-    (tmp_path / "samples" / "samples.pt").write_bytes(b"")
-    ok = fs.SampleSet(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 1),
-                      torch.ones(1, dtype=torch.bool), {"status": "success"})
-    assert drop_checkpoint(tmp_path, ok) is None and (tmp_path / "checkpoint" / "notes.txt").is_file()
+def test_only_the_files_the_run_wrote_are_removed(tmp_path):
+    run = tmp_path / "run"
+    fs.sample(fs.LogisticHalfspace.random(8, 0.55, 0.75), n=20, k=5, run_dir=run)
+    (run / "checkpoint" / "notes.txt").write_text("mine")
+    freed = drop_checkpoint(run)
+    assert freed > 0 and (run / "checkpoint" / "notes.txt").read_text() == "mine"
+    assert not (run / "checkpoint" / "state.pt").exists() and not (run / "checkpoint" / "run.json").exists()
+    assert len(fs.SampleSet.load(run / "samples")) == 20

@@ -16,6 +16,7 @@ from typing import Optional
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,12 +28,13 @@ from .schemas import register
 from .targets import problem_target
 from ..api import sample
 from ..core.result import DiskFull
+from ..rundir.storage import save_samples
 
 log = logging.getLogger("feassample")
 register()
 
 #: what ``feassample.cli.app`` offered before the builders and checks had their own modules
-__all__ = ("main", "hydra_main", "run", "config_dir", "ValidateCallback", "build_problem", "build_model",
+__all__ = ("main", "hydra_main", "run", "config_dir", "ValidateCallback", "ExitCodeCallback", "build_problem", "build_model",
            "sampler_config", "check_config", "check_code_specs")
 
 
@@ -59,12 +61,9 @@ class ValidateCallback(Callback):
     zoo's model and VAE: ~15 ms), so nothing is carried between the callback and the run."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        if not _STATE["checked"]:
-            self._check(config, frozenset(), build=True)
+        self._check(config, frozenset(), build=True)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        if _STATE["checked"]:
-            return
         # The sweep's values are not in this config yet: check only the groups it does not sweep.
         from hydra.core.override_parser.overrides_parser import OverridesParser
         swept = {o.key_or_group.split(".")[0].lstrip("+~")
@@ -115,9 +114,10 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
     # The run directory is written as the run goes: a killed run resumes with resume=<dir>.
     result = sample(problem, n=scfg.n, k=scfg.k, seed=scfg.seed, config=scfg,
                     progress=bool(cfg.progress), run_dir=resume or out_dir, resume=resume,
-                    shard=cfg.get("shard"), shards=cfg.get("shards"))
+                    shard=cfg.get("shard"), shards=cfg.get("shards"),
+                    keep_checkpoint=bool(cfg.keep_checkpoint))
     result.config["app"] = OmegaConf.to_container(cfg, resolve=True)
-    result.save(out_dir / "samples")
+    save_samples(out_dir, result)  # with the app's config (link checks, complete or absent)
     log.info(result.summary())
     metrics_out = write_outputs(cfg, problem, result, scfg.seed, out_dir)
     log.info("outputs in %s", out_dir)
@@ -136,14 +136,32 @@ def config_dir() -> str:
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_ALL = 0, 2, 3
 #: statuses that exit with EXIT_NOT_ALL: fewer certified samples than asked (or no explanation)
 NOT_ALL = ("infeasible", "partial", "interrupted", "unsatisfied")
-#: set by ``main`` once the command line passed ``preflight`` (the callback's checks are then done)
-_STATE = {"checked": False, "exit": EXIT_OK}
+#: the override ``main`` adds once ``preflight`` has checked every job: the callback's checks are
+#: then done (the information travels in the command line, not in a module variable)
+CHECKED = "~hydra.callbacks.validate"
+
+
+class ExitCodeCallback(Callback):
+    """Hydra callback: when a sweep ends, exit with ``EXIT_NOT_ALL`` if any job's status (its
+    ``metrics.json``, or none: a job that did not finish) is not a success."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from .summary import collect
+        try:
+            rows = collect(config.hydra.sweep.dir)
+        except FileNotFoundError:
+            rows = []
+        short = [r for r in rows if r.get("status") != "success"]
+        if short or not rows:
+            log.warning("%d of %d job(s) did not end in success: exit code %d", len(short) or 1,
+                        len(rows), EXIT_NOT_ALL)
+            raise SystemExit(EXIT_NOT_ALL)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
-    """The Hydra task: one run (one job of a ``-m`` sweep); an infeasible or partial run sets
-    the exit code 3 (``main`` exits with it after the last job)."""
+    """The Hydra task: one run (one job of a ``-m`` sweep); an infeasible or partial single run
+    exits with code 3 once its outputs are written (a sweep: ``ExitCodeCallback``)."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     base = Path(HydraConfig.get().runtime.cwd)  # relative paths: the directory launched from
     try:
@@ -152,9 +170,10 @@ def hydra_main(cfg: DictConfig) -> None:
         print(one_line(err), file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     status = str((metrics_out or {}).get("status", "success"))
-    if status in NOT_ALL:
+    if status in NOT_ALL and HydraConfig.get().mode != RunMode.MULTIRUN:
+        # a single run: its outputs are written; a sweep's jobs are judged when it ends
         log.warning("status %s: exit code %d", status, EXIT_NOT_ALL)
-        _STATE["exit"] = EXIT_NOT_ALL
+        raise SystemExit(EXIT_NOT_ALL)
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -164,19 +183,12 @@ def main(argv: Optional[list] = None) -> None:
     from .preflight import BadInput, preflight
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        _STATE["checked"] = preflight(args, config_dir())
+        checked = preflight(args, config_dir())
     except BadInput as err:
         print(one_line(err), file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
-    _STATE["exit"] = EXIT_OK
-    sys.argv = [sys.argv[0], *args]
-    try:
-        hydra_main()
-        code = _STATE["exit"]
-    finally:  # the next command (in this process: tests) starts unchecked
-        _STATE.update(checked=False, exit=EXIT_OK)
-    if code:
-        raise SystemExit(code)
+    sys.argv = [sys.argv[0], *args, *([CHECKED] if checked else [])]
+    hydra_main()
 
 
 if __name__ == "__main__":

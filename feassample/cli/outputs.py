@@ -1,12 +1,12 @@
 """What a sampling run of the app writes beside ``samples/``: ``metrics.json`` (the result's
 stats, and its coverage against exact iid samples where the problem has them) and ``plot.png``;
-with ``keep_checkpoint=false``, the run's ``checkpoint/`` goes once the run has succeeded."""
+with ``keep_checkpoint=false``, ``fs.sample`` removed a successful run's checkpoint files
+(``metrics.json``'s ``checkpoint`` says so)."""
 from __future__ import annotations
 
 import json
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,27 +42,6 @@ def coverage(problem, samples: SampleSet, draws: int, seed: int) -> tuple[dict, 
     return report, reference
 
 
-#: what a checkpoint folder holds (``feassample.rundir``): only such a folder is ever removed
-CHECKPOINT_FILES = ("run.json", "state.pt")
-
-
-def drop_checkpoint(out_dir: Path, result: SampleSet) -> Optional[int]:
-    """Remove ``out_dir/checkpoint`` after a successful run whose samples are saved
-    (``out_dir/samples``); the bytes freed, or None when nothing was removed (another status, no
-    checkpoint, samples not saved, or a folder that does not look like a checkpoint)."""
-    folder = Path(out_dir) / "checkpoint"
-    if result.status != "success" or not folder.is_dir() or not (Path(out_dir) / "samples" / "samples.pt").is_file():
-        return None
-    if not all((folder / name).is_file() for name in CHECKPOINT_FILES):
-        log.warning("keep_checkpoint=false: %s does not hold %s; left in place", folder,
-                    " and ".join(CHECKPOINT_FILES))
-        return None
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    shutil.rmtree(folder)
-    log.info("keep_checkpoint=false: removed %s (%.1f MB) after a successful run", folder, size / 1e6)
-    return size
-
-
 def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_dir: Path) -> dict:
     """Write ``metrics.json`` (and ``plot.png`` with ``cfg.plot``) for ``result``; the metrics."""
     metrics_out = {"feasible_fraction": float(result.feasible.float().mean()) if len(result) else 0.0,
@@ -77,9 +56,8 @@ def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_di
             if "log_prob_exact" in cov:
                 log.info("log P(set): exact %.4g, estimated %.4g (z = %.2f)", cov["log_prob_exact"],
                          result.log_prob, cov["log_prob_z"])
-    if cfg.get("keep_checkpoint", True) is False:
-        freed = drop_checkpoint(out_dir, result)
-        metrics_out["checkpoint"] = "kept" if freed is None else f"removed ({freed} bytes)"
+    if not cfg.keep_checkpoint:  # fs.sample removed it after a success (stats["checkpoint"])
+        metrics_out.setdefault("checkpoint", "kept")
     text = json.dumps(metrics_out, indent=2, default=str)
     atomic_write_bytes(out_dir / "metrics.json", lambda fh: fh.write(text.encode()))
     if cfg.plot and len(result):

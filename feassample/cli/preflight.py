@@ -189,6 +189,28 @@ def _check_run_dir(cfg: DictConfig, base: Path) -> None:
                        f"it with resume={cfg.hydra.run.dir}, or choose a new directory")
 
 
+#: the Hydra callbacks of conf/config.yaml: the only ones a command line may keep
+OUR_CALLBACKS = ("validate", "summary", "exit_code")
+
+
+def _refuse_foreign_callbacks(overrides: list[str]) -> None:
+    """A Hydra callback is an object Hydra builds from a ``_target_`` before any run: an override
+    that adds or changes one could name any importable function (``load_object`` of a file,
+    ``torch.load``...). Only removing one of ours (``~hydra.callbacks.NAME``) is allowed."""
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        bare = key.lstrip("+~")
+        if bare == "hydra.callbacks" or bare.startswith(("hydra.callbacks.", "hydra/callbacks")):
+            name = bare[len("hydra.callbacks."):].split(".")[0] if bare.startswith("hydra.callbacks.") else ""
+            if key.startswith("~") and "=" not in text and name in OUR_CALLBACKS:
+                continue
+            raise BadInput(f"{key}: Hydra callbacks are fixed by feassample (they are built from a "
+                           "_target_ before any check could run); the command line may not add or change one")
+        if bare.startswith("hydra.") and "_target_" in bare:
+            raise BadInput(f"{key}: Hydra builds its launcher and sweeper from a _target_ before any "
+                           "check could run; choose them by group (hydra/launcher=joblib)")
+
+
 def preflight(args: list[str], config_dir: str) -> bool:
     """Compose and check the config of every job the command line ``args`` asks for (as Hydra
     will: same overrides, same config directory). Raises ``BadInput`` (one line) for anything
@@ -204,6 +226,7 @@ def preflight(args: list[str], config_dir: str) -> bool:
         ns, unknown = parser.parse_known_args(args)
     except SystemExit:
         return False  # Hydra's own parser reports it
+    _refuse_foreign_callbacks(list(ns.overrides))
     if unknown or any(getattr(ns, flag, None) for flag in _NO_RUN) \
             or ns.config_path or ns.config_dir:
         return False

@@ -326,6 +326,7 @@ class AppConfig:
     resume: Optional[str] = None
     shard: Optional[int] = None     # this job's index in a sharded run (with shards)
     shards: Optional[int] = None    # number of independent jobs whose union is the sample
+    keep_checkpoint: bool = True    # false: a successful run's checkpoint files are removed
 
 
 def register() -> None:

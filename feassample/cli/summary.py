@@ -163,7 +163,10 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", help="a multirun directory (or any folder of runs)")
     args = parser.parse_args(argv)
-    out = write_summary(args.sweep_dir)
+    try:
+        out = write_summary(args.sweep_dir)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        parser.exit(2, f"feassample-summary: {err}\n")
     print(markdown(out["rows"]))
     print(f"\nwrote {out['markdown']}, {out['csv']}, {out['figure']}")
 

@@ -34,7 +34,7 @@ import torch
 from ..core.driver import Checkpoint
 from ..core.result import META, TENSORS
 from .fingerprint import fingerprint
-from .integrity import CHECKPOINT, Manifest, inside, load_tensors, save_tensors
+from .integrity import CHECKPOINT, MANIFEST, Manifest, inside, load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,30 @@ def clear_run(run_dir: str | Path) -> None:
     shards = d / CHECKPOINT / "shards"
     if shards.is_dir() and not shards.is_symlink() and not any(shards.iterdir()):
         shards.rmdir()
+
+
+def drop_checkpoint(run_dir: str | Path) -> int:
+    """Remove a finished run's checkpoint files (``keep_checkpoint=False``): only the files its
+    manifest lists, then the manifest and the empty folders; a file the run did not write stays
+    (and keeps its folder). Returns the bytes freed."""
+    d = Path(run_dir)
+    inside(d, CHECKPOINT, "shards", folder=True)
+    manifest = Manifest(d)
+    paths = [d / key for key in list(manifest.files)]
+    freed = sum(p.stat().st_size for p in paths if p.is_file() and not p.is_symlink())
+    manifest.forget(paths)
+    record = inside(d, CHECKPOINT, MANIFEST)
+    if record.is_file() and not record.is_symlink():
+        freed += record.stat().st_size
+        record.unlink()
+    for folder in (d / CHECKPOINT / "shards", d / CHECKPOINT):
+        if folder.is_dir() and not folder.is_symlink():
+            _clean_temporaries(folder)
+            try:
+                folder.rmdir()
+            except OSError:  # the user's own files (or the lock of a run still holding it)
+                pass
+    return freed
 
 
 def save_samples(run_dir: str | Path, result) -> Path:

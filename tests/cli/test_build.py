@@ -99,11 +99,7 @@ def test_a_config_without_a_target_is_refused_not_guessed():
 def test_the_app_module_holds_no_mutable_state():
     held = {name: type(value).__name__ for name, value in vars(app).items()
             if not name.startswith("__") and isinstance(value, (dict, list, set, bytearray))}
-    # the one exception: the command's own two facts (whether main's preflight checked the
-    # command line, and the exit code its jobs set), no config and no problem
-    assert held == {"_STATE": "dict"}, f"module-level containers in feassample.cli.app: {held}"
-    assert set(app._STATE) == {"checked", "exit"}
-    assert all(isinstance(v, (bool, int)) for v in app._STATE.values())
+    assert held == {}, f"module-level containers in feassample.cli.app: {held}"
 
 
 def test_a_run_after_the_callback_checked_another_config_samples_its_own_problem(tmp_path):

@@ -36,6 +36,11 @@ BAD = [
     (["-m", "sampler.n=12,many"], ["sampler.n=many"]),
     (["-m", "problem=logistic,nueron"], ["did you mean neuron?"]),
     (["-m", "sampler.n=12,8", "sampler.k=10"], ["k"]),  # the second job's n < k
+    # Hydra builds callbacks and launchers from a _target_ before any check: none may be named
+    (["+hydra.callbacks.x._target_=feassample.models.files.load_object", "+hydra.callbacks.x.spec=evil.py:x"],
+     ["+hydra.callbacks.x._target_", "may not add or change one"]),
+    (["hydra.callbacks.summary._target_=torch.load"], ["hydra.callbacks.summary._target_"]),
+    (["hydra.launcher._target_=feassample.models.files.load_object"], ["choose them by group"]),
 ]
 
 
@@ -54,6 +59,14 @@ def test_a_bad_command_line_is_one_line_exit_2_and_writes_nothing(args, says, tm
     for text in says:
         assert text in lines[0], (text, lines[0])
     assert list(tmp_path.iterdir()) == []  # no outputs/, multirun/ or log
+
+
+def test_a_hydra_callback_from_the_command_line_runs_no_code(tmp_path):
+    (tmp_path / "evil.py").write_text(f"open({str(tmp_path / 'PWNED')!r}, 'w').write('x')\n")
+    done = _cli(["+hydra.callbacks.x._target_=feassample.models.files.load_object",
+                 f"+hydra.callbacks.x.spec={tmp_path / 'evil.py'}:x", *FAST], tmp_path)
+    assert done.returncode == 2 and "may not add or change one" in done.stderr, done.stderr
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "outputs").exists()
 
 
 def _cli(args, cwd) -> subprocess.CompletedProcess:
@@ -102,3 +115,11 @@ def test_python_dash_m_feassample_is_the_same_entry_point(tmp_path):
                          text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "did you mean neuron" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_summary_of_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    from feassample.cli import summary
+    with pytest.raises(SystemExit) as exit_:
+        summary.main([str(tmp_path / "no" / "such")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "is not a directory" in err

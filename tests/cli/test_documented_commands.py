@@ -33,6 +33,10 @@ SKIPPED = {
     "model=torchvision": "needs a ResNet state_dict file (tests download nothing)",
     "submitit_slurm": "needs a Slurm cluster",
     "feassample-merge runs/n197": "merges the Slurm shards of the command above it",
+    "feassample-merge runs/annulus": "merges the shards of a problem=python job (the same merge with "
+                                     "--problem-factory runs in tests/rundir/test_hostile.py)",
+    "feassample-merge runs/mynet": "merges the shards of a model=file job (--model-cls: a file of "
+                                   "your own, shown as path/to/net.py)",
     "--weights ~/resnet18": "needs a ResNet state_dict file (tests download nothing)",
     "pip install": "installs packages",
 }
