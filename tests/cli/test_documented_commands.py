@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import test_cli_errors
 import torch
 
 from feassample.cli import app, merge, summary
@@ -50,17 +52,7 @@ SLOW = {
     "problem=contrastive": "CDeepEx explanations: an optimization per restart",
 }
 #: the user files the documented commands name, made in the scratch directory
-NET_PY = """
-import torch
-from torch import nn
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(256, 8)
-        self.fc2 = nn.Linear(8, 3)
-    def forward(self, x):
-        return self.fc2(torch.tanh(self.fc1(x.flatten(1))))
-"""
+NET_PY = test_cli_errors.NET_PY  # the same small net the CLI error tests use
 MINE_PY = """
 import feassample as fs
 def make():
