@@ -191,9 +191,14 @@ def _unseen(codes: Tensor, take: Tensor, buf: SampleBuffer) -> Tensor:
     if take.numel() == 0:
         return take
     cand = codes[take].flatten(1)
-    kept = buf.codes[: buf.count].flatten(1).to(cand)
-    old = (cand[:, None, :] == kept[None]).all(-1).any(1) if kept.shape[0] else \
-        torch.zeros(cand.shape[0], dtype=torch.bool, device=cand.device)
+    kept = buf.codes[: buf.count].flatten(1)
+    old = torch.zeros(cand.shape[0], dtype=torch.bool, device=cand.device)
+    if kept.shape[0]:
+        # a few coordinates first ((K, n, 4) compares, not (K, n, D)): only the kept rows that
+        # agree there are compared in full
+        pairs = (cand[:, None, :4] == kept[None, :, :4].to(cand)).all(-1).nonzero()
+        full = (cand[pairs[:, 0]] == kept[pairs[:, 1]].to(cand)).all(1)
+        old[pairs[full, 0]] = True
     same = (cand[:, None, :] == cand[None]).all(-1)
     first = ~torch.tril(same, diagonal=-1).any(1)  # no earlier row of the round has this code
     return take[~old & first]
