@@ -257,11 +257,12 @@ def judge(case: Case, method: str, seed: int, n: int, k: int, draws: int, cap_s:
                    wall_s=time.perf_counter() - t0)
         return row
     row["wall_s"] = time.perf_counter() - t0
-    x = torch.as_tensor(np.array(x, dtype=np.float64)).reshape(len(x), -1)
+    size = int(np.prod(case.problem.code_shape))
+    x = torch.as_tensor(np.array(x, dtype=np.float64)).reshape(len(x), size)
     m = x.shape[0]
     ok = case.problem.check(x.reshape(m, *case.problem.code_shape))[1] if m else torch.zeros(0, dtype=torch.bool)
     exact_lp, exact_se = case.log_p()
-    row.update(returned=m, rows=rows, rows_per_sample=rows / max(int(ok.sum()), 1),
+    row.update(returned=m, rows=rows, rows_per_sample=rows / int(ok.sum()) if int(ok.sum()) else math.inf,
                certified=float(ok.double().mean()) if m else 0.0,
                duplicates=m - int(torch.unique(x, dim=0).shape[0]) if m else 0,
                log_p=lp, log_p_se=se, exact_log_p=exact_lp, exact_se=exact_se, note=note)
@@ -368,7 +369,8 @@ def main(argv=None) -> str:
     cmd = "python -m benchmarks.peers" + (" --quick" if args.quick else "") + (
         f" --cases {args.cases}" if args.cases != ",".join(available) and not args.quick else "") + (
         f" --methods {args.methods}" if args.methods != ",".join(METHODS) else "") + (
-        f" --seeds {args.seeds} --n {args.n}" if not args.quick and (args.seeds, args.n) != (3, 500) else "")
+        f" --seeds {args.seeds} --n {args.n}" if not args.quick and (args.seeds, args.n) != (3, 500) else "") + (
+        f" --cap {args.cap:g}" if not args.quick and args.cap != 120.0 else "")
     text = "\n".join([
         f"Measured {datetime.date.today().isoformat()}: `{cmd}`; {cpu_name()}, "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
