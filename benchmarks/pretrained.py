@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -217,6 +218,7 @@ def main(argv=None, echo: bool = True) -> str:
             s, c, secs = measure_case(net, name, method, args)
             spread, calib = spread + s, calib + c
             times.append(f"{name} {method}: {secs:.0f} s")
+            print(f"[pretrained] {times[-1]}", file=sys.stderr, flush=True)
     text = report(argv, args, spread, calib, times, time.perf_counter() - t0)
     print(text) if echo else None
     if args.write:
@@ -225,7 +227,7 @@ def main(argv=None, echo: bool = True) -> str:
 
 
 def report(argv, args, spread, calib, times, total) -> str:
-    command = "python -m benchmarks.pretrained " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    command = "python -m benchmarks.pretrained " + " ".join(argv if argv is not None else sys.argv[1:])
     return "\n".join([
         f"Command: `{command.strip()}`; torch {torch.__version__}, Python {platform.python_version()}, "
         f"{cpu_name()}, {args.threads} thread(s); {total:.0f} s ({'; '.join(times)}).", "",
