@@ -34,6 +34,12 @@ NN ratio >= 0.9, fill ratio <= 1.05, energy ratio <= 1.3, shares within 3 iid st
     python -m benchmarks.coverage                         # every case, smc (the default), cover and rejection, 10 seeds
     python -m benchmarks.coverage --methods cover,smc --seeds 5 --cases shell,two_pieces
     python -m benchmarks.coverage --quick                 # 2 seeds, n = 200: a smoke run
+    python -m benchmarks.coverage --cases pretrained --methods smc,cover [--quick] [--write]
+
+``pretrained`` (opt-in, not in the default list: tens of minutes on a CPU): MTCNN's ONet with
+the weights shipped in ``facenet-pytorch``, units of its output and of a hidden conv layer in
+bands of prior probability below 1e-10; see ``benchmarks/pretrained.py`` (skipped, with a
+message, when facenet-pytorch is not installed).
 """
 from __future__ import annotations
 
@@ -214,21 +220,46 @@ def foreign_problem() -> fs.NeuronInverseSet:
                                input_range=(0.0, 1.0))
 
 
-def agreement(method: str, n: int, k: int, seeds: tuple[int, int] = (0, 1)) -> dict:
-    """The foreign-network case: no exact sample exists, so two runs with different seeds must
-    agree (KS on the unit's value, the mean pixel, the distance to the box's centre)."""
-    problem = foreign_problem()
-    runs = [fs.sample(problem, n=n, k=k, seed=s, method=method) for s in seeds]
-    row = {"case": "foreign net", "method": method, "n": n,
+def agreement(method: str, n: int, k: int, seeds: tuple[int, int] = (0, 1), problem=None,
+              name: str = "foreign net", runs=None) -> dict:
+    """Two runs with different seeds must agree (KS on the unit's value, the mean pixel, the
+    distance to the box's centre): for sets with no exact sample. ``problem`` defaults to the
+    foreign-network case; ``runs`` (two finished runs of ``problem``) skips the sampling."""
+    problem = foreign_problem() if problem is None else problem
+    if runs is None:
+        runs = [fs.sample(problem, n=n, k=k, seed=s, method=method) for s in seeds]
+    row = {"case": name, "method": method, "n": n,
            "certified": min(float(r.feasible.float().mean()) for r in runs),
            "evals_per_sample": max(r.n_evals / max(len(r), 1) for r in runs),
-           "duplicates": max(len(r) - int(torch.unique(r.codes.flatten(1), dim=0).shape[0]) for r in runs),
-           "rhat": max(r.stats.get("rhat_max", math.nan) for r in runs)}
-    stats = [{"unit": r.values[:, 0].double(), "mean_pixel": r.x.double().flatten(1).mean(1),
-              "radius": (r.x.double().flatten(1) - 0.5).norm(dim=1)} for r in runs]
-    for key in stats[0]:
-        row[f"ks_p[{key}]"] = float(sstats.ks_2samp(stats[0][key].numpy(), stats[1][key].numpy()).pvalue)
+           "duplicates": max(duplicates(r) for r in runs),
+           "rhat": max(rhat(r) for r in runs)}
+    row.update(seed_ks(runs, box_centre(problem)))
     return row
+
+
+def duplicates(s) -> int:
+    """Exact duplicate rows of a run's codes."""
+    return len(s) - int(torch.unique(s.codes.flatten(1), dim=0).shape[0])
+
+
+def rhat(s) -> float:
+    """The run's worst R-hat: from its diagnostics, else its stats; NaN where not checked."""
+    value = (s.diagnostics or {}).get("rhat_max", s.stats.get("rhat_max"))
+    return math.nan if value is None else float(value)
+
+
+def box_centre(problem) -> float:
+    """The centre of the inputs' range (one number for every pixel); 1/2 without a range."""
+    lo_hi = getattr(problem, "input_range", None) or getattr(problem, "box", None)
+    return 0.5 if lo_hi is None else (float(lo_hi[0]) + float(lo_hi[1])) / 2
+
+
+def seed_ks(runs, centre: float = 0.5) -> dict:
+    """KS p-values between two runs: the unit's value, the mean pixel, the distance to the centre."""
+    stats = [{"unit": r.values[:, 0].double(), "mean_pixel": r.x.double().flatten(1).mean(1),
+              "radius": (r.x.double().flatten(1) - centre).norm(dim=1)} for r in runs]
+    return {f"ks_p[{key}]": float(sstats.ks_2samp(stats[0][key].numpy(), stats[1][key].numpy()).pvalue)
+            for key in stats[0]} if min(len(r) for r in runs) else {}
 
 
 def agreement_verdict(row: dict) -> str:
@@ -303,6 +334,8 @@ def main(argv=None) -> str:
     parser.add_argument("--draws", type=int, default=5, help="exact draws for the energy null")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 seeds, n = 200")
+    parser.add_argument("--write", action="store_true",
+                        help="with --cases pretrained: write its tables into docs/benchmarks.md")
     parser.add_argument("--exact-n", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -310,13 +343,16 @@ def main(argv=None) -> str:
     torch.set_num_threads(args.threads)
     available = cases()
     chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in chosen if c not in available and c != "foreign"]
+    unknown = [c for c in chosen if c not in available and c not in ("foreign", "pretrained")]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {sorted(available)}")
     rows = []
     t0 = time.perf_counter()
-    foreign = []
+    foreign, pretrained = [], ""
     for name in chosen:
+        if name == "pretrained":
+            pretrained = run_pretrained(args)
+            continue
         if name == "foreign":
             foreign = [agreement(m.strip(), args.n, args.k) for m in args.methods.split(",")]
             continue
@@ -327,11 +363,21 @@ def main(argv=None) -> str:
         f"Command: `python -m benchmarks.coverage --methods {args.methods} --cases {args.cases} "
         f"--seeds {args.seeds} --n {args.n} --k {args.k}`; torch {torch.__version__}, "
         f"Python {platform.python_version()}, {args.threads} thread(s); {time.perf_counter() - t0:.0f} s.",
-        "", table(rows), "", "Targets (issue 11), worst over the seeds:", *verdict(rows),
+        *(["", table(rows), "", "Targets (issue 11), worst over the seeds:", *verdict(rows)] if rows else []),
         *([""] + ["Foreign network (two seeds must agree; no exact sampler):", "",
-                  table(foreign), ""] + [agreement_verdict(r) for r in foreign] if foreign else [])])
+                  table(foreign), ""] + [agreement_verdict(r) for r in foreign] if foreign else []),
+        *(["", "Pretrained networks (benchmarks/pretrained.py):", "", pretrained] if pretrained else [])])
     print(text)
     return text
+
+
+def run_pretrained(args) -> str:
+    """The pretrained-network cases (``benchmarks.pretrained``; opt-in: ``--cases pretrained``).
+    Rejection is left out: it cannot reach a band of probability below 1e-10."""
+    from benchmarks import pretrained
+    methods = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "rejection"]
+    argv = ["--methods", ",".join(methods), "--k", str(args.k), "--threads", str(args.threads)]
+    return pretrained.main(argv + ["--quick"] * args.quick + ["--write"] * args.write, echo=False)
 
 
 if __name__ == "__main__":
