@@ -29,3 +29,18 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def markdown(rows: list, keys: list, fmt=None) -> str:
+    """A markdown table of ``rows`` (dicts) over the columns ``keys``; ``fmt`` formats one cell
+    (default: floats to 3 significant digits, NaN and None blank)."""
+    import math
+
+    def plain(v) -> str:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.3g}"
+        return "" if v is None else str(v)
+
+    fmt = fmt or plain
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    return "\n".join(out + ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows])

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 import feassample as fs
-from benchmarks import cpu_name, write_block
+from benchmarks import cpu_name, write_block, markdown
 from benchmarks.coverage import agreement, duplicates, rhat
 
 SKIP = ("pretrained cases skipped: facenet-pytorch is not installed "
@@ -136,17 +136,6 @@ def measure_case(net, name: str, method: str, args) -> tuple[list[dict], list[di
             calib[f"reference {args.ref_particles}"] = run(p, method, n0, args.k, args.seeds[0] + 100, args.ref_particles)
     rows = calibration_rows(label, method, calib, f"reference {args.ref_particles}") if calib else []
     return spread, rows, time.perf_counter() - t0
-
-
-def fmt(v) -> str:
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.3g}"
-    return "" if v is None else str(v)
-
-
-def markdown(rows: list[dict], keys: list[str]) -> str:
-    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    return "\n".join(out + ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows])
 
 
 SPREAD_KEYS = ["case", "method", "n", "status", "returned", "certified", "evals_per_sample", "wall_s", "mixed",
