@@ -111,6 +111,8 @@ class SMCState(State):
         samples: the certified samples; rng: the generator's state.
         level: the current level ``L`` (``inf`` before the first stage).
         fractions: the survival fraction of each stage (their product estimates ``P(X)``).
+        levels: each stage's level ``L_i`` of the score (the rarity curve: ``log P(s < L_i)`` is
+            the sum of the first ``i`` log fractions).
         step: the move's step (``sigma`` as a fraction of the box width, or ``beta``).
         moves_left: move rounds left at this level; inside: the level reached 0 (the band).
         rounds: move rounds taken; since_emit: rounds since the last emission.
@@ -150,6 +152,7 @@ class SMCState(State):
     rng: Tensor
     level: float = math.inf
     fractions: list = field(default_factory=list)
+    levels: list = field(default_factory=list)
     step: float = 0.0
     moves_left: int = 0
     inside: bool = False

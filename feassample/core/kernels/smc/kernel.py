@@ -225,7 +225,8 @@ class SMC(Sampler):
         count = state.samples.count
         stats = dict(model_evals=state.model_evals, check_evals=state.check_evals, particles=state.ancestor.numel(),
                      smc_stages=len(state.fractions), smc_levels_done=state.inside,
-                     smc_fractions=list(state.fractions), rounds=state.rounds,
+                     smc_fractions=list(state.fractions),
+                     smc_levels=list(state.levels), smc_scale=state.scale.tolist(), rounds=state.rounds,
                      move=env.move, step=state.step, pairs=state.grads is not None, acceptance=state.accepted / max(state.proposed, 1),
                      rejected_by_check=state.rejected_by_check,
                      distinct_ancestors=int(torch.unique(state.ancestor).numel()),

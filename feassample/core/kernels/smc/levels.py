@@ -81,6 +81,7 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
         state.stall = 0
     state.level = level
     state.fractions.append(frac)
+    state.levels.append(level)
     state.variances.append(variance)
     state.inside = level <= 0.0
     if state.inside:
