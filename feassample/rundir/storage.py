@@ -10,7 +10,9 @@ Layout of a run directory::
     RUN/samples/                     the final SampleSet (written aside, then renamed in place)
 
 Every file is written to a temporary name, fsynced and renamed, so a ``kill -9`` leaves either
-the old or the new version: at most the round in progress is lost. Shards are written before the
+the old or the new version; the driver saves rows and state together at most every
+``core.driver.checkpoint.ROWS_EVERY_S`` (and at a phase's end and on a signal), so a kill loses at
+most that much work, repeated identically on resume. Shards are written before the
 state that counts them; rows beyond the state's count (a shard whose state write was lost) are
 trimmed on resume by rewriting that shard (write new, fsync, rename: nothing is deleted before
 its replacement is durable). Only regular files named ``NNNNNN.pt`` are read as shards; stray,

@@ -3,6 +3,7 @@
 ``Saver`` that streams a phase's rows and state to the store between steps."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
@@ -35,8 +36,21 @@ class Checkpoint:
     stats: dict = field(default_factory=dict)
 
 
+#: the least wall seconds between two saves of a phase that keeps rows (and between two saves of
+#: any phase whose ``checkpoint_every_s`` is lower): a fast sampler's step takes milliseconds, and a
+#: save (a shard, the state, their manifest lines, each fsynced) would cost more than the step. A
+#: kill loses at most this much work: the resumed run repeats it from the last saved state and
+#: produces the same rows (every draw comes from the state's generator).
+ROWS_EVERY_S = 0.5
+
+
 class Saver:
     """Streams a phase's new rows and its state to a ``Store`` between steps.
+
+    A save writes the new rows (a shard) and then the state that counts them, so the store
+    always holds a state and the rows it counts. It happens when forced (the phase's first state,
+    its end, a signal) and otherwise at most every ``max(ROWS_EVERY_S, phase.checkpoint_every_s)``
+    seconds (``ROWS_EVERY_S`` alone for phases with rows).
 
     It keeps what the driver needs to know between two saves (whether the phase's rows have been
     written once, when the last checkpoint was written): the driver's own bookkeeping, never
@@ -52,6 +66,10 @@ class Saver:
         if store is None:
             return
         buffer = phase.samples(state)
+        now = time.monotonic()
+        every = ROWS_EVERY_S if buffer is not None else max(ROWS_EVERY_S, phase.checkpoint_every_s)
+        if not force and now - self._last.get(phase.name, -math.inf) < every:
+            return
         kept = {k: v for k, v in stats.items() if k != "why"}
         if buffer is not None and buffer.count < store.written:
             # the sampler started its rows over (budget="auto"): the state that counts them is
@@ -62,10 +80,8 @@ class Saver:
             # the first write of a phase's rows may be empty: it records their shapes for a resume
             store.append(buffer.rows(store.written, buffer.count))
             self._shaped.add(phase.name)
-        now = time.monotonic()
-        if force or buffer is not None or now - self._last.get(phase.name, 0.0) >= phase.checkpoint_every_s:
-            store.save_state(phase.name, state.state_dict(), kept, None if buffer is None else buffer.count)
-            self._last[phase.name] = now
+        store.save_state(phase.name, state.state_dict(), kept, None if buffer is None else buffer.count)
+        self._last[phase.name] = now
 
 
-__all__ = ["Store", "Checkpoint", "Saver"]
+__all__ = ["Store", "Checkpoint", "Saver", "ROWS_EVERY_S"]

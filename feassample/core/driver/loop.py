@@ -80,8 +80,8 @@ def run(problem: FeasibleSet, cfg, sampler: Sampler, *, callbacks: Iterable = ()
                     state = phase.init(problem, cfg, cfg.seed, seeds=handoff)
                     save(phase, state, stats, force=True)
                 state, interrupted = _loop(phase, state, callbacks, save, stats, bar, guard)
-                if interrupted is None and phase.samples(state) is None:
-                    save(phase, state, stats, force=True)  # phases without rows: the last state
+                if interrupted is None:
+                    save(phase, state, stats, force=True)  # the phase's last rows and state
                 codes, phase_stats = phase.finalize(state)
                 count_evals(stats, phase_stats)
                 stats.update(phase_stats)
