@@ -20,6 +20,7 @@ from torch import nn
 
 from .schemas import ContrastiveProblemSchema
 from ..problems.contrastive.problem import CONSTRAINTS, ContrastSet
+from ..core.result import atomic_write_bytes
 from ..problems.contrastive.explain import explain_contrast
 from ..problems.contrastive.fit import fit_codes
 from ..viz.contrastive import save_explanation
@@ -110,7 +111,8 @@ def run_config(node: Any, classifier: nn.Module, out_dir: Union[str, Path]) -> d
                "seed_steps": e.stats.get("seed_steps"), "model_evals": e.stats.get("model_evals"),
                "n_returned": 1, "feasible_fraction": 1.0 if e.satisfied else 0.0,
                "wall_s": round(time.perf_counter() - t0, 3)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(metrics, indent=2) + "\n"
+    atomic_write_bytes(out / "metrics.json", lambda fh: fh.write(text.encode()))  # a link: replaced
     return metrics
 
 

@@ -171,8 +171,9 @@ a unit is written `classifier.fc2:5`). Then come bad values (`sampler.k=20 sampl
 plug-in's options, missing required keys (`model.cls`, `problem.factory`, a unit), malformed
 unit strings and bands (an equality band needs `problem.tol > 0`), files that do not exist, a
 generator name that is not known, an input-space problem with no input range, a
-`hydra.run.dir` that already holds a run (continue it with `resume=`; its `.hydra` record is
-left as it was), and then everything that building the problem finds (an unknown layer, a unit
+`hydra.run.dir` that already holds a run, or, for a `-m` sweep of Hydra's basic sweeper, a job
+directory (`hydra.sweep.dir`/`hydra.sweep.subdir`) that does (continue it with `resume=`; its
+`.hydra` record is left as it was, and no job of the sweep starts), and then everything that building the problem finds (an unknown layer, a unit
 out of range, an unsafe model file; for a sweep each job's config is checked and its problem is
 built by the job itself). The check
 keeps nothing: the run builds the problem again (for the zoo's models ~15 ms; other models read

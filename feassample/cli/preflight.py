@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 #: the config groups a user chooses from (``hydra/...`` groups are Hydra's)
 GROUPS = ("problem", "model", "sampler", "objective")
@@ -172,21 +173,48 @@ def _check_job(cfg: DictConfig, base: Path, build: bool) -> None:
         raise BadInput(str(err)) from None
 
 
-def _check_run_dir(cfg: DictConfig, base: Path) -> None:
-    """Refuse, before Hydra writes into it, a run directory that already holds a run (unless
-    the run resumes it): its ``.hydra`` record and log stay as they are."""
+def _check_run_dir(where: str, resume, base: Path, label: Optional[str] = None) -> None:
+    """Refuse, before Hydra writes into it, a run directory ``where`` that already holds a run
+    (unless the run resumes it): its ``.hydra`` record and log stay as they are."""
     from ..rundir.storage import holds_run
 
-    run_dir = Path(str(cfg.hydra.run.dir)).expanduser()
+    run_dir = Path(where).expanduser()
     run_dir = run_dir if run_dir.is_absolute() else base / run_dir
-    if cfg.get("resume"):
-        resume = Path(str(cfg.resume)).expanduser()
+    if resume:
+        resume = Path(str(resume)).expanduser()
         resume = resume if resume.is_absolute() else base / resume
         if resume.resolve() == run_dir.resolve():
             return
     if holds_run(run_dir):
-        raise BadInput(f"hydra.run.dir={cfg.hydra.run.dir}: {run_dir} already holds a run: continue "
-                       f"it with resume={cfg.hydra.run.dir}, or choose a new directory")
+        raise BadInput(f"{label or 'hydra.run.dir=' + where}: {run_dir} already holds a run: continue "
+                       f"it with resume={where}, or choose a new directory")
+    link = _a_link_in(run_dir)
+    if link is not None:
+        raise BadInput(f"{label or 'hydra.run.dir=' + where}: {link} is a symbolic link: the run would "
+                       "write through it (Hydra's log and record, metrics.json, pictures); remove it "
+                       "or choose a new directory")
+
+
+def _a_link_in(folder: Path) -> Optional[Path]:
+    """The first symbolic link among ``folder``'s entries and those of its ``.hydra`` (where Hydra
+    and the app write their files), or ``None``."""
+    for where in (folder, folder / ".hydra"):
+        if where.is_dir() and not where.is_symlink():
+            for entry in sorted(where.iterdir()):
+                if entry.is_symlink():
+                    return entry
+    return None
+
+
+def _sweep_job_dir(cfg: DictConfig, num: int) -> Optional[str]:
+    """Job ``num``'s directory in a ``-m`` sweep (``hydra.sweep.dir``/``hydra.sweep.subdir``,
+    resolved as Hydra's launcher will: with ``hydra.job.num`` set); ``None`` when it names
+    something only the launcher knows."""
+    try:
+        OmegaConf.update(cfg, "hydra.job.num", num, force_add=True)
+        return str(Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir))
+    except OmegaConfBaseException:
+        return None
 
 
 #: the Hydra callbacks of conf/config.yaml: the only ones a command line may keep
@@ -219,7 +247,6 @@ def preflight(args: list[str], config_dir: str) -> bool:
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     parser = get_args_parser()
     try:
@@ -239,18 +266,26 @@ def preflight(args: list[str], config_dir: str) -> bool:
     if jobs is None:
         return False
     with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        for job in jobs:
+        for num, job in enumerate(jobs):
             try:
                 cfg = compose(config_name=ns.config_name or "config", overrides=list(job),
                               return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as err:
                 raise BadInput(explain(err, job, config_dir)) from None
-            hydra_node = cfg.hydra
+            if ns.multirun:
+                where = _sweep_job_dir(cfg, num)
+                label = f"hydra.sweep.dir={cfg.hydra.sweep.dir}, job {num}"
+                sweep = Path(str(cfg.hydra.sweep.dir)).expanduser()
+                link = _a_link_in(sweep if sweep.is_absolute() else base / sweep)
+                if link is not None:  # multirun.yaml and the summaries are written there
+                    raise BadInput(f"hydra.sweep.dir={cfg.hydra.sweep.dir}: {link} is a symbolic "
+                                   "link: the sweep would write through it; remove it or choose a "
+                                   "new directory")
+            else:
+                where, label = str(cfg.hydra.run.dir), None
             with open_dict(cfg):
                 del cfg["hydra"]
             _check_job(cfg, base, build=len(jobs) == 1)
-            if not ns.multirun:
-                cfg_h = OmegaConf.create({"hydra": {"run": {"dir": hydra_node.run.dir}},
-                                          "resume": cfg.get("resume")})
-                _check_run_dir(cfg_h, base)
+            if where is not None:
+                _check_run_dir(where, cfg.get("resume"), base, label)
     return True

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
+
+from ..core.result import atomic_write_bytes
 
 COLUMNS = ["run", "overrides", "status", "n_returned", "feasible_fraction", "seed_steps",
            "rounds", "n_evals", "evals_per_sample", "log_prob", "log_prob_se", "mixed", "wall_s"]
@@ -137,12 +140,14 @@ def write_summary(sweep_dir: str | Path) -> dict:
     rows = collect(sweep)
     if not rows:
         raise FileNotFoundError(f"no run with a metrics.json below {sweep}")
-    (sweep / "summary.md").write_text(markdown(rows) + "\n")
+    # temporary names and renames: a link at one of these names is replaced, never followed
+    atomic_write_bytes(sweep / "summary.md", lambda fh: fh.write((markdown(rows) + "\n").encode()))
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(sweep / "summary.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(sweep / "summary.csv", lambda fh: fh.write(table.getvalue().encode()))
     png = figure(rows, sweep / "summary.png")
     return {"rows": rows, "markdown": sweep / "summary.md", "csv": sweep / "summary.csv", "figure": png}
 

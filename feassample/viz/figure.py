@@ -2,11 +2,15 @@
 global backend, no pyplot figure left open)."""
 from __future__ import annotations
 
+import io
+
 from pathlib import Path
 
 from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ..core.result import atomic_write_bytes
 
 
 def new_figure(**kwargs) -> Figure:
@@ -25,6 +29,8 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     if type(fig.canvas) is FigureCanvasBase:  # a bare Figure: draw it with Agg, not a backend
         FigureCanvasAgg(fig)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    # a temporary name and a rename: a link at ``path`` is replaced, its target never written
+    atomic_write_bytes(path, lambda fh: fh.write(buffer.getvalue()))
     return path

@@ -90,6 +90,64 @@ def test_a_refused_run_into_a_run_directory_leaves_its_record_untouched(tmp_path
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files
 
 
+def test_a_refused_sweep_into_a_sweep_holding_runs_leaves_every_record_untouched(tmp_path):
+    sweep = tmp_path / "sweep"
+    first = _cli(["-m", "sampler.seed=0,1", *FAST, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    files = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    assert sweep / "1" / ".hydra" / "overrides.yaml" in files
+    # job 0 is free again, job 1 still holds its run: the sweep is refused before either starts
+    shutil.rmtree(sweep / "0")
+    files = {p: b for p, b in files.items() if p.parts[len(sweep.parts)] != "0"}
+    again = _cli(["-m", "sampler.seed=5,6", *FAST, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert again.returncode == 2
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1 and "job 1" in lines[0] and "already holds a run" in lines[0], again.stderr
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == files
+    assert not (sweep / "0").exists()  # job 0 did not start either
+
+
+@pytest.mark.parametrize("name", ["app.log", "metrics.json", "plot.png", ".hydra/config.yaml"])
+def test_a_link_in_the_run_directory_is_refused_and_its_target_untouched(tmp_path, name):
+    target = tmp_path / "precious.txt"
+    target.write_text("mine\n")
+    run_dir = tmp_path / "run"
+    (run_dir / name).parent.mkdir(parents=True)
+    (run_dir / name).symlink_to(target)
+    done = _cli([*FAST, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "symbolic link" in lines[0] and name.split("/")[-1] in lines[0], done.stderr
+    assert target.read_text() == "mine\n" and (run_dir / name).is_symlink()
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / ("summary.md" if name == "app.log" else "0/" + name.split("/")[-1])).symlink_to(target)
+    done = _cli(["-m", "sampler.seed=0,1", *FAST, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert done.returncode == 2 and "symbolic" in done.stderr, done.stderr
+    assert target.read_text() == "mine\n" and not (sweep / "1").exists()
+
+
+def test_the_apps_own_files_replace_a_link_instead_of_writing_through_it(tmp_path):
+    """Past the preflight (a link made while the run goes, or through the Python functions): the
+    app's files are written to a temporary name and renamed over the link."""
+    from feassample.cli.summary import write_summary
+    from feassample.viz.figure import new_figure, save_figure
+
+    target = tmp_path / "precious.txt"
+    target.write_text("mine\n")
+    (tmp_path / "plot.png").symlink_to(target)
+    save_figure(new_figure(), tmp_path / "plot.png")
+    assert target.read_text() == "mine\n" and not (tmp_path / "plot.png").is_symlink()
+    run = tmp_path / "sweep" / "0"
+    first = _cli([*FAST, f"hydra.run.dir={run}"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    for name in ("summary.md", "summary.csv", "summary.png"):
+        (tmp_path / "sweep" / name).symlink_to(target)
+    write_summary(tmp_path / "sweep")
+    assert target.read_text() == "mine\n"
+    assert "status" in (tmp_path / "sweep" / "summary.md").read_text()
+
+
 def test_exit_code_3_when_not_every_sample_is_certified_and_0_when_all_are(tmp_path):
     partial = _cli(["problem=thin_slab", "sampler=rejection", *FAST,
                     f"hydra.run.dir={tmp_path / 'thin'}"], tmp_path)

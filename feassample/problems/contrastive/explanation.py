@@ -9,6 +9,8 @@ from typing import Union
 
 from torch import Tensor
 
+from ...core.result import atomic_write_bytes
+
 
 @dataclass
 class ContrastiveExplanation:
@@ -93,5 +95,6 @@ class ContrastiveExplanation:
         data = self.summary()
         data["path"] = [[round(float(v), 6) for v in row] for row in self.path.tolist()]
         out = folder / f"{name}.json"
-        out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(data, indent=2) + "\n"
+        atomic_write_bytes(out, lambda fh: fh.write(text.encode()))  # a link there is replaced
         return out
