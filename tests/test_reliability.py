@@ -185,7 +185,8 @@ def test_a_band_a_sigmoid_unit_cannot_reach_ends_infeasible_within_budget():
 def test_an_activation_far_above_the_units_range_ends_infeasible(tmp_path):
     from feassample.models.neurons import digits_neuron
     q = digits_neuron("classifier.fc2", 3, 1000.0, 1001.0)
-    s = fs.sample(q, n=20, k=4, seed=0, inner_steps=30, max_outer=3, run_dir=tmp_path)
+    # the covering walk's seeds (inner_steps, max_outer); smc's unreachable bands: tests/core/test_smc.py
+    s = fs.sample(q, n=20, k=4, seed=0, method="cover", inner_steps=30, max_outer=3, run_dir=tmp_path)
     assert s.status == "infeasible"
     saved = fs.SampleSet.load(tmp_path / "samples")
     assert saved.stats["status"] == "infeasible" and len(saved) == 4

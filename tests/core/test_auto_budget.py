@@ -57,7 +57,16 @@ def test_auto_stops_at_the_cap_and_names_the_statistic(caplog):
     assert "stopped at the cap max_budget=20" in caplog.text and "R-hat of" in caplog.text
 
 
-def test_auto_resumes_bit_identically_after_a_fresh_pass(tmp_path):
+@pytest.mark.parametrize("every", [0, 25, 60], ids=["save-every-round", "every-25th", "every-60th"])
+def test_auto_resumes_bit_identically_after_a_fresh_pass(tmp_path, monkeypatch, every):
+    # the saves between rounds are timed (ROWS_EVERY_S): here a clock that ticks once per call
+    # so a save comes every few rounds; the restart of the rows must still be saved at once, or
+    # the cut would keep the first pass's rows under the second pass's count
+    import itertools
+    import feassample.core.driver.checkpoint as checkpoint
+    ticks = itertools.count()
+    monkeypatch.setattr(checkpoint, "ROWS_EVERY_S", every)
+    monkeypatch.setattr(checkpoint.time, "monotonic", lambda: float(next(ticks)))
     problem = coverage.cases()["two_pieces"].problem
     opts = {"budget": "auto"}
     full = fs.sample(problem, n=300, k=10, seed=2, method="cover", options=opts)

@@ -49,7 +49,7 @@ class Saver:
 
     A save writes the new rows (a shard) and then the state that counts them, so the store
     always holds a state and the rows it counts. It happens when forced (the phase's first state,
-    its end, a signal) and otherwise at most every ``max(ROWS_EVERY_S, phase.checkpoint_every_s)``
+    its end, a signal, a restart of its rows) and otherwise at most every ``max(ROWS_EVERY_S, phase.checkpoint_every_s)``
     seconds (``ROWS_EVERY_S`` alone for phases with rows).
 
     It keeps what the driver needs to know between two saves (whether the phase's rows have been
@@ -60,15 +60,20 @@ class Saver:
         self.store = store
         self._shaped: set = set()
         self._last: dict = {}
+        self._seen: dict = {}  # each phase's row count at the last step
 
     def __call__(self, phase, state, stats: dict, force: bool = False) -> None:
         store = self.store
         if store is None:
             return
         buffer = phase.samples(state)
+        # a sampler that starts its rows over (budget="auto") empties its buffer in the step that
+        # decides it: saved at once, before new rows can follow, so the cut below keeps no old row
+        restarted = buffer is not None and buffer.count < self._seen.get(phase.name, 0)
+        self._seen[phase.name] = 0 if buffer is None else buffer.count
         now = time.monotonic()
         every = ROWS_EVERY_S if buffer is not None else max(ROWS_EVERY_S, phase.checkpoint_every_s)
-        if not force and now - self._last.get(phase.name, -math.inf) < every:
+        if not (force or restarted) and now - self._last.get(phase.name, -math.inf) < every:
             return
         kept = {k: v for k, v in stats.items() if k != "why"}
         if buffer is not None and buffer.count < store.written:
