@@ -23,17 +23,21 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/feassample
 
-# FEASSAMPLE_REQUIRE_VISION=1: the torchvision/timm tests fail instead of skipping (setup installs them)
+# FEASSAMPLE_REQUIRE_VISION=1: the torchvision/timm tests fail instead of skipping (setup installs them).
+# JOBS pytest workers (pytest-xdist; each test runs one torch thread); --dist loadfile keeps a
+# file's tests on one worker, in order. JOBS=0 runs them in this process.
+JOBS ?= 2
 test: $(STAMP)
-	FEASSAMPLE_REQUIRE_VISION=1 $(BIN)/python -m pytest -q
+	FEASSAMPLE_REQUIRE_VISION=1 $(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 
 test-slow: $(STAMP)
 	FEASSAMPLE_REQUIRE_VISION=1 $(BIN)/python -m pytest -q -m slow
 
-# Build the wheel (no setuptools warning allowed), install it in a fresh venv, load the zoo and run
-# the demo outside the checkout (tests/test_packaging.py; ~30 s). Also part of `make test-slow`.
+# Build the wheel and the editable wheel (no setuptools warning allowed), install the wheel in a
+# fresh venv, load the zoo and run the demo outside the checkout (tests/test_packaging.py, also
+# part of `make test`; ~30 s).
 test-wheel: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow tests/test_packaging.py
+	$(BIN)/python -m pytest -q tests/test_packaging.py
 
 # A real one-node Slurm cluster on this machine (root; installs slurm-wlm and munge with apt when
 # missing) and the sweeps of docs/reliability.md through it; about 3-4 minutes on 2 cores.

@@ -162,7 +162,8 @@ Before Hydra runs anything, the `feassample` entry point (`feassample.cli.app.ma
 a `-m` sweep over Hydra's basic sweeper) and checks it, so a bad input is **one line on stderr,
 exit code 2, and nothing written**: no output directory, no log, no `.hydra` record. The line
 names the argument as you wrote it, with a "did you mean" for a group option or a key
-(`problem=nueron`: `did you mean neuron?`; `+sampler.num=100`: `did you mean n?`) and lists
+(`problem=nueron`: `did you mean 'neuron'?`; `+sampler.num=100`: `did you mean 'n'?`, the wording
+of the Python API's errors too) and lists
 only the options you can choose. Every node is validated against the structured-config schemas
 of `feassample/cli/schemas.py` (derived from `NeuronInverseSet`'s constructor and the samplers'
 `Config` dataclasses): an unknown key (`problem.zz=1`, or one added with `+`), a wrong type

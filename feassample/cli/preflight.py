@@ -9,12 +9,13 @@ said in the command line's terms, with a "did you mean" and only the options a u
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from pathlib import Path
 from typing import Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+
+from ..core.options import did_you_mean
 
 #: the config groups a user chooses from (``hydra/...`` groups are Hydra's)
 GROUPS = ("problem", "model", "sampler", "objective")
@@ -25,9 +26,9 @@ class BadInput(ValueError):
 
 
 def suggest(name: str, choices: Sequence[str]) -> str:
-    """``"; did you mean X?"`` for the closest of ``choices``, or ``""``."""
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]}?" if close else ""
+    """``"; did you mean 'X'?"`` for the closest of ``choices``, or ``""`` (the API's wording)."""
+    hint = did_you_mean(name, choices, cutoff=0.5)
+    return f"; {hint}" if hint else ""
 
 
 def visible(options: Sequence[str]) -> list[str]:

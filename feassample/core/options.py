@@ -131,9 +131,16 @@ def check_value(name: str, value: Any, hint: Any, meta) -> None:
     wanted = " or ".join(_describe(k, meta, value) for k in checked) + (" or None" if optional else "")
     hint_text = ""
     if str in checked and isinstance(value, str) and "choices" in meta:
-        close = difflib.get_close_matches(value, [str(c) for c in meta["choices"]], n=1)
-        hint_text = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(value, meta["choices"])
+        hint_text = f" ({hint})" if hint else ""
     raise ValueError(f"{name} must be {wanted}, got {value!r}{hint_text}")
+
+
+def did_you_mean(name: Any, choices, cutoff: float = 0.6) -> str:
+    """``"did you mean 'X'?"`` for the closest of ``choices`` to ``name`` (``difflib``), or ``""``:
+    the one wording of every suggestion, from the Python API and the command line alike."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return f"did you mean {close[0]!r}?" if close else ""
 
 
 def check_options(config: Any) -> None:

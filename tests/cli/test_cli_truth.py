@@ -20,21 +20,21 @@ FAST = ["sampler.n=12", "sampler.k=4", "progress=false", "plot=false", "coverage
 
 #: (command line, what the one line must say)
 BAD = [
-    (["problem=nueron"], ["problem=nueron", "did you mean neuron?", "logistic"]),
-    (["sampler=smcc"], ["sampler=smcc", "did you mean smc?"]),
+    (["problem=nueron"], ["problem=nueron", "did you mean 'neuron'?", "logistic"]),
+    (["sampler=smcc"], ["sampler=smcc", "did you mean 'smc'?"]),
     (["problem.zz=1"], ["problem.zz=1", "'zz' is not a key"]),
-    (["problem.sclae=logit"], ["did you mean scale?"]),
-    (["+sampler.num=100"], ["sampler.num=100", "did you mean n?"]),
-    (["sampler.options.partcles=10"], ["sampler.options.partcles", "did you mean particles?"]),
+    (["problem.sclae=logit"], ["did you mean 'scale'?"]),
+    (["+sampler.num=100"], ["sampler.num=100", "did you mean 'n'?"]),
+    (["sampler.options.partcles=10"], ["sampler.options.partcles", "did you mean 'particles'?"]),
     (["+sampler.options.partcles=10"], ["no option 'partcles'", "did you mean 'particles'?"]),
-    (["treads=2"], ["treads=2", "did you mean threads?"]),
+    (["treads=2"], ["treads=2", "did you mean 'threads'?"]),
     (["sampler.n=many"], ["sampler.n=many", "could not be converted to Integer"]),
     (["problem=neuron", "problem.unit=classifier.fc2[5]"],
      ["problem.unit=classifier.fc2[5]", "problem.unit=classifier.fc2:5"]),
     (["problem.z1=0.9", "problem.z2=0.5"], ["z1 < z2"]),
     (["problem=neuron", "problem.unit=classifier.fc2:3", "problem.band=[5,5]"], ["problem.tol"]),
     (["-m", "sampler.n=12,many"], ["sampler.n=many"]),
-    (["-m", "problem=logistic,nueron"], ["did you mean neuron?"]),
+    (["-m", "problem=logistic,nueron"], ["did you mean 'neuron'?"]),
     (["-m", "sampler.n=12,8", "sampler.k=10"], ["k"]),  # the second job's n < k
     # Hydra builds callbacks and launchers from a _target_ before any check: none may be named
     (["+hydra.callbacks.x._target_=feassample.models.files.load_object", "+hydra.callbacks.x.spec=evil.py:x"],
@@ -171,7 +171,7 @@ def test_python_dash_m_feassample_is_the_same_entry_point(tmp_path):
     res = subprocess.run([sys.executable, "-m", "feassample", "problem=nueron"], cwd=tmp_path,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
                          text=True, timeout=300)
-    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "did you mean neuron" in res.stderr
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "did you mean 'neuron'" in res.stderr
     assert list(tmp_path.iterdir()) == []
 
 

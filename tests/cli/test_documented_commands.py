@@ -128,9 +128,10 @@ def _newest(root: Path) -> str:
 
 
 def _fill(command: str, ws: Path) -> str:
-    if "outputs/DATE/TIME" in command:
+    words = " ".join(shlex.split(command, comments=True))  # a placeholder in a comment is prose
+    if "outputs/DATE/TIME" in words:
         command = command.replace("outputs/DATE/TIME", _newest(ws / "outputs"))
-    if "multirun/DATE/TIME" in command:
+    if "multirun/DATE/TIME" in words:
         command = command.replace("multirun/DATE/TIME", _newest(ws / "multirun"))
     return command
 

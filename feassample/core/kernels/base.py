@@ -25,13 +25,12 @@ A sampler in a user's file registers with ``register_sampler`` (Python) or is na
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Optional
 
 from torch import Tensor
 
-from ..options import check_options
+from ..options import check_options, did_you_mean
 from ..state import SampleBuffer, State, buffer_of
 
 
@@ -155,8 +154,8 @@ def check_keys(what: str, given: dict, valid: list) -> None:
     if unknown:
         hints = []
         for k in unknown:
-            close = difflib.get_close_matches(str(k), [str(v) for v in valid], n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hint = did_you_mean(k, valid)
+            hints.append(f"{k!r}" + (f" ({hint})" if hint else ""))
         raise ValueError(f"{what} has no option {', '.join(hints)}; its options are "
                          f"{sorted(valid) if valid else 'none'}")
 
@@ -192,8 +191,8 @@ def sampler_class(method: Any) -> type:
         return method
     if isinstance(method, str) and method in SAMPLERS:
         return SAMPLERS[method]
-    close = difflib.get_close_matches(str(method), list(SAMPLERS), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(method, SAMPLERS)
+    hint = f" ({hint})" if hint else ""
     raise ValueError(f"method must be one of {sorted(SAMPLERS)} or a Sampler, got {method!r}{hint}")
 
 
