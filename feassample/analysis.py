@@ -20,9 +20,13 @@ from torch import Tensor
 from .core.diagnostics import embedding_of
 from .core.result import SampleSet
 
-#: below this best mean silhouette the sample is one facet (Kaufman & Rousseeuw 1990, ch. 2:
-#: "no substantial structure has been found" under 0.25)
-SILHOUETTE_MIN = 0.25
+#: how far the best mean silhouette must exceed that of a structureless sample (uniform in the
+#: features' principal-axes bounding box, the gap statistic's reference: Tibshirani, Walther &
+#: Hastie 2001) for more than one facet: k-means cuts any blob, and a uniform convex piece
+#: reaches a silhouette of 0.4 in 2-d by its shape alone
+SILHOUETTE_GAIN = 0.05
+#: uniform reference samples averaged for that comparison
+REFERENCE_DRAWS = 3
 #: features kept by the PCA before clustering (the embeddings of image models have hundreds)
 PCA_DIMS = 20
 
@@ -53,7 +57,8 @@ class Facet:
 class Facets(list):
     """The list of ``Facet`` (largest share first) with how it was found: ``k`` (facets),
     ``criterion`` (how ``k`` was chosen), ``silhouettes`` (``{k: mean silhouette}`` for each
-    ``k`` tried), ``space`` (what was clustered), ``n_eff`` and ``ess_from`` (the effective size
+    ``k`` tried), ``reference_silhouette`` (the structureless samples' silhouette at the best
+    ``k``, ``None`` when not computed), ``space`` (what was clustered), ``n_eff`` and ``ess_from`` (the effective size
     of the SEs and where it comes from), ``labels`` (``(n,)`` each row's facet)."""
 
     k: int
@@ -63,12 +68,14 @@ class Facets(list):
     n_eff: float
     ess_from: str
     labels: np.ndarray
+    reference_silhouette: Optional[float]
 
     def as_dicts(self) -> dict:
         """The facets as JSON-able values (``metrics.json``'s ``facets``)."""
         return {"k": self.k, "criterion": self.criterion, "space": self.space, "n_eff": self.n_eff,
                 "ess_from": self.ess_from,
                 "silhouettes": {str(k): v for k, v in self.silhouettes.items()},
+                "reference_silhouette": self.reference_silhouette,
                 "facets": [{"share": f.share, "share_se": f.share_se, "count": f.count,
                             "medoids": f.medoids, "mean_values": f.mean_values} for f in self]}
 
@@ -134,6 +141,25 @@ def features(samples: SampleSet, problem=None, layer: Optional[str] = None,
     return samples.codes.reshape(n, -1).double().cpu().numpy(), "codes"
 
 
+def _silhouette(feats: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    from sklearn.metrics import silhouette_score
+    return float(silhouette_score(feats, labels, sample_size=min(len(feats), 2000), random_state=seed))
+
+
+def _reference_silhouette(feats: np.ndarray, k: int, seed: int) -> float:
+    """The mean silhouette k-means reaches with ``k`` clusters on structureless samples: uniform
+    in the bounding box of ``feats`` (already on their principal axes), ``REFERENCE_DRAWS``
+    draws of the same size averaged."""
+    from sklearn.cluster import KMeans
+    rng = np.random.default_rng(seed)
+    lo, hi = feats.min(0), feats.max(0)
+    out = []
+    for _ in range(REFERENCE_DRAWS):
+        ref = rng.uniform(lo, hi, size=feats.shape)
+        out.append(_silhouette(ref, KMeans(k, n_init=10, random_state=seed).fit_predict(ref), seed))
+    return float(np.mean(out))
+
+
 def _medoids(points: np.ndarray, count: int) -> list[int]:
     """Indices into ``points`` of the medoid and then its nearest rows (``count`` in all)."""
     pick = points
@@ -151,14 +177,15 @@ def facets(samples: SampleSet, k: Union[int, str] = "auto", *, problem=None, lay
     ``layer`` of ``problem.model``, or a given ``embedding (n, p)``, or the codes when there is no
     problem), largest share first.
 
-    Features are standardized (each column to unit variance over the sample) and reduced to at
+    Features are standardized (each column to unit variance over the sample) and rotated to at
     most ``PCA_DIMS`` principal components. ``k="auto"`` runs k-means (10 starts) for ``k = 2 ..
-    k_max`` (default ``min(8, n - 1)``) and keeps the ``k`` of the largest mean silhouette (Rousseeuw 1987); a best
-    silhouette below ``SILHOUETTE_MIN`` (0.25) means one facet. Each facet's share has an SE over
+    k_max`` (default ``min(8, n - 1)``) and takes the ``k`` of the largest mean silhouette
+    (Rousseeuw 1987) when it is at least ``SILHOUETTE_GAIN`` (0.05) above the silhouette of
+    structureless samples of the same size (uniform in the features' bounding box on their
+    principal axes) clustered with the same ``k``; else one facet. Each facet's share has an SE over
     the sample's effective size (``effective_size``)."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
-    from sklearn.metrics import silhouette_score
 
     n = len(samples)
     if n < 4:
@@ -173,25 +200,29 @@ def facets(samples: SampleSet, k: Union[int, str] = "auto", *, problem=None, lay
         raise ValueError(f"samples: the features ({space}) have NaN or infinite entries")
     sd = feats.std(0)
     feats = (feats - feats.mean(0)) / np.where(sd > 0, sd, 1.0)
-    if feats.shape[1] > PCA_DIMS:
-        feats = PCA(PCA_DIMS, random_state=seed).fit_transform(feats)
+    # rotate to the principal axes (at most PCA_DIMS): the reference box below is aligned with them
+    feats = PCA(min(PCA_DIMS, feats.shape[1], n), random_state=seed).fit_transform(feats)
     silhouettes: dict = {}
     fits: dict = {}
-    candidates = range(2, k_max + 1) if k == "auto" else [k]
-    for kk in candidates:
-        if kk == 1:
-            continue
+    for kk in (range(2, k_max + 1) if k == "auto" else ([k] if k > 1 else [])):
         fit = KMeans(kk, n_init=10, random_state=seed).fit(feats)
         fits[kk] = fit.labels_
         if len(set(fit.labels_.tolist())) > 1:
-            silhouettes[kk] = float(silhouette_score(feats, fit.labels_, sample_size=min(n, 2000), random_state=seed))
+            silhouettes[kk] = _silhouette(feats, fit.labels_, seed)
+    reference = None
     if k == "auto":
         best = max(silhouettes, key=silhouettes.get) if silhouettes else 1
-        if not silhouettes or silhouettes[best] < SILHOUETTE_MIN:
-            best = 1
-        chosen = best
-        criterion = (f"largest mean silhouette over k = 2..{k_max} ({silhouettes.get(best, float('nan')):.3f} at k = {best})"
-                     if best > 1 else f"best mean silhouette below {SILHOUETTE_MIN}: one facet")
+        if best > 1:
+            reference = _reference_silhouette(feats, best, seed)
+        if best > 1 and silhouettes[best] - reference >= SILHOUETTE_GAIN:
+            chosen = best
+            criterion = (f"largest mean silhouette over k = 2..{k_max}: {silhouettes[best]:.3f} at k = {best}, "
+                         f"{silhouettes[best] - reference:.3f} above a structureless sample's {reference:.3f}")
+        else:
+            chosen = 1
+            criterion = (f"one facet: the best mean silhouette ({silhouettes.get(best, math.nan):.3f} at k = {best}) "
+                         f"is less than {SILHOUETTE_GAIN} above a structureless sample's "
+                         f"({math.nan if reference is None else reference:.3f})")
     else:
         chosen, criterion = k, "k given"
     labels = fits.get(chosen, np.zeros(n, dtype=np.int64))
@@ -215,6 +246,7 @@ def facets(samples: SampleSet, k: Union[int, str] = "auto", *, problem=None, lay
     sorted_facets.k, sorted_facets.criterion, sorted_facets.silhouettes = len(out), criterion, silhouettes
     sorted_facets.space, sorted_facets.n_eff, sorted_facets.ess_from = space, n_eff, ess_from
     sorted_facets.labels = relabel[labels]
+    sorted_facets.reference_silhouette = reference
     return sorted_facets
 
 
@@ -282,4 +314,4 @@ def overlap_from_difference(a: SampleSet, ab: SampleSet) -> Overlap:
 
 
 __all__ = ["Facet", "Facets", "facets", "effective_size", "features", "Overlap", "fraction_inside",
-           "overlap_from_fraction", "overlap_from_difference", "SILHOUETTE_MIN", "PCA_DIMS"]
+           "overlap_from_fraction", "overlap_from_difference", "SILHOUETTE_GAIN", "REFERENCE_DRAWS", "PCA_DIMS"]

@@ -86,8 +86,8 @@ def test_facets_refuse_bad_arguments_in_one_line(bad, match):
         fs.facets(s, **bad)
 
 
-@pytest.mark.parametrize("unit, z1, classes", [(58, 18.9, {4, 6}), (12, 11.5, {2, 5})])
-def test_facets_of_digits_units_are_their_classes(unit, z1, classes):
+@pytest.mark.parametrize("unit, z1, layer, classes", [(58, 18.9, "classifier.fc1", {4, 6}), (12, 11.5, None, {2, 5})])
+def test_facets_of_digits_units_are_their_classes(unit, z1, layer, classes):
     # fc1 units whose top 3% under the generator's prior are mostly two digits (measured on 4,000
     # prior codes: unit 58: 46% sixes, 45% fours; unit 12: 57% twos, 34% fives)
     from feassample.models import load_classifier, load_generator
@@ -96,8 +96,8 @@ def test_facets_of_digits_units_are_their_classes(unit, z1, classes):
     model, G = load_classifier(), load_generator()
     q = digits_neuron("classifier.fc1", unit, z1, 1e4, model=model, G=G)
     s = fs.sample(q, n=300, seed=1, progress=False)
-    f = fs.facets(s, problem=q, layer="classifier.fc1")
-    assert f.k == 2 and f.space == "layer classifier.fc1"
+    f = fs.facets(s, problem=q, layer=layer)
+    assert f.k == 2 and f.space == (f"layer {layer}" if layer else "the problem's embedding")
     with torch.no_grad():
         predicted = model(s.x.float()).argmax(1)
     got = set()
@@ -107,6 +107,25 @@ def test_facets_of_digits_units_are_their_classes(unit, z1, classes):
         got.add(medoid_classes[0])
         assert 0.3 <= facet.share <= 0.7
     assert got == classes
+
+
+def test_a_convex_slab_and_a_digit_logit_are_one_facet():
+    # k-means cuts a uniform strip at a silhouette of about 0.41 by its shape alone; the
+    # structureless reference reaches the same, so the strip stays one facet
+    torch.set_num_threads(1)
+    p = fs.LogisticHalfspace.random(2, 0.7, 0.95)
+    s = fs.sample(p, n=500, seed=0, progress=False)
+    f = fs.facets(s, problem=p)
+    assert f.k == 1 and max(f.silhouettes.values()) > 0.35 and f.reference_silhouette > 0.35
+    from feassample.models import load_classifier, load_generator
+    from feassample.models.neurons import digits_neuron
+    model = load_classifier()
+    q = digits_neuron("classifier.fc2", 3, 8.0, 12.0, model=model, G=load_generator())
+    s = fs.sample(q, n=300, seed=0, progress=False)
+    f = fs.facets(s, problem=q)
+    with torch.no_grad():
+        predicted = model(s.x.float()).argmax(1)
+    assert f.k == 1 and set(predicted[f[0].medoids].tolist()) == {3}
 
 
 def test_facets_refuse_an_unknown_layer_with_the_valid_names():
