@@ -1,7 +1,7 @@
 """Collect the runs of a sweep into one table and one figure (one row per run: the paper's
 Figure 1 layout for image problems).
 
-    feassample-summary multirun/2026-11-22/10-00-00     # writes summary.md, summary.csv, summary.png
+    feassample-summary multirun/2026-11-22/10-00-00     # summary.md, summary.csv, summary.png, report.html
 
 The app also calls it at the end of every multirun (a Hydra callback).
 """
@@ -130,9 +130,37 @@ def figure(rows: list[dict], path: Path, per_row: int = 10) -> Optional[Path]:
     return sample_rows(loaded, path, per_row)
 
 
+def report(rows: list[dict], sweep: Path, figure_png: Optional[Path]) -> Path:
+    """Write the sweep's ``report.html`` (``viz.sweep_report``): the table, the sample figure,
+    every run's rarity curve on one plot and each run's picture with its facets' shares, read
+    from the runs' ``metrics.json`` and ``plot.png``."""
+    from ..core.result import RarityLevel
+    from ..viz import sweep_report
+
+    curves, pictures, detailed = [], {}, []
+    for r in rows:
+        r = dict(r)
+        try:
+            metrics = json.loads((Path(r["path"]) / "metrics.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            metrics = {}
+        rarity = metrics.get("rarity") or []
+        if len(rarity) > 1:  # one row is a rejection run's band: no curve
+            label = r.get("overrides") or r["run"]
+            curves.append((label, [RarityLevel(**{**x, "lo": tuple(x["lo"]), "hi": tuple(x["hi"])}) for x in rarity]))
+        r["facets"] = metrics.get("facets") or {}
+        picture = Path(r["path"]) / "plot.png"
+        if picture.is_file():
+            pictures[r["run"]] = picture
+        detailed.append(r)
+    return sweep_report(sweep / "report.html", detailed, title=f"feassample sweep: {sweep.name}",
+                        pictures=pictures, curves=curves, figure=figure_png)
+
+
 def write_summary(sweep_dir: str | Path) -> dict:
-    """Write ``summary.md``, ``summary.csv`` and ``summary.png`` (when a run kept samples) into
-    ``sweep_dir``; a job that wrote no ``metrics.json`` is a row that says so."""
+    """Write ``summary.md``, ``summary.csv``, ``summary.png`` (when a run kept samples) and
+    ``report.html`` (one self-contained page) into ``sweep_dir``; a job that wrote no
+    ``metrics.json`` is a row that says so."""
     sweep = Path(sweep_dir)
     rows = collect(sweep)
     if not rows:
@@ -144,7 +172,9 @@ def write_summary(sweep_dir: str | Path) -> dict:
         writer.writeheader()
         writer.writerows(rows)
     png = figure(rows, sweep / "summary.png")
-    return {"rows": rows, "markdown": sweep / "summary.md", "csv": sweep / "summary.csv", "figure": png}
+    page = report(rows, sweep, png)
+    return {"rows": rows, "markdown": sweep / "summary.md", "csv": sweep / "summary.csv", "figure": png,
+            "report": page}
 
 
 class SummaryCallback(Callback):
@@ -168,7 +198,7 @@ def main(argv=None) -> None:
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         parser.exit(2, f"feassample-summary: {err}\n")
     print(markdown(out["rows"]))
-    print(f"\nwrote {out['markdown']}, {out['csv']}, {out['figure']}")
+    print(f"\nwrote {out['markdown']}, {out['csv']}, {out['figure']}, {out['report']}")
 
 
 if __name__ == "__main__":
