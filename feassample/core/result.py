@@ -159,6 +159,9 @@ class SampleSet:
         stats: the run's record; the stable fields below read it, and every other key is a
             method's own extra (``stats["particles"]`` of ``smc``, ``stats["thin"]`` of ``cover``...).
         config: the problem's and the sampler's settings.
+        walker, ancestor: ``(n,)`` int64 or ``None``: which walker kept each row and which initial
+            particle it descends from, where the method records them (the chains of the
+            diagnostics and of ``to_inference_data``).
 
     Stable fields (properties), one meaning for every method:
         status: ``"success"`` (``n`` rows certified), ``"partial"`` (some), ``"infeasible"``
@@ -184,6 +187,8 @@ class SampleSet:
     feasible: Tensor
     stats: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    walker: Optional[Tensor] = None
+    ancestor: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return int(self.codes.shape[0])
@@ -282,6 +287,10 @@ class SampleSet:
             raise ValueError(f"cannot save a SampleSet to {folder}: it exists and is not a folder")
         tensors = {"x": self.x.detach().cpu(), "codes": self.codes.detach().cpu(),
                    "values": self.values.detach().cpu(), "feasible": self.feasible.detach().cpu()}
+        for name in ("walker", "ancestor"):
+            column = getattr(self, name)
+            if column is not None:
+                tensors[name] = column.detach().cpu()
         buffer = io.BytesIO()
         torch.save(tensors, buffer)
         data = buffer.getvalue()
@@ -327,4 +336,15 @@ class SampleSet:
         if len(set(rows.values())) != 1 or None in rows.values():
             raise ValueError(f"path={str(folder)!r}: {TENSORS} is not one sample: its tensors x, codes, values, "
                              f"feasible have {', '.join(f'{k}: {v}' for k, v in rows.items())} rows")
-        return cls(*columns, meta.get("stats", {}), meta.get("config", {}))
+        ids = {}
+        for name in ("walker", "ancestor"):
+            column = tensors.get(name)
+            if isinstance(column, torch.Tensor) and column.dim() == 1 and column.shape[0] == rows["x"]:
+                ids[name] = column
+        return cls(*columns, meta.get("stats", {}), meta.get("config", {}), **ids)
+
+    def to_inference_data(self, *, projections: int = 0, seed: int = 0):
+        """The rows as an ArviZ ``InferenceData`` (``feassample.core.arviz_export``):
+        chains are walkers or ancestral families, as in the diagnostics. Needs ``arviz``."""
+        from .arviz_export import to_inference_data
+        return to_inference_data(self, projections=projections, seed=seed)
