@@ -177,10 +177,12 @@ class _figure_to:
 
 
 def sweep_report(path: str | Path, rows: list[dict], *, title: str, pictures: Optional[dict] = None,
-                 curves: Optional[list] = None, figure: Optional[Path] = None) -> Path:
+                 curves: Optional[list] = None, figure: Optional[Path] = None,
+                 overlap: Optional[dict] = None) -> Path:
     """Write a sweep's ``report.html``: the summary table (``rows``: ``summary.collect``), the
     sweep's sample figure, every run's rarity curve on one plot (``curves``: ``(label, rows)``),
-    and each run's own picture (``pictures``: ``{run: png path}``) with its facets' shares."""
+    each run's own picture (``pictures``: ``{run: png path}``) with its facets' shares, and the
+    overlap matrix ``P(B | A)`` (``overlap``: ``summary.overlaps``) where computed."""
     from .analysis import rarity_axes
     from .figure import new_figure
 
@@ -188,6 +190,18 @@ def sweep_report(path: str | Path, rows: list[dict], *, title: str, pictures: Op
     parts = [table(cols, [[r.get(c) for c in cols] for r in rows], left=3)]
     if figure is not None and Path(figure).is_file():
         parts.append("<h2>Samples per run</h2>" + image(data_uri(figure), "samples per run"))
+    if overlap and overlap.get("runs"):
+        names = overlap["runs"]
+        cells = []
+        for i, a in enumerate(names):
+            row = [a]
+            for j in range(len(names)):
+                lp, se = overlap["log_prob"][i][j], overlap["log_prob_se"][i][j]
+                row.append("" if lp is None else (f"{math.exp(lp):.3g} ± {math.exp(lp) * se:.2g}"
+                                                  if math.isfinite(se) else f"{math.exp(lp):.3g}"))
+            cells.append(row)
+        parts.append("<h2>Overlaps P(B | A)</h2><p class='note'>Row A, column B: the share of A's samples "
+                     "inside B's band, ± SE over A's effective size.</p>" + table(["A \\ B", *names], cells))
     if curves:
         fig = new_figure(figsize=(6.4, 4.2))
         rarity_axes(fig.add_subplot(1, 1, 1), [c for _, c in curves], [label for label, _ in curves])
