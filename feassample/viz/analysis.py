@@ -55,7 +55,8 @@ def plot_rarity(curves, path: str | Path, labels: Sequence[str] = (), exact=None
                 title: str = "") -> Path:
     """Write the rarity curve(s) of ``curves`` (a ``SampleSet``, its ``rarity`` rows, or a list
     of either) to ``path`` (PNG): ``log10 P`` against the threshold with 2-SE bands."""
-    curves = curves if isinstance(curves, list) and curves and not hasattr(curves[0], "log_prob_se") else [curves]
+    one = isinstance(curves, SampleSet) or (isinstance(curves, (list, tuple)) and curves and hasattr(curves[0], "threshold"))
+    curves = [curves] if one else list(curves)
     fig = new_figure(figsize=(5.2, 3.6))
     ax = fig.add_subplot(1, 1, 1)
     rarity_axes(ax, curves, labels, exact)

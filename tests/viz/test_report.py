@@ -117,3 +117,11 @@ def test_a_sweeps_report_loads_in_chromium_with_every_image(tmp_path):
     check_page(out["report"], tmp_path, 4)
     for run in ("0", "1"):
         check_page(sweep / run / "report.html", tmp_path, 2)
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", ["digits_units_report.html", "digits_fc1_12_report.html"])
+def test_the_committed_example_reports_load_in_chromium(tmp_path, name):
+    path = ROOT / "docs" / "examples" / name
+    assert path.stat().st_size < 1_000_000
+    check_page(path, tmp_path, 3)
