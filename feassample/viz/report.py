@@ -141,7 +141,7 @@ def run_report(path: str | Path, samples: SampleSet, *, title: str, picture: Opt
         parts.append(facets_section(facets, fig_uri))
     rows = samples.rarity
     fig_uri = None
-    if rows:
+    if rows and len(rows) > 1:  # one row (a rejection run): the band alone, a table is enough
         fig = new_figure(figsize=(5.2, 3.6))
         rarity_axes(fig.add_subplot(1, 1, 1), [rows])
         fig_uri = data_uri(fig)

@@ -91,3 +91,26 @@ def test_several_constraints_thresholds_are_the_scaled_distance():
     binom = math.sqrt(0.5 / 50 + 0.3 / 70)  # 0.12, below the run's SE 0.2: scaled up to it
     assert rows[-1].log_prob_se == pytest.approx(0.2) and rows[0].log_prob_se > math.sqrt(0.5 / 50)
     assert binom < 0.2
+
+
+def test_two_constraints_every_level_matches_the_product_of_independent_slab_laws():
+    # two slabs on disjoint coordinates: independent under the uniform prior, so the event of a
+    # level, lo_j(L) <= h_j for both j, has the product of the slabs' exact laws as probability
+    torch.set_num_threads(1)
+    w = fs.problems.logistic.random_weights(16, seed=5)
+    wa, wb = w.clone(), w.clone()
+    wa[8:], wb[:8] = 0.0, 0.0
+    z = 1 / (1 + math.exp(-1.5))
+    a, b = fs.LogisticHalfspace(wa, None, z), fs.LogisticHalfspace(wb, None, z)
+    worst = 0.0
+    for seed in range(3):
+        s = fs.sample(fs.Intersection([a, b]), n=300, seed=seed, progress=False, options={"rejection_rate": None})
+        rows = s.rarity
+        assert len(rows) >= 10 and rows[-1].threshold == 0.0
+        scale = s.stats["smc_scale"]
+        for r in rows:
+            assert r.threshold == r.level  # several constraints: the level of the scaled distance
+            assert r.lo == pytest.approx((a.bands.lo[0] - r.level * scale[0], b.bands.lo[0] - r.level * scale[1]))
+            exact = _exact_log_prob(a, r.lo[0], math.inf) + _exact_log_prob(b, r.lo[1], math.inf)
+            worst = max(worst, abs(r.log_prob - exact) / r.log_prob_se)
+    assert worst <= 4.0, worst
