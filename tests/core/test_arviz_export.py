@@ -94,3 +94,15 @@ def test_without_arviz_the_error_says_what_to_install(levels_run, monkeypatch):
     with pytest.raises(ValueError, match="projections must be"):
         monkeypatch.undo()
         levels_run.to_inference_data(projections=-1)
+
+
+def test_the_command_line_exports_a_run_directory_to_netcdf(levels_run, tmp_path):
+    pytest.importorskip("h5netcdf", reason="to_netcdf needs h5netcdf (arviz's default engine)")
+    from feassample.cli.export import main
+    levels_run.save(tmp_path / "run" / "samples")
+    main([str(tmp_path / "run"), "--projections", "2"])
+    back = az.from_netcdf(str(tmp_path / "run" / "samples.nc"))
+    assert back.posterior["proj"].shape[-1] == 2 and back.posterior.attrs["chains_by"] == "ancestor"
+    with pytest.raises(SystemExit) as err:
+        main([str(tmp_path / "nowhere")])
+    assert err.value.code == 2
