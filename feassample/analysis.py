@@ -165,7 +165,8 @@ def _medoids(points: np.ndarray, count: int) -> list[int]:
     pick = points
     if len(points) > 2000:  # the summed distances of a subset: O(2000^2)
         pick = points[np.random.default_rng(0).choice(len(points), 2000, replace=False)]
-    d = np.sqrt(((pick[:, None, :] - points[None, :, :]) ** 2).sum(-1))  # (subset, all)
+    from sklearn.metrics import pairwise_distances
+    d = pairwise_distances(pick, points)  # (subset, all)
     med = int(np.argmin(d.sum(0)))
     near = np.argsort(((points - points[med]) ** 2).sum(1), kind="stable")
     return [int(i) for i in near[:count]]
