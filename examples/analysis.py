@@ -33,11 +33,25 @@ def rarity(out: Path = IMG / "analysis_rarity.png"):
     return runs
 
 
+#: three disjoint boxes of [0,1]^2 (lower and upper corners): masses 0.01, 0.04, 0.03
+BOXES = [((0.0, 0.0), (0.1, 0.1)), ((0.6, 0.6), (0.8, 0.8)), ((0.85, 0.0), (1.0, 0.2))]
+
+
+def boxes_problem():
+    """The union of ``BOXES`` as one band: the sup-norm distance to the nearest box is <= 0."""
+    lo = torch.tensor([b[0] for b in BOXES], dtype=torch.float64)
+    hi = torch.tensor([b[1] for b in BOXES], dtype=torch.float64)
+
+    def distance(x):
+        out = torch.clamp(lo.to(x.dtype) - x[:, None, :], min=0) + torch.clamp(x[:, None, :] - hi.to(x.dtype), min=0)
+        return out.amax(-1).amin(1)
+
+    masses = [(b[1][0] - b[0][0]) * (b[1][1] - b[0][1]) for b in BOXES]
+    return fs.from_functions(distance, -math.inf, 0.0, (2,), box=(0.0, 1.0)), masses
+
+
 def boxes(out: Path = IMG / "analysis_facets_boxes.png"):
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_analysis import _boxes_problem
-    problem, lo, hi, masses = _boxes_problem()
+    problem, masses = boxes_problem()
     s = fs.sample(problem, n=400, seed=0, progress=False, options={"rejection_rate": None})
     f = fs.facets(s, problem=problem)
     print(f"boxes: {f.criterion}; exact shares {[round(m / sum(masses), 3) for m in masses]}")
