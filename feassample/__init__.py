@@ -1,6 +1,7 @@
 """feassample: certified, diverse samples of feasible sets known only through differentiable
 constraints, such as the inverse set of a neuron ``{x : z1 <= f(x) <= z2}``."""
-from .api import sample
+from .api import overlap, sample
+from .analysis import Facet, Facets, Overlap, facets
 from .core import (ALConfig, Bands, CoverConfig, Diversity, FeasibleSet, JointConfig, Measurement,
                    Pool, RepulsiveEnergy, SampleBuffer, SampleSet, Sampler, SamplerConfig,
                    SeedConfig, State, SumSquaredDistances, WalkConfig, from_functions,
@@ -16,7 +17,7 @@ __all__ = ["ALConfig", "Bands", "FeasibleSet", "Measurement", "SampleSet", "Samp
            "CoverConfig", "Diversity", "JointConfig", "Pool", "RepulsiveEnergy", "SampleBuffer",
            "Sampler", "SeedConfig", "State", "SumSquaredDistances", "WalkConfig",
            "register_objective", "register_sampler", "SharedForward",
-           "from_functions", "sample", "Intersection", "LogisticHalfspace", "NeuronInverseSet",
+           "from_functions", "sample", "facets", "overlap", "Facet", "Facets", "Overlap", "Intersection", "LogisticHalfspace", "NeuronInverseSet",
            "Preprocessing", "neuron_intersection",
            "ContrastiveExplanation", "explain_contrast", "explain_contrasts", "__version__"]
 

@@ -153,4 +153,44 @@ def sample(problem: FeasibleSet, n: int = 500, k: Optional[int] = None, *, seed:
                 pass
 
 
-__all__ = ["sample", "shard_plan"]
+def overlap(a: FeasibleSet, b: FeasibleSet, n: int = 500, *, seed: int = 0, method: str = "auto",
+            min_inside: int = 50, **settings):
+    """``P(B | A)`` under the prior: an ``analysis.Overlap`` with ``log_prob``, ``log_prob_se``
+    and the ``method`` used.
+
+    ``A`` is sampled once (``fs.sample(a, n, seed=seed, method="smc")``). ``method="fraction"``:
+    the share ``f`` of A's rows inside B (``b.check``), ``log f`` with SE ``sqrt((1 - f) / (f
+    n_eff))`` over A's effective size: no further model evaluation but B's certificate.
+    ``"difference"``: also sample ``fs.Intersection([a, b])`` (seed ``seed + 1``) and take
+    ``log P(A and B) - log P(A)``, the two independent runs' SEs in quadrature: the way for a B
+    that is rare inside A. ``"auto"``: the fraction when at least ``min_inside`` of A's rows are
+    inside B, else the difference. ``settings`` go to both ``fs.sample`` calls."""
+    from .analysis import overlap_from_difference, overlap_from_fraction
+    from .problems import Intersection
+
+    if method not in ("auto", "fraction", "difference"):
+        raise ValueError(f"method must be 'auto', 'fraction' or 'difference', got {method!r}")
+    for name, p in (("a", a), ("b", b)):
+        if not isinstance(p, FeasibleSet):
+            raise TypeError(f"{name} must be a FeasibleSet (a problem), got {type(p).__name__}")
+    if not (isinstance(min_inside, int) and min_inside >= 1):
+        raise ValueError(f"min_inside must be an int >= 1, got {min_inside!r}")
+    if tuple(a.code_shape) != tuple(b.code_shape):
+        raise ValueError(f"b: its codes have shape {tuple(b.code_shape)}, a's {tuple(a.code_shape)}: "
+                         "A and B must share one code space")
+    settings.setdefault("method", "smc")
+    settings.setdefault("progress", False)
+    sa = sample(a, n=n, seed=seed, **settings)
+    if sa.status != "success":
+        raise ValueError(f"a: the run on A did not succeed ({sa.message}): P(B | A) needs A's sample")
+    if method != "difference":
+        got = overlap_from_fraction(sa, b)
+        if method == "fraction" or (got.inside or 0) >= min_inside:
+            return got
+    sab = sample(Intersection([a, b]), n=n, seed=seed + 1, **settings)
+    if sab.status != "success":
+        raise ValueError(f"b: the run on A and B did not succeed ({sab.message})")
+    return overlap_from_difference(sa, sab)
+
+
+__all__ = ["sample", "overlap", "shard_plan"]

@@ -119,9 +119,18 @@ def run(cfg: DictConfig, out_dir: Path, base: Path) -> dict:
     result.config["app"] = OmegaConf.to_container(cfg, resolve=True)
     save_samples(out_dir, result)  # with the app's config (link checks, complete or absent)
     log.info(result.summary())
-    metrics_out = write_outputs(cfg, problem, result, scfg.seed, out_dir)
+    metrics_out = write_outputs(cfg, problem, result, scfg.seed, out_dir, command=command_line())
     log.info("outputs in %s", out_dir)
     return metrics_out
+
+
+def command_line() -> Optional[str]:
+    """``feassample <overrides>``: the command that reproduces this job (``None`` outside Hydra)."""
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under Hydra (tests, library use)
+        return None
+    return " ".join(["feassample", *overrides])
 
 
 def config_dir() -> str:

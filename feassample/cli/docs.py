@@ -264,7 +264,15 @@ Each run writes into Hydra's output directory (`outputs/DATE/TIME/`, or
 | `samples/samples.pt`, `samples/sampleset.json` | the `SampleSet` (`fs.SampleSet.load(dir)`) |
 | `metrics.json` | feasible fraction, status, message, steps, model evaluations, wall seconds, and `coverage` against exact iid samples (KS p-value of `w.x`, boundary-bias z, NN ratio, fill ratio, energy z) |
 | `plot.png` | 2-D: samples over the shaded set; higher d: histogram of `w.x` against the exact law; images: a grid; histograms of each constraint value against its band |
+| `report.html` | one self-contained page (images embedded, no network): the samples, the facets with their shares, the rarity curve, the diagnostics and the command and config that reproduce the run ([analysis.md](analysis.md)) |
 | `app.log`, `.hydra/` | the log and the composed config |
+
+`metrics.json` also holds the run's rarity curve (`rarity`) and facets (`facets`). A sweep's
+directory gets `summary.md`, `summary.csv`, `summary.png` and `report.html` from
+`feassample-summary` (run by the sweep's callback, or by hand: `feassample-summary DIR`);
+`feassample-summary --overlap DIR` adds the overlap matrix `P(B | A)` between its runs
+(`overlap.md`, `overlap.json`, [analysis.md](analysis.md)). `feassample-export RUN` writes a
+run's samples as ArviZ netCDF (`RUN/samples.nc`; needs `feassample[arviz]`).
 
 The library logs through `logging` only; the app's handlers come from Hydra.
 """

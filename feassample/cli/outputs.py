@@ -1,5 +1,6 @@
 """What a sampling run of the app writes beside ``samples/``: ``metrics.json`` (the result's
-stats, and its coverage against exact iid samples where the problem has them) and ``plot.png``;
+stats, its rarity curve and facets, and its coverage against exact iid samples where the problem
+has them), ``plot.png`` and ``report.html`` (one self-contained page: docs/analysis.md);
 with ``keep_checkpoint=false``, ``fs.sample`` removed a successful run's checkpoint files
 (``metrics.json``'s ``checkpoint`` says so)."""
 from __future__ import annotations
@@ -42,10 +43,32 @@ def coverage(problem, samples: SampleSet, draws: int, seed: int) -> tuple[dict, 
     return report, reference
 
 
-def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_dir: Path) -> dict:
-    """Write ``metrics.json`` (and ``plot.png`` with ``cfg.plot``) for ``result``; the metrics."""
+def run_facets(problem, result: SampleSet):
+    """``(facets, record)``: the facets of a run's certified rows in the problem's embedding
+    (``fs.facets``, ``k="auto"``) and their ``metrics.json`` record; ``(None, {"skipped": why})``
+    when there are too few rows or the clustering fails."""
+    from ..analysis import facets
+
+    if len(result) < 20 or result.status == "infeasible":
+        return None, {"skipped": f"{len(result)} row(s) of status {result.status}: facets need 20 certified rows"}
+    try:
+        found = facets(result, problem=problem)
+    except (ValueError, RuntimeError, ImportError) as err:
+        log.warning("no facets: %s", err)
+        return None, {"skipped": str(err).splitlines()[0]}
+    return found, found.as_dicts()
+
+
+def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_dir: Path,
+                  command: Optional[str] = None) -> dict:
+    """Write ``metrics.json``, ``plot.png`` (with ``cfg.plot``) and ``report.html`` for
+    ``result`` (``command``: the command line that reproduces the run, shown in the report);
+    the metrics."""
     metrics_out = {"feasible_fraction": float(result.feasible.float().mean()) if len(result) else 0.0,
                    "n_evals": result.n_evals, **{k: v for k, v in result.stats.items()}}
+    rarity = result.rarity
+    metrics_out["rarity"] = [r._asdict() for r in rarity] if rarity else None
+    found, metrics_out["facets"] = run_facets(problem, result)
     reference = None
     if cfg.coverage and result.status != "infeasible":
         cov, reference = coverage(problem, result, int(cfg.reference_draws), seed)
@@ -60,8 +83,18 @@ def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_di
         metrics_out.setdefault("checkpoint", "kept")
     text = json.dumps(metrics_out, indent=2, default=str)
     atomic_write_bytes(out_dir / "metrics.json", lambda fh: fh.write(text.encode()))
+    picture = None
     if cfg.plot and len(result):
         from ..viz import plot_run
 
-        plot_run(problem, result, out_dir / "plot.png", reference)
+        picture = plot_run(problem, result, out_dir / "plot.png", reference)
+    from ..viz import run_report
+
+    cov = metrics_out.get("coverage") or {}
+    extra = ""
+    if cov:
+        from ..viz.report import table
+        extra = "<h2>Coverage against exact iid samples</h2>" + table(["field", "value"], sorted(cov.items()), left=2)
+    run_report(out_dir / "report.html", result, title=f"feassample run: {problem.describe()}", picture=picture,
+               facets=found, problem=problem, command=command, extra=extra)
     return metrics_out

@@ -1,7 +1,7 @@
 """Collect the runs of a sweep into one table and one figure (one row per run: the paper's
 Figure 1 layout for image problems).
 
-    feassample-summary multirun/2026-11-22/10-00-00     # writes summary.md, summary.csv, summary.png
+    feassample-summary multirun/2026-11-22/10-00-00     # summary.md, summary.csv, summary.png, report.html
 
 The app also calls it at the end of every multirun (a Hydra callback).
 """
@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -133,9 +134,94 @@ def figure(rows: list[dict], path: Path, per_row: int = 10) -> Optional[Path]:
     return sample_rows(loaded, path, per_row)
 
 
-def write_summary(sweep_dir: str | Path) -> dict:
-    """Write ``summary.md``, ``summary.csv`` and ``summary.png`` (when a run kept samples) into
-    ``sweep_dir``; a job that wrote no ``metrics.json`` is a row that says so."""
+def report(rows: list[dict], sweep: Path, figure_png: Optional[Path], matrix: Optional[dict] = None) -> Path:
+    """Write the sweep's ``report.html`` (``viz.sweep_report``): the table, the sample figure,
+    every run's rarity curve on one plot and each run's picture with its facets' shares, read
+    from the runs' ``metrics.json`` and ``plot.png``."""
+    from ..core.result import RarityLevel
+    from ..viz import sweep_report
+
+    curves, pictures, detailed = [], {}, []
+    for r in rows:
+        r = dict(r)
+        try:
+            metrics = json.loads((Path(r["path"]) / "metrics.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            metrics = {}
+        rarity = metrics.get("rarity") or []
+        if len(rarity) > 1:  # one row is a rejection run's band: no curve
+            label = r.get("overrides") or r["run"]
+            curves.append((label, [RarityLevel(**{**x, "lo": tuple(x["lo"]), "hi": tuple(x["hi"])}) for x in rarity]))
+        r["facets"] = metrics.get("facets") or {}
+        picture = Path(r["path"]) / "plot.png"
+        if picture.is_file():
+            pictures[r["run"]] = picture
+        detailed.append(r)
+    return sweep_report(sweep / "report.html", detailed, title=f"feassample sweep: {sweep.name}",
+                        pictures=pictures, curves=curves, figure=figure_png, overlap=matrix)
+
+
+def overlaps(rows: list[dict]) -> dict:
+    """The sweep's overlap matrix ``P(B | A)`` between its runs: for each run ``A`` with samples
+    and each run ``B`` whose problem shares A's codes, the share of A's rows that B's certificate
+    puts inside B's band (``analysis.overlap_from_fraction``: ``log P`` with an SE over A's
+    effective size). Each run's problem is rebuilt from the app config saved with its samples.
+    Returns ``{"runs": [...], "log_prob": [[...]], "log_prob_se": [[...]], "inside": [[...]]}``
+    (``None`` where the codes differ or a run has no samples)."""
+    from omegaconf import OmegaConf
+
+    from ..analysis import overlap_from_fraction
+    from ..core.result import SampleSet
+    from .build import build_problem
+
+    runs, samples, problems = [], [], []
+    for r in rows:
+        folder = Path(r["path"]) / "samples"
+        if not (folder / "samples.pt").is_file():
+            continue
+        s = SampleSet.load(folder)
+        app_cfg = s.config.get("app")
+        if not app_cfg:
+            continue
+        runs.append(r["run"])
+        samples.append(s)
+        problems.append(build_problem(OmegaConf.create(app_cfg), Path(r["path"])))
+    size = len(runs)
+    out = {"runs": runs, "log_prob": [[None] * size for _ in range(size)],
+           "log_prob_se": [[None] * size for _ in range(size)], "inside": [[None] * size for _ in range(size)]}
+    for i, a in enumerate(samples):
+        for j, b in enumerate(problems):
+            if len(a) == 0 or tuple(a.codes.shape[1:]) != tuple(b.code_shape):
+                continue
+            o = overlap_from_fraction(a, b)
+            out["log_prob"][i][j], out["log_prob_se"][i][j], out["inside"][i][j] = o.log_prob, o.log_prob_se, o.inside
+    return out
+
+
+def overlap_markdown(matrix: dict) -> str:
+    """The overlap matrix as a markdown table: row ``A``, column ``B``, cell ``P(B | A)`` ± SE."""
+    runs = matrix["runs"]
+    lines = ["| A \\ B | " + " | ".join(runs) + " |", "|" + "---|" * (len(runs) + 1)]
+    for i, a in enumerate(runs):
+        cells = []
+        for j in range(len(runs)):
+            lp, se = matrix["log_prob"][i][j], matrix["log_prob_se"][i][j]
+            if lp is None:
+                cells.append("")
+            elif matrix["inside"][i][j] == 0:
+                cells.append("0 (no row of A inside B)")
+            else:
+                p = math.exp(lp)
+                cells.append(f"{p:.3g} ± {p * se:.2g}" if math.isfinite(se) else f"{p:.3g}")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(sweep_dir: str | Path, overlap: bool = False) -> dict:
+    """Write ``summary.md``, ``summary.csv``, ``summary.png`` (when a run kept samples) and
+    ``report.html`` (one self-contained page) into ``sweep_dir``; with ``overlap=True`` also
+    ``overlap.md`` and ``overlap.json`` (``overlaps``: ``P(B | A)`` between the runs). A job that
+    wrote no ``metrics.json`` is a row that says so."""
     sweep = Path(sweep_dir)
     rows = collect(sweep)
     if not rows:
@@ -149,7 +235,14 @@ def write_summary(sweep_dir: str | Path) -> dict:
     writer.writerows(rows)
     atomic_write_bytes(sweep / "summary.csv", lambda fh: fh.write(table.getvalue().encode()))
     png = figure(rows, sweep / "summary.png")
-    return {"rows": rows, "markdown": sweep / "summary.md", "csv": sweep / "summary.csv", "figure": png}
+    matrix = None
+    if overlap:
+        matrix = overlaps(rows)
+        (sweep / "overlap.md").write_text(overlap_markdown(matrix) + "\n")
+        (sweep / "overlap.json").write_text(json.dumps(matrix, indent=2, default=str))
+    page = report(rows, sweep, png, matrix)
+    return {"rows": rows, "markdown": sweep / "summary.md", "csv": sweep / "summary.csv", "figure": png,
+            "report": page, "overlap": matrix}
 
 
 class SummaryCallback(Callback):
@@ -167,13 +260,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="feassample-summary", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", help="a multirun directory (or any folder of runs)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="also the overlap matrix P(B | A) between the runs (overlap.md, overlap.json)")
     args = parser.parse_args(argv)
     try:
-        out = write_summary(args.sweep_dir)
+        out = write_summary(args.sweep_dir, overlap=args.overlap)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         parser.exit(2, f"feassample-summary: {err}\n")
     print(markdown(out["rows"]))
-    print(f"\nwrote {out['markdown']}, {out['csv']}, {out['figure']}")
+    if out["overlap"] is not None:
+        print("\nP(B | A), A = row, B = column:\n" + overlap_markdown(out["overlap"]))
+    print(f"\nwrote {out['markdown']}, {out['csv']}, {out['figure']}, {out['report']}")
 
 
 if __name__ == "__main__":

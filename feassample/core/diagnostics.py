@@ -83,6 +83,25 @@ def _families(ancestors: np.ndarray) -> tuple[list[np.ndarray], int]:
     return [np.flatnonzero(ancestors == a)[:MIN_DRAWS] for a in keep], (MIN_DRAWS if keep.size else 0)
 
 
+def chain_rows(walkers: Optional[Tensor], ancestors: Optional[Tensor]) -> tuple[list[np.ndarray], str]:
+    """``(row indices per chain, chains_by)``: the chains ``diagnose`` computes R-hat and ESS
+    over, each cut to a common length: walkers (``"walker"``), else ancestral families with their
+    first ``MIN_DRAWS`` rows (``"ancestor"``); independent draws of the prior (negative
+    ancestors) and rows without ids are one chain of every row (``"independent"``, ``"none"``)."""
+    n = int(walkers.shape[0]) if walkers is not None else (int(ancestors.shape[0]) if ancestors is not None else 0)
+    if ancestors is not None and n > 1 and bool((ancestors < 0).all()):
+        return [np.arange(n)], "independent"
+    if walkers is not None:
+        idx, length = _chains(walkers.detach().cpu().numpy().astype(np.int64))
+        if len(idx) >= 2 and length >= MIN_DRAWS:
+            return idx, "walker"
+    if ancestors is not None:
+        idx, length = _families(ancestors.detach().cpu().numpy().astype(np.int64))
+        if len(idx) >= 2:
+            return idx, "ancestor"
+    return [], "none"
+
+
 def _statistics(values: Tensor, codes: Tensor, embedding: Optional[Tensor],
                 names: Sequence[str]) -> dict[str, np.ndarray]:
     """Per-row statistics ``{name: (n,)}`` (see the module docstring)."""

@@ -10,7 +10,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -33,6 +33,85 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+class RarityLevel(NamedTuple):
+    """One row of ``SampleSet.rarity``: the prior probability of one level of a levels run.
+
+    ``threshold``: with one constraint, the level's end in the constraint's own units facing the
+    prior (``log_prob`` is then ``log P(h >= threshold)`` for ``side="above"``, ``log P(h <=
+    threshold)`` for ``"below"``); with several, the level itself (the scaled distance: the
+    largest violation over the constraints, each divided by its ``smc_scale``). ``lo``, ``hi``:
+    the exact event of the row, per constraint: ``lo[j] <= h_j <= hi[j]`` (the band widened by
+    ``tol + level * scale[j]`` on each side). ``level``: the level of the score (0: the band).
+    """
+
+    threshold: float
+    log_prob: float
+    log_prob_se: float
+    level: float
+    lo: tuple
+    hi: tuple
+    side: str
+
+
+def _end(v) -> float:
+    return float(v)  # JSON stores infinities as "inf" / "-inf"
+
+
+def rarity_rows(stats: dict, bands: dict, side: str = "auto") -> Optional[list[RarityLevel]]:
+    """The rarity curve of a run's ``stats`` and its problem's ``bands`` record (``lo``, ``hi``,
+    ``tol``): one ``RarityLevel`` per stage of a levels run (``smc_levels``, ``smc_fractions``),
+    the band itself for a rejection run, ``None`` for a method without levels.
+
+    Stage ``i`` kept the particles with a score below its level ``L_i``, so ``log P(score < L_i)``
+    is the running sum of the log survival fractions (Cérou et al. 2012; the final row is
+    ``stats["log_prob"]``). Its variance is the running sum of the stages' variances
+    (``stats["smc_variances"]`` where the run records them); else the stages' binomial variances
+    ``(1 - p_i) / (p_i N)``, scaled by one factor so that the last row's SE is the run's own
+    ``log_prob_se`` (which counts the correlation of the resampled copies): never smaller than
+    the binomial SE. ``side``: ``"above"`` (the band lies above the prior's mass: the threshold
+    is the lower end), ``"below"`` (the upper end) or ``"auto"`` (the finite end of a one-sided
+    band; a two-sided band is taken to lie above the prior, the case of exciting a neuron)."""
+    if side not in ("auto", "above", "below"):
+        raise ValueError(f"side must be 'auto', 'above' or 'below', got {side!r}")
+    if stats.get("log_prob") is None or not bands:
+        return None
+    lo0, hi0 = [_end(v) for v in bands["lo"]], [_end(v) for v in bands["hi"]]
+    tol, m = float(bands.get("tol", 0.0)), len(lo0)
+    if side == "auto":
+        side = "below" if m == 1 and math.isinf(lo0[0]) else "above"
+    if m == 1 and ((side == "above" and math.isinf(lo0[0])) or (side == "below" and math.isinf(hi0[0]))):
+        raise ValueError(f"side={side!r}: the band [{lo0[0]}, {hi0[0]}] has no finite end on that side")
+    scale = [float(v) for v in stats.get("smc_scale") or [1.0] * m]
+    if stats.get("smc_mode") == "rejection" or not stats.get("smc_levels"):
+        levels, fractions = [0.0], None
+    else:
+        levels, fractions = [float(v) for v in stats["smc_levels"]], [float(v) for v in stats["smc_fractions"]]
+    if fractions is None:
+        logs, ses = [float(stats["log_prob"])], [float(stats.get("log_prob_se") or math.nan)]
+    else:
+        N = int(stats.get("particles") or 0)
+        variances = stats.get("smc_variances")
+        if variances is None or len(variances) != len(fractions):
+            variances = [(1.0 - p) / (p * N) if N and p > 0 else math.nan for p in fractions]
+            total, run_se = math.fsum(variances), stats.get("log_prob_se")
+            if run_se is not None and total > 0 and float(run_se) ** 2 > total:
+                variances = [v * float(run_se) ** 2 / total for v in variances]
+        logs, ses, acc, var = [], [], 0.0, 0.0
+        for p, v in zip(fractions, variances):
+            acc += math.log(p) if p > 0 else -math.inf
+            var += float(v)
+            logs.append(acc)
+            ses.append(math.sqrt(var))
+    rows = []
+    for level, logp, se in zip(levels, logs, ses):
+        widen = [tol + level * s for s in scale]
+        lo = tuple(l - w for l, w in zip(lo0, widen))
+        hi = tuple(h + w for h, w in zip(hi0, widen))
+        threshold = (lo[0] if side == "above" else hi[0]) if m == 1 else level
+        rows.append(RarityLevel(threshold, logp, se, level, lo, hi, side))
+    return rows
 
 
 class DiskFull(OSError):
@@ -80,6 +159,9 @@ class SampleSet:
         stats: the run's record; the stable fields below read it, and every other key is a
             method's own extra (``stats["particles"]`` of ``smc``, ``stats["thin"]`` of ``cover``...).
         config: the problem's and the sampler's settings.
+        walker, ancestor: ``(n,)`` int64 or ``None``: which walker kept each row and which initial
+            particle it descends from, where the method records them (the chains of the
+            diagnostics and of ``to_inference_data``).
 
     Stable fields (properties), one meaning for every method:
         status: ``"success"`` (``n`` rows certified), ``"partial"`` (some), ``"infeasible"``
@@ -105,6 +187,8 @@ class SampleSet:
     feasible: Tensor
     stats: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    walker: Optional[Tensor] = None
+    ancestor: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return int(self.codes.shape[0])
@@ -143,6 +227,19 @@ class SampleSet:
     def diagnostics(self) -> Optional[dict]:
         """The convergence diagnostics of the rows, ``None`` for a method without chains."""
         return self.stats.get("diagnostics")
+
+    @property
+    def rarity(self) -> Optional[list[RarityLevel]]:
+        """The rarity curve: one ``RarityLevel(threshold, log_prob, log_prob_se, ...)`` per
+        intermediate level of a levels run (``method="smc"``), the last one the band itself;
+        ``None`` for a method without levels. See ``rarity_curve`` (``side=``) for the rule."""
+        return self.rarity_curve()
+
+    def rarity_curve(self, side: str = "auto") -> Optional[list[RarityLevel]]:
+        """``rarity`` with the side of the prior's mass given: ``"above"`` (the band is above
+        it: ``log P(h >= threshold)``), ``"below"`` (``log P(h <= threshold)``) or ``"auto"``
+        (``rarity_rows``)."""
+        return rarity_rows(self.stats, (self.config.get("problem") or {}).get("bands") or {}, side)
 
     def summary(self) -> str:
         """One line from the stable fields: status, count, certified fraction, evaluations and
@@ -190,6 +287,10 @@ class SampleSet:
             raise ValueError(f"cannot save a SampleSet to {folder}: it exists and is not a folder")
         tensors = {"x": self.x.detach().cpu(), "codes": self.codes.detach().cpu(),
                    "values": self.values.detach().cpu(), "feasible": self.feasible.detach().cpu()}
+        for name in ("walker", "ancestor"):
+            column = getattr(self, name)
+            if column is not None:
+                tensors[name] = column.detach().cpu()
         buffer = io.BytesIO()
         torch.save(tensors, buffer)
         data = buffer.getvalue()
@@ -235,4 +336,15 @@ class SampleSet:
         if len(set(rows.values())) != 1 or None in rows.values():
             raise ValueError(f"path={str(folder)!r}: {TENSORS} is not one sample: its tensors x, codes, values, "
                              f"feasible have {', '.join(f'{k}: {v}' for k, v in rows.items())} rows")
-        return cls(*columns, meta.get("stats", {}), meta.get("config", {}))
+        ids = {}
+        for name in ("walker", "ancestor"):
+            column = tensors.get(name)
+            if isinstance(column, torch.Tensor) and column.dim() == 1 and column.shape[0] == rows["x"]:
+                ids[name] = column
+        return cls(*columns, meta.get("stats", {}), meta.get("config", {}), **ids)
+
+    def to_inference_data(self, *, projections: int = 0, seed: int = 0):
+        """The rows as an ArviZ ``InferenceData`` (``feassample.core.arviz_export``):
+        chains are walkers or ancestral families, as in the diagnostics. Needs ``arviz``."""
+        from .arviz_export import to_inference_data
+        return to_inference_data(self, projections=projections, seed=seed)

@@ -184,8 +184,9 @@ def _bands(s: SampleSet) -> tuple[list, list, list]:
     of one entry per constraint; names ``h0, h1, ...`` and infinite ends when not recorded)."""
     bands = ((s.config or {}).get("problem") or {}).get("bands") or {}
     m = s.values.shape[1] if s.values.ndim == 2 else 1
-    lo = list(bands.get("lo") or [-math.inf] * m)
-    hi = list(bands.get("hi") or [math.inf] * m)
+    # float(): a loaded record stores infinite ends as the strings "inf" / "-inf"
+    lo = [float(v) for v in bands.get("lo") or [-math.inf] * m]
+    hi = [float(v) for v in bands.get("hi") or [math.inf] * m]
     names = list(bands.get("names") or [f"h{j}" for j in range(m)])
     return lo, hi, names
 

@@ -80,7 +80,9 @@ def finish(problem: FeasibleSet, codes: Tensor, stats: dict, cfg, t0: float,
     stats.setdefault("log_prob_se", None)
     stats.setdefault("diagnostics", None)
     config = {"problem": problem.config(), "sampler": cfg.record()}
-    return SampleSet(x.detach(), codes.detach(), values.detach(), feasible.detach(), stats, config)
+    return SampleSet(x.detach(), codes.detach(), values.detach(), feasible.detach(), stats, config,
+                     walker=None if walkers is None else walkers.detach().cpu().long(),
+                     ancestor=None if ancestors is None else ancestors.detach().cpu().long())
 
 
 def _diagnose(problem: FeasibleSet, codes: Tensor, x: Tensor, values: Tensor, walkers: Tensor,
