@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,vision]"
+	$(BIN)/python -m pip install -q -e ".[test,vision,arviz]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -23,12 +23,16 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/feassample
 
-# FEASSAMPLE_REQUIRE_VISION=1: the torchvision/timm tests fail instead of skipping (setup installs them).
+# FEASSAMPLE_REQUIRE_VISION=1 / _ARVIZ=1: the torchvision/timm and ArviZ tests fail instead of
+# skipping (setup installs them); the report's browser test is required where a Chromium is found
+# (scripts/ensure-chromium.sh installs one as root with apt-get).
 # JOBS pytest workers (pytest-xdist; each test runs one torch thread); --dist loadfile keeps a
 # file's tests on one worker, in order. JOBS=0 runs them in this process.
 JOBS ?= 2
 test: $(STAMP)
-	FEASSAMPLE_REQUIRE_VISION=1 $(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
+	FEASSAMPLE_REQUIRE_VISION=1 FEASSAMPLE_REQUIRE_ARVIZ=1 \
+	FEASSAMPLE_REQUIRE_BROWSER=$$(bash scripts/ensure-chromium.sh) \
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 
 test-slow: $(STAMP)
 	FEASSAMPLE_REQUIRE_VISION=1 $(BIN)/python -m pytest -q -m slow

@@ -5,6 +5,7 @@ xarray, and h5netcdf for ``to_netcdf``); it is imported here only."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -88,8 +89,12 @@ def to_inference_data(samples, *, projections: int = 0, seed: int = 0):
     coords = {"constraint": names, "code_dim": np.arange(codes.shape[1])}
     if projections:
         coords["projection"] = np.arange(projections)
-    return az.from_dict(posterior=posterior, sample_stats=stats, coords=coords, dims=dims,
-                        posterior_attrs=attrs, sample_stats_attrs=dict(attrs))
+    with warnings.catch_warnings():
+        # ancestral families are many short chains (4 rows each) by design: ArviZ's guess that
+        # the axes were swapped ("More chains than draws") does not apply
+        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+        return az.from_dict(posterior=posterior, sample_stats=stats, coords=coords, dims=dims,
+                            posterior_attrs=attrs, sample_stats_attrs=dict(attrs))
 
 
 __all__ = ["to_inference_data"]
