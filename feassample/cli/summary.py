@@ -166,28 +166,36 @@ def overlaps(rows: list[dict]) -> dict:
     and each run ``B`` whose problem shares A's codes, the share of A's rows that B's certificate
     puts inside B's band (``analysis.overlap_from_fraction``: ``log P`` with an SE over A's
     effective size). Each run's problem is rebuilt from the app config saved with its samples.
-    Returns ``{"runs": [...], "log_prob": [[...]], "log_prob_se": [[...]], "inside": [[...]]}``
-    (``None`` where the codes differ or a run has no samples)."""
-    from omegaconf import OmegaConf
-
+    Returns ``{"runs": [...], "left_out": {run: why}, "log_prob": [[...]], "log_prob_se": [[...]],
+    "inside": [[...]]}`` (``None`` where the codes differ or a run has no samples). Problems are
+    rebuilt by ``feassample-merge``'s rule (``cli.merge.rebuild_problem``): only built-in kinds
+    from plain values, so a ``sampleset.json`` cannot make the summary run code."""
     from ..analysis import overlap_from_fraction
     from ..core.result import SampleSet
-    from .build import build_problem
+    from ..rundir.merge import ProblemUnknown
+    from .merge import rebuild_problem
 
-    runs, samples, problems = [], [], []
+    runs, samples, problems, left_out = [], [], [], {}
     for r in rows:
         folder = Path(r["path"]) / "samples"
         if not (folder / "samples.pt").is_file():
             continue
         s = SampleSet.load(folder)
-        app_cfg = s.config.get("app")
-        if not app_cfg:
+        # nothing in a data file is code: the problem is rebuilt as feassample-merge rebuilds it
+        # (built-in kinds from plain values; a run of your own code is left out, with the reason)
+        try:
+            problem = rebuild_problem(s.config)
+        except ProblemUnknown as err:
+            left_out[r["run"]] = str(err).split(": name your")[0].split("; merge with")[0]
+            continue
+        if problem is None:
+            left_out[r["run"]] = "no app config saved with its samples"
             continue
         runs.append(r["run"])
         samples.append(s)
-        problems.append(build_problem(OmegaConf.create(app_cfg), Path(r["path"])))
+        problems.append(problem)
     size = len(runs)
-    out = {"runs": runs, "log_prob": [[None] * size for _ in range(size)],
+    out = {"runs": runs, "left_out": left_out, "log_prob": [[None] * size for _ in range(size)],
            "log_prob_se": [[None] * size for _ in range(size)], "inside": [[None] * size for _ in range(size)]}
     for i, a in enumerate(samples):
         for j, b in enumerate(problems):
@@ -214,6 +222,8 @@ def overlap_markdown(matrix: dict) -> str:
                 p = math.exp(lp)
                 cells.append(f"{p:.3g} ± {p * se:.2g}" if math.isfinite(se) else f"{p:.3g}")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    for run, why in (matrix.get("left_out") or {}).items():
+        lines.append(f"\nleft out: {run} ({why})")
     return "\n".join(lines)
 
 
@@ -238,8 +248,9 @@ def write_summary(sweep_dir: str | Path, overlap: bool = False) -> dict:
     matrix = None
     if overlap:
         matrix = overlaps(rows)
-        (sweep / "overlap.md").write_text(overlap_markdown(matrix) + "\n")
-        (sweep / "overlap.json").write_text(json.dumps(matrix, indent=2, default=str))
+        text, table = overlap_markdown(matrix) + "\n", json.dumps(matrix, indent=2, default=str)
+        atomic_write_bytes(sweep / "overlap.md", lambda fh: fh.write(text.encode()))
+        atomic_write_bytes(sweep / "overlap.json", lambda fh: fh.write(table.encode()))
     page = report(rows, sweep, png, matrix)
     return {"rows": rows, "markdown": sweep / "summary.md", "csv": sweep / "summary.csv", "figure": png,
             "report": page, "overlap": matrix}
