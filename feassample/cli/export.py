@@ -8,6 +8,7 @@ Needs ArviZ 0.x and h5netcdf (``pip install "feassample[arviz]"``).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..core.result import SampleSet
@@ -20,8 +21,14 @@ def export(run: str | Path, out: str | Path | None = None, projections: int = 4)
     folder = run / "samples" if (run / "samples").is_dir() else run
     samples = SampleSet.load(folder)
     target = Path(out) if out is not None else run / "samples.nc"
+    if target.is_symlink():
+        raise ValueError(f"{target} is a symbolic link: the export would write through it; remove it "
+                         "or name another --out")
     data = samples.to_inference_data(projections=projections)
-    data.to_netcdf(str(target))
+    # written aside, then renamed over the target: a link made meanwhile is replaced, not followed
+    aside = target.with_name(f".{target.name}.writing")
+    data.to_netcdf(str(aside))
+    os.replace(aside, target)
     return target
 
 

@@ -110,3 +110,15 @@ def test_the_command_line_exports_a_run_directory_to_netcdf(levels_run, tmp_path
     with pytest.raises(SystemExit) as err:
         main([str(tmp_path / "nowhere")])
     assert err.value.code == 2
+
+
+def test_the_export_never_writes_through_a_link(levels_run, tmp_path):
+    pytest.importorskip("h5netcdf", reason="to_netcdf needs h5netcdf (arviz's default engine)")
+    from feassample.cli.export import main
+    levels_run.save(tmp_path / "run" / "samples")
+    target = tmp_path / "precious.txt"
+    target.write_text("mine\n")
+    (tmp_path / "run" / "samples.nc").symlink_to(target)
+    with pytest.raises(SystemExit) as err:
+        main([str(tmp_path / "run")])
+    assert err.value.code == 2 and target.read_text() == "mine\n"
