@@ -61,14 +61,15 @@ def run_facets(problem, result: SampleSet):
 
 def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_dir: Path,
                   command: Optional[str] = None) -> dict:
-    """Write ``metrics.json``, ``plot.png`` (with ``cfg.plot``) and ``report.html`` for
+    """Write ``metrics.json``, ``plot.png`` (with ``cfg.plot``) and ``report.html`` (with ``cfg.report``) for
     ``result`` (``command``: the command line that reproduces the run, shown in the report);
     the metrics."""
     metrics_out = {"feasible_fraction": float(result.feasible.float().mean()) if len(result) else 0.0,
                    "n_evals": result.n_evals, **{k: v for k, v in result.stats.items()}}
     rarity = result.rarity
     metrics_out["rarity"] = [r._asdict() for r in rarity] if rarity else None
-    found, metrics_out["facets"] = run_facets(problem, result)
+    write_report = bool(cfg.get("report", True))
+    found, metrics_out["facets"] = run_facets(problem, result) if write_report else (None, {"skipped": "report=false"})
     reference = None
     if cfg.coverage and result.status != "infeasible":
         cov, reference = coverage(problem, result, int(cfg.reference_draws), seed)
@@ -88,6 +89,8 @@ def write_outputs(cfg: DictConfig, problem, result: SampleSet, seed: int, out_di
         from ..viz import plot_run
 
         picture = plot_run(problem, result, out_dir / "plot.png", reference)
+    if not write_report:
+        return metrics_out
     from ..viz import run_report
 
     cov = metrics_out.get("coverage") or {}

@@ -321,6 +321,7 @@ class AppConfig:
     threads: int = 1
     progress: bool = True
     plot: bool = True
+    report: bool = True             # report.html with the run's facets (docs/analysis.md)
     coverage: bool = True
     reference_draws: int = 10
     resume: Optional[str] = None

@@ -86,6 +86,12 @@ def _compose(overrides):
         return compose(config_name="config", overrides=overrides)
 
 
+def test_report_false_writes_neither_the_page_nor_the_facets(tmp_path):
+    metrics = app.run(_compose(["sampler.n=60", "progress=false", "report=false"]), tmp_path, ROOT)
+    assert metrics["status"] == "success" and not (tmp_path / "report.html").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text())["facets"] == {"skipped": "report=false"}
+
+
 @needs_chromium
 @pytest.mark.parametrize("overrides, images", [
     (["problem=logistic", "problem.d=16", "problem.z1=0.99", "problem.z2=1.0"], 3),  # levels: a curve
