@@ -13,9 +13,20 @@ import torch
 from .diagnostics import chain_rows
 
 
-def _arviz():
+def _import_arviz():
+    """``import arviz``, once more if the first try lost ArviZ 0.23's race on its once-a-day stamp
+    file (two processes importing it at once on a new day: one renames the other's temporary
+    file away and the import raises ``FileNotFoundError``); by then the stamp is written."""
     try:
         import arviz as az
+    except FileNotFoundError:
+        import arviz as az
+    return az
+
+
+def _arviz():
+    try:
+        az = _import_arviz()
     except ImportError as err:
         raise ImportError("SampleSet.to_inference_data needs ArviZ 0.x (InferenceData): "
                           "pip install 'arviz>=0.20,<1' (or feassample[arviz]); "
