@@ -37,8 +37,9 @@ class Facet:
 
     Attributes:
         share: its fraction of the rows: an estimate of its share of the set's prior mass.
-        share_se: the binomial SE of ``share`` over the sample's effective size
-            ``sqrt(share (1 - share) / n_eff)`` (``Facets.n_eff``).
+        share_se: the larger of the binomial SE of ``share`` over the sample's effective size
+            ``sqrt(share (1 - share) / n_eff)`` (``Facets.n_eff``) and its cluster-robust SE over
+            the rows' initial ancestors (``family_se``; an smc levels run).
         count: its rows.
         rows: ``(count,)`` indices of its rows in the sample.
         medoids: indices of up to ``medoids`` rows: the medoid (the row with the least summed
@@ -96,6 +97,26 @@ def effective_size(samples: SampleSet) -> tuple[float, str]:
         ratio = min(1.0, float(ess) / float(rows))
         return n * ratio, f"diagnostics: ess_bulk_min / ess_rows = {ess:.0f} / {rows:.0f} over {diag.get('chains_by')} chains"
     return float(n), "no chain diagnostics: rows taken as independent"
+
+
+def family_se(member: np.ndarray, samples: SampleSet) -> float:
+    """The cluster-robust SE of the fraction of rows in ``member`` (``(n,)`` bool), the rows
+    clustered by their initial ancestor (an smc levels run's ``ancestor``; 0 without one, or for
+    independent draws). ``sqrt(sum_c (sum_{i in c} (member_i - share))^2) / n``: about the binomial
+    SE when the descendants of one ancestor are spread over the facets independently, and as large
+    as the families' own count says when they are not: the moves rarely cross between the pieces
+    of a set, so a piece's share is fixed by how many ancestors reached it."""
+    anc = getattr(samples, "ancestor", None)
+    n = member.shape[0]
+    if anc is None or n < 2 or anc.numel() != n:
+        return 0.0
+    a = anc.detach().cpu().numpy().astype(np.int64)
+    if (a < 0).any():  # independent draws of the prior (rejection): no families
+        return 0.0
+    resid = member.astype(np.float64) - member.mean()
+    _, family = np.unique(a, return_inverse=True)
+    sums = np.bincount(family, weights=resid)
+    return float(math.sqrt(float((sums ** 2).sum())) / n)
 
 
 def _layer_output(problem, layer: str, x: Tensor, chunk: int = 256) -> Tensor:
@@ -236,7 +257,8 @@ def facets(samples: SampleSet, k: Union[int, str] = "auto", *, problem=None, lay
             continue
         share = rows.size / n
         med = _medoids(feats[rows], min(medoids, rows.size))
-        out.append(Facet(share=share, share_se=math.sqrt(share * (1 - share) / max(n_eff, 1.0)),
+        se = max(math.sqrt(share * (1 - share) / max(n_eff, 1.0)), family_se(labels == c, samples))
+        out.append(Facet(share=share, share_se=se,
                          count=int(rows.size), rows=[int(i) for i in rows], medoids=[int(rows[i]) for i in med],
                          mean_values=[float(v) for v in values[rows].mean(0)]))
     order = sorted(range(len(out)), key=lambda i: -out[i].count)
@@ -314,5 +336,5 @@ def overlap_from_difference(a: SampleSet, ab: SampleSet) -> Overlap:
                    log_prob_a=a.log_prob, log_prob_ab=ab.log_prob, samples={"A": a, "A and B": ab})
 
 
-__all__ = ["Facet", "Facets", "facets", "effective_size", "features", "Overlap", "fraction_inside",
+__all__ = ["Facet", "Facets", "facets", "effective_size", "family_se", "features", "Overlap", "fraction_inside",
            "overlap_from_fraction", "overlap_from_difference", "SILHOUETTE_GAIN", "REFERENCE_DRAWS", "PCA_DIMS"]
