@@ -27,7 +27,9 @@ except ImportError:
 def levels_run():
     torch.set_num_threads(1)
     p = fs.LogisticHalfspace.random(16, 1 / (1 + math.exp(-4.0)), 1.0)
-    return fs.sample(p, n=300, seed=0, progress=False)
+    # a population as large as n: one emission, so the chains are the ancestral families (the
+    # default population, n / 4, emits each particle four times: chains by walker, below)
+    return fs.sample(p, n=300, seed=0, progress=False, options={"particles": 300})
 
 
 def _name(s):
@@ -49,6 +51,17 @@ def test_ancestral_families_are_the_chains_and_arviz_gets_the_runs_rhat(levels_r
     assert np.array_equal(d.posterior["h"].values[..., 0], s.values[:, 0].double().numpy()[rows])
     assert bool(d.sample_stats["feasible"].values.all()) and float(d.sample_stats["violation"].max()) == 0.0
     assert d.posterior.attrs["log_prob"] == s.log_prob
+
+
+def test_a_levels_run_that_emits_its_particles_again_is_chained_by_particle():
+    torch.set_num_threads(1)
+    p = fs.LogisticHalfspace.random(16, 1 / (1 + math.exp(-4.0)), 1.0)
+    s = fs.sample(p, n=300, seed=0, progress=False)
+    assert s.stats["smc_mode"] == "levels" and s.stats["particles"] == 75
+    assert s.diagnostics["chains_by"] == "walker" and s.diagnostics["chains"] == 75
+    d = s.to_inference_data(projections=1)
+    assert d.posterior.attrs["chains_by"] == "walker" and d.posterior.sizes["chain"] == 75
+    assert d.posterior.sizes["draw"] == s.diagnostics["draws"] == 4
 
 
 def test_walkers_are_the_chains_of_a_walk():

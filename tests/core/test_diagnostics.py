@@ -130,14 +130,18 @@ def test_one_row_per_particle_is_diagnosed_over_ancestral_families(seed):
 
 
 def test_smc_whose_copies_never_separate_is_flagged_not_mixed(caplog):
-    # the thin d = 784 slab without the pairs move: the copies of an ancestor stay together
+    # the thin d = 784 slab with only the gradient-free step (no pairs, no Galilean move): the
+    # copies of an ancestor stay together; one emission (particles = n), so chained by family
     p = fs.LogisticHalfspace.random(784, 0.7, 0.701)
     with caplog.at_level(logging.WARNING, logger="feassample.core.diagnostics"):
-        bad = fs.sample(p, n=300, seed=0, method="smc", options={"pairs": "off"})
+        bad = fs.sample(p, n=300, seed=0, method="smc",
+                        options={"pairs": "off", "galilean": "off", "particles": 300, "budget": None})
     assert bad.status == "success" and bad.stats["mixed"] is False and bad.stats["rhat_max"] > 2
     assert "ancestral families" in caplog.text
-    good = fs.sample(p, n=300, seed=0, method="smc")
+    good = fs.sample(p, n=300, seed=0, method="smc", options={"particles": 300})
     assert good.stats["mixed"] is True and good.stats["diagnostics"]["chains_by"] == "ancestor"
+    default = fs.sample(p, n=300, seed=0, method="smc")  # 75 particles, each emitted 4 times
+    assert default.stats["mixed"] is True and default.stats["diagnostics"]["chains_by"] == "walker"
 
 
 # -- diagnostics that never claim more than the data (issue 21) ---------------------------------

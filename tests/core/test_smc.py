@@ -12,6 +12,7 @@ import torch
 from scipy import stats
 
 import feassample as fs
+from feassample.analysis import family_se
 from feassample.core.kernels.smc import SMCConfig, log_prob_estimate, survival_variance
 from feassample.rundir.storage import load_checkpoint
 from feassample.problems.slab_truth import SlabLaw
@@ -94,14 +95,20 @@ def test_a_set_in_two_pieces_gets_each_piece_in_its_exact_share(rate):
     n = 400
     sd = math.sqrt(share * (1 - share) / n)
     zs = []
-    for seed in range(10):
+    # 20 seeds, at least 17 within 2 SE: an exact 95% coverage fails this 1.6% of the time (9 of
+    # 10 failed 8.6% of the time; the levels' runs here had 18 of 20, mean z -0.30)
+    for seed in range(20):
         s = fs.sample(problem, n=n, seed=seed, method="smc", options={"rejection_rate": rate})
         assert s.status == "success" and bool(s.feasible.all())
         assert s.stats["smc_mode"] == ("levels" if rate is None else "rejection")
-        got = float(((s.x.double() @ w - m) > 0).double().mean())
-        assert abs(got - share) <= 3 * sd, (seed, got, share)
+        upper = ((s.x.double() @ w - m) > 0).numpy()
+        # the levels' rows descend from about 200 first draws (moves rarely cross the gap): the
+        # share's SE is the cluster-robust one over those families (analysis.family_se; 0.035
+        # against the iid 0.025; seed 11's share 0.40 is 4.0 iid SDs and 2.9 family SEs off)
+        se = max(sd, family_se(upper, s))
+        assert abs(float(upper.mean()) - share) <= 3 * se, (seed, float(upper.mean()), share, se)
         zs.append(_z(s, exact))
-    assert sum(abs(z) <= 2 for z in zs) >= 9, zs
+    assert sum(abs(z) <= 2 for z in zs) >= 17, zs
 
 
 def test_gaussian_code_prior_uses_pcn_and_matches_the_normal_law():
@@ -431,8 +438,9 @@ def test_a_custom_start_law_is_not_the_prior_smc_samples():
 def test_budget_auto_respects_its_cap():
     from benchmarks.coverage import cases
     shell = cases()["shell"].problem
-    s = fs.sample(shell, n=500, seed=0, method="smc", options={"max_budget": 120})
-    assert s.n_evals / len(s) <= 120 and s.stats["budget_stop"] == "cap"
+    # without the Galilean move the shell's walkers are still not mixed after two passes
+    s = fs.sample(shell, n=500, seed=0, method="smc", options={"galilean": "off", "max_budget": 120})
+    assert s.n_evals / len(s) <= 120 and s.stats["budget_stop"] == "cap" and s.stats["mixed"] is False
 
 
 def test_small_levels_runs_are_not_called_independent_and_tiny_codes_skip_the_pairs_move():

@@ -21,9 +21,18 @@ class SMCConfig:
     """Settings of ``method="smc"`` (``fs.sample(..., method="smc", options={...})``).
 
     Attributes:
-        particles: ``N``, the population size (``None``: ``n`` clamped to ``[256, 2048]``; at least
-            16: with 2 or 3 every level is soon copies of one particle and cannot progress). The
-            standard error of ``log_prob`` shrinks like ``1 / sqrt(N)``.
+        particles: ``N``, the population size after the first stage (``None``: one per 4
+            requested samples, within ``[64, 512]``, ``kernel.population``; at least 16: with 2 or
+            3 every level is soon copies of one particle and cannot progress). The levels cost
+            about ``N`` evaluations per move round whatever ``n``, and the band's population is
+            emitted every few rounds until there are ``n`` rows, so a small ``N`` keeps small
+            runs cheap; the standard error of ``log_prob`` shrinks like ``1 / sqrt(N)``. When at
+            least ``p0^3`` of the first draws are already inside the band (three levels or fewer),
+            the whole first population goes on (a set in pieces keeps as many independent draws
+            of its pieces as the first stage had; not with an explicit ``particles``).
+        first: prior draws of the first stage (``None``: ``particles`` when given, else ``n``
+            within ``[256, 2048]``; at least ``particles``): they decide the rejection mode and the first level, whose fraction is
+            then an average over more independent draws.
         p0: the fraction of particles kept at each level (the level is their ``p0``-quantile).
         moves: the fewest move rounds per level (rejuvenation of the resampled particles).
         max_moves: the most move rounds per level, and between two emissions in the band.
@@ -50,6 +59,11 @@ class SMCConfig:
             evaluation). ``"auto"``: on when the values have gradients, ``"on"``: required,
             ``"off"``: the gradient-free kernel alone.
         pair_rounds: block draws per pairs proposal.
+        galilean: the Galilean move (``moves.galilean_round``: straight lines of the prior's free
+            motion that bounce off the level set along the most violated constraint's gradient)
+            instead of the gradient-free ``reflect``/``pcn`` step (with ``pairs``, on the other
+            rounds). ``"auto"``: on when the values have gradients (box priors with
+            ``move="reflect"``, and the ``N(0, I)`` prior), ``"on"``: required, ``"off"``: never.
         accept: the acceptance rate the step adapts toward while the levels tighten.
         resampling: ``"systematic"`` or ``"multinomial"``.
         max_stages: levels before the run gives up (``log p`` is then only bounded above).
@@ -74,6 +88,7 @@ class SMCConfig:
     """
 
     particles: Optional[int] = option(None, ge=16)  # fewer: copies of one or two particles
+    first: Optional[int] = option(None, ge=16)
     p0: float = option(0.5, gt=0, lt=1)
     moves: int = option(3, ge=1)
     max_moves: int = option(30, ge=1)
@@ -84,6 +99,7 @@ class SMCConfig:
     move: str = option("auto", choices=MOVES)
     pairs: str = option("auto", choices=PAIRS)
     pair_rounds: int = option(2, ge=1)
+    galilean: str = option("auto", choices=PAIRS)
     accept: float = option(0.5, gt=0, lt=1)
     resampling: str = option("systematic", choices=RESAMPLING)
     max_stages: int = option(400, ge=1)
@@ -189,6 +205,12 @@ class SMCState(State):
     diagnostic_evals: int = 0
     band_evals0: int = 0
     budget_count: int = 0
+    galilean: bool = False
+    pairs: bool = False
+    normal_step: float = 0.05
+    particles: int = 0
+    first_draws: int = 0
+    gal_step: float = 0.5
 
 
 __all__ = ["MOVES", "PAIRS", "RESAMPLING", "SMCConfig", "SMCState"]

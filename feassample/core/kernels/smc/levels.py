@@ -42,7 +42,8 @@ def survival_variance(keep: Tensor, family: Tensor) -> float:
     if p <= 0.0:
         return math.inf
     resid = keep.to(torch.float64) - p
-    sums = torch.zeros(N, dtype=torch.float64, device=keep.device).index_add_(0, family, resid)
+    size = max(N, int(family.max()) + 1)  # families index the population before the resampling
+    sums = torch.zeros(size, dtype=torch.float64, device=keep.device).index_add_(0, family, resid)
     return float((sums ** 2).sum()) / (N * p) ** 2
 
 
@@ -88,7 +89,13 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
         state.band_evals0 = state.model_evals
     idx = keep.nonzero().squeeze(1)
     s = idx.numel()
-    pick = resample(s, N, cfg.resampling, gen)
+    if len(state.fractions) == 1:
+        state.first_draws = N
+        if cfg.particles is None and float((score <= 0).float().mean()) >= cfg.p0 ** 3:
+            # a common set (within three levels): keep the whole first population, so that a set
+            # in pieces is represented by as many independent draws as the first stage had
+            state.particles = max(state.particles, N)
+    pick = resample(s, state.particles, cfg.resampling, gen)
     pick = idx[pick.to(idx.device)]
     state.parent = pick.clone()
     state.codes, state.values = state.codes[pick].clone(), state.values[pick].clone()

@@ -11,7 +11,7 @@ from torch import Tensor
 from ...evaluate import in_domain
 from ..proposals import fold, pairs_proposal, pcn, probit, unprobit
 from .config import SMCState
-from .env import Env, coords, evaluate, score
+from .env import Env, coords, evaluate, score, values_and_grads
 
 
 def anchor(env: Env, state: SMCState, spread: bool) -> None:
@@ -116,6 +116,21 @@ def move(env: Env, state: SMCState, gen: torch.Generator) -> float:
     """One round of moves of every particle, invariant for the prior restricted to
     ``{score <= level}``; returns the acceptance rate. With the pairs move on, every other
     round is a pairs round."""
+    if state.galilean:
+        # a cycle: along the level set (Galilean; pairs on a box, which also moves every
+        # coordinate by O(1) in high dimension), then across it (normal), then along again
+        kinds = ["galilean", "pairs", "normal", "pairs"] if state.pairs else ["galilean", "normal"]
+        if not state.inside:
+            # above the band the score itself must mix (the next level is a quantile of it; a
+            # population whose scores stay near the survivors' places the levels too high and
+            # overestimates log p): two of every three rounds change it
+            kinds = ["normal", "galilean", "normal", "pairs"] if state.pairs else ["normal", "galilean", "normal"]
+        kind = kinds[state.rounds % len(kinds)]
+        if kind == "pairs":
+            return pairs_round(env, state, gen)
+        if kind == "normal":
+            return normal_round(env, state, gen)
+        return galilean_round(env, state, gen)
     if state.grads is not None and state.rounds % 2 == 1:
         return pairs_round(env, state, gen)
     x = state.codes
@@ -190,5 +205,144 @@ def pairs_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
     return rate
 
 
-__all__ = ["anchor", "measure", "jump", "mixed", "most", "target", "plan", "move", "accept", "count",
+def _flow(env: Env, x: Tensor, v: Tensor, theta: float) -> tuple[Tensor, Tensor]:
+    """The prior's free motion for one step: on a box, the straight line ``x + v`` folded back
+    at the walls, the velocity's sign flipped in every coordinate that reflected an odd number
+    of times (the billiard in the box); under ``N(0, I)``, the rotation by ``theta`` in each
+    ``(x_i, v_i)`` plane (the exact Hamiltonian flow of ``|x|^2 / 2``). Both preserve the
+    prior times the velocity law and are reversed by flipping the velocity."""
+    box = env.problem.box
+    if box is None:
+        c, s = torch.cos(theta), torch.sin(theta)
+        return c * x + s * v, c * v - s * x
+    lo, hi = box
+    w = hi - lo
+    u = torch.remainder(x + v - lo, 2 * w)
+    back = u > w
+    return (lo + torch.where(back, 2 * w - u, u)).clamp(lo, hi), torch.where(back, -v, v)
+
+
+def _normal(env: Env, state: SMCState, values: Tensor, grads: Tensor, metric: Tensor) -> Tensor:
+    """The unit normal (in the velocity's metric) of the level set at points outside the level:
+    the gradient of the constraint with the largest scaled violation there (a function of the
+    point alone), zero where that gradient is zero or not finite."""
+    bands = env.problem.bands
+    excess = (bands.violation(values) - bands.tol).clamp(min=0) / state.scale
+    j = torch.nan_to_num(excess, nan=math.inf).argmax(1)
+    g = grads[torch.arange(grads.shape[0], device=grads.device), j] * metric
+    g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+    return g / g.norm(dim=1, keepdim=True).clamp(min=1e-300)
+
+
+def galilean_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
+    """Galilean Monte Carlo (Skilling, AIP Conf. Proc. 1443, 2012; the reflective slice move of
+    Betancourt, AIP Conf. Proc. 1305, 2011, and dynesty's ``rslice``/``hslice``): each particle
+    draws a velocity ``v`` (``step * spread * xi`` on a box, ``xi`` under ``N(0, I)`` with the
+    rotation angle ``step``), moves with the prior's free motion to ``x1``; if ``x1`` is inside
+    the level the move ends there; else ``v`` is reflected off the level set at ``x1``
+    (``v - 2 (v.n) n``, ``n`` the unit normal of the most violated constraint at ``x1``, in the
+    velocity's metric) and the particle moves on to ``x2``, kept if inside, else it stays at
+    ``x``. The map ``(x, v) -> (x2, -v2)`` is an involution that preserves volume and the
+    velocity law, and it passes through the same ``x1`` both ways, so accepting iff the end is
+    inside leaves the prior restricted to the level invariant. Costs one evaluation with
+    gradients per particle and one more for each reflected one."""
+    x = state.codes
+    N = x.shape[0]
+    xi = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    gaussian = env.problem.box is None
+    # each particle's step is the adapted one times a factor in [1/2, 3/2], drawn independently of
+    # the particles (a mixture of invariant kernels), so that no fixed step makes the motion periodic
+    # (under N(0, I) a quarter turn maps x to v and, on a flat level set, back)
+    jitter = 0.5 + torch.rand((N, 1), generator=gen, dtype=x.dtype).to(x.device)
+    theta = state.gal_step * jitter
+    metric = torch.ones_like(x) if gaussian else theta * state.spread
+    v = xi if gaussian else xi * metric
+    x1, v1 = _flow(env, x, v, theta)
+    ok1 = torch.ones(N, dtype=torch.bool, device=x.device) if not gaussian else in_domain(env.problem, x1)
+    rows = ok1.nonzero().squeeze(1)
+    val1, g1 = values_and_grads(env, state, x1[rows])
+    sc1 = score(env, val1, state.scale)
+    in1 = sc1 < state.level if state.strict else sc1 <= state.level
+    take = rows[in1]
+    _take(state, take, x1[take], val1[in1], sc1[in1], g1[in1])
+    out = ~in1 & torch.isfinite(sc1)
+    bounce, vo, xo = rows[out], v1[rows[out]], x1[rows[out]]
+    mo = metric[bounce]
+    n = _normal(env, state, val1[out], g1[out], mo)
+    w = vo / mo
+    w = w - 2 * (w * n).sum(1, keepdim=True) * n
+    x2, _ = _flow(env, xo, w * mo, theta[bounce])
+    ok2 = torch.ones(x2.shape[0], dtype=torch.bool, device=x.device) if not gaussian else in_domain(env.problem, x2)
+    x2, bounce = x2[ok2], bounce[ok2]
+    if bounce.numel():
+        good = accept(env, state, bounce, x2)
+    else:
+        good = torch.zeros(0, dtype=torch.bool, device=x.device)
+    moved = int(take.numel()) + int(good.sum())
+    rate = moved / N
+    count(state, N, moved)
+    if not state.inside:
+        # adapted on the moves that needed no bounce (a bounce nearly always lands inside, so the
+        # acceptance says nothing of the step): a step that crosses the level set about half the
+        # time. Measured on a Gaussian slab in d = 20: with the acceptance (the step at its cap,
+        # a rotation of pi/3) the value w.c mixed in 25 rounds and 3 seeds of 30 failed a KS test
+        # at 0.01 against the exact law; with this rule (about 0.5 rad) none did.
+        state.gal_step = min(state.gal_step * math.exp(int(take.numel()) / N - env.cfg.accept),
+                             math.pi / 3 if gaussian else 1.0)
+    return rate
+
+
+def normal_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
+    """Moves across the level set: red-black halves as in ``pairs_round``; each mover steps along
+    the unit gradient ``d`` of a random constraint at a random partner of the other half (drawn
+    independently of the mover), by ``t ~ N(0, normal_step^2)`` on a box (refused outside it), or
+    by the one-dimensional pCN ``x + ((sqrt(1 - b^2) - 1) (x.d) + b t) d`` of the coordinate
+    ``x.d`` under ``N(0, I)``; accepted iff inside the level. Given the partner the proposal is
+    symmetric (reversible for ``N(0, I)``), so the prior restricted to the level is invariant. The
+    Galilean and pairs moves travel along the level set and keep a flat constraint's value; this
+    move changes it (the value's law inside a thin band mixes at the band's width)."""
+    x = state.codes
+    N, D = x.shape
+    m = state.grads.shape[1]
+    order = torch.randperm(N, generator=gen).to(x.device)
+    halves = (order[: N // 2], order[N // 2:])
+    box = env.problem.box
+    accepted = 0
+    for movers, others in (halves, halves[::-1]):
+        k = movers.numel()
+        if k == 0 or others.numel() == 0:
+            continue
+        partner = others[torch.randint(others.numel(), (k,), generator=gen).to(x.device)]
+        j = torch.randint(m, (k,), generator=gen).to(x.device)
+        t = torch.randn((k, 1), generator=gen, dtype=x.dtype).to(x.device)
+        d = torch.nan_to_num(state.grads[partner, j], nan=0.0, posinf=0.0, neginf=0.0)
+        d = d / d.norm(dim=1, keepdim=True).clamp(min=1e-300)
+        xm = state.codes[movers]
+        if box is not None:
+            y = xm + state.normal_step * t * d
+            ok = ((y >= box[0]) & (y <= box[1])).all(1)
+        else:
+            b = min(state.normal_step, 1.0)
+            along = (xm * d).sum(1, keepdim=True)
+            y = xm + ((math.sqrt(1 - b * b) - 1) * along + b * t) * d
+            ok = in_domain(env.problem, y)
+        ok = ok & (d.abs().sum(1) > 0)
+        rows = ok.nonzero().squeeze(1)
+        if rows.numel():
+            accepted += int(accept(env, state, movers[rows], y[rows]).sum())
+    rate = accepted / N
+    count(state, N, accepted)
+    if not state.inside:
+        cap = 1.0 if box is None else float(box[1] - box[0])
+        state.normal_step = min(state.normal_step * math.exp(rate - env.cfg.accept), cap)
+    return rate
+
+
+def _take(state: SMCState, rows: Tensor, y: Tensor, v: Tensor, sc: Tensor, g: Tensor) -> None:
+    state.codes[rows], state.values[rows], state.score[rows] = y, v, sc
+    if state.grads is not None:
+        state.grads[rows] = g
+
+
+__all__ = ["galilean_round", "anchor", "measure", "jump", "mixed", "most", "target", "plan", "move", "accept", "count",
            "pairs_round"]
