@@ -171,8 +171,7 @@ class SMC(Sampler):
         want_galilean = galilean_fits and cfg.galilean != "off"
         if want_pairs or want_galilean:
             try:
-                state.values, grads = values_and_grads(env, state, codes)
-                state.grads = grads if (want_pairs or want_galilean) else None
+                state.values, state.grads = values_and_grads(env, state, codes)
                 state.galilean, state.pairs = want_galilean, want_pairs
                 if problem.box is not None:
                     state.normal_step = 0.05 * float(problem.box[1] - problem.box[0])
@@ -182,7 +181,7 @@ class SMC(Sampler):
                     if getattr(cfg, name) == "on":
                         raise ValueError(f"{name}='on' needs the constraints' gradients, but: {err}") from err
                 state.values = values(env, state, codes)
-        if not (want_pairs or want_galilean):
+        else:
             state.values = values(env, state, codes)
         bands = problem.bands
         excess = (bands.violation(state.values) - bands.tol).clamp(min=0)
@@ -197,6 +196,7 @@ class SMC(Sampler):
         if cfg.rejection_rate is not None and inside >= cfg.rejection_rate * N0:
             state.mode, state.drawn, state.hits, state.inside = "rejection", N0, inside, True
             state.grads = None  # no moves: no gradients needed
+            state.galilean = state.pairs = False
         return state
 
     def step(self, state: SMCState) -> tuple[SMCState, dict]:

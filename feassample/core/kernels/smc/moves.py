@@ -4,6 +4,7 @@ level; the anchors and jumps that measure decorrelation; the rounds each period 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -162,12 +163,14 @@ def accept(env: Env, state: SMCState, rows: Tensor, y: Tensor) -> Tensor:
     (``score < level``; ``<= 0`` in the band); returns which were accepted."""
     v, g = evaluate(env, state, y)
     sc = score(env, v, state.scale)
-    good = sc < state.level if state.strict else sc <= state.level
-    take = rows[good]
-    state.codes[take], state.values[take], state.score[take] = y[good], v[good], sc[good]
-    if g is not None:
-        state.grads[take] = g[good]
+    good = within(state, sc)
+    _take(state, rows[good], y[good], v[good], sc[good], None if g is None else g[good])
     return good
+
+
+def within(state: SMCState, sc: Tensor) -> Tensor:
+    """Which scores are inside the current level (``< level``; ``<= 0`` in the band)."""
+    return sc < state.level if state.strict else sc <= state.level
 
 
 def count(state: SMCState, proposed: int, accepted: int) -> None:
@@ -262,7 +265,7 @@ def galilean_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
     rows = ok1.nonzero().squeeze(1)
     val1, g1 = values_and_grads(env, state, x1[rows])
     sc1 = score(env, val1, state.scale)
-    in1 = sc1 < state.level if state.strict else sc1 <= state.level
+    in1 = within(state, sc1)
     take = rows[in1]
     _take(state, take, x1[take], val1[in1], sc1[in1], g1[in1])
     out = ~in1 & torch.isfinite(sc1)
@@ -338,11 +341,12 @@ def normal_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
     return rate
 
 
-def _take(state: SMCState, rows: Tensor, y: Tensor, v: Tensor, sc: Tensor, g: Tensor) -> None:
+def _take(state: SMCState, rows: Tensor, y: Tensor, v: Tensor, sc: Tensor, g: Optional[Tensor]) -> None:
+    """Move the particles ``rows`` to ``y`` with their values, scores and (kept) gradients."""
     state.codes[rows], state.values[rows], state.score[rows] = y, v, sc
-    if state.grads is not None:
+    if g is not None and state.grads is not None:
         state.grads[rows] = g
 
 
-__all__ = ["galilean_round", "anchor", "measure", "jump", "mixed", "most", "target", "plan", "move", "accept", "count",
+__all__ = ["galilean_round", "anchor", "measure", "jump", "mixed", "most", "target", "plan", "move", "accept", "within", "count", "normal_round",
            "pairs_round"]
