@@ -1,5 +1,7 @@
 """The pictures and numbers of docs/analysis.md: a rarity curve against the slab's exact law,
-the facets of a set in three boxes and of two digits units, and overlaps of slabs.
+the facets of a set in three boxes and of two digits units, overlaps of slabs, and ArviZ's
+rank plots of two runs' exports (needs ``pip install -e '.[arviz]'``; skipped with a message
+without it).
 
     .venv/bin/python examples/analysis.py   # writes docs/img/analysis_*.png, prints the numbers
 """
@@ -93,9 +95,45 @@ def overlaps():
         print(f"overlap, nested slabs: {method}: log P(B|A) {o.log_prob:.3f} ± {o.log_prob_se:.3f}, exact {exact:.3f}")
 
 
+def arviz_ranks(out: Path = IMG / "analysis_arviz.png"):
+    """ArviZ on ``SampleSet.to_inference_data()`` exports of one thin slab: ``az.rhat`` of the
+    constraint value for the default (chains: ancestral families of 4 rows, too many and too
+    short for a readable rank plot) and ``az.plot_rank`` for two walker runs, the covering walk
+    (mixed) and the paper's walk (not mixed)."""
+    try:
+        import arviz as az
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        print(f"arviz: skipped ({err}; pip install -e '.[arviz]')")
+        return None
+    p = fs.LogisticHalfspace.random(64, 0.3, 0.301)
+    runs = {"smc (default)": fs.sample(p, n=400, seed=0, progress=False),
+            "cover": fs.sample(p, n=400, k=10, seed=0, method="cover", progress=False),
+            "walk (the paper's)": fs.sample(p, n=400, k=10, seed=0, method="walk", progress=False)}
+    exports = {name: s.to_inference_data() for name, s in runs.items()}
+    rhats = {name: float(az.rhat(d, var_names=["h"])["h"].max()) for name, d in exports.items()}
+    for name, d in exports.items():
+        print(f"arviz: {name}: {d.posterior.sizes['chain']} chains by {d.posterior.attrs['chains_by']}, "
+              f"{d.posterior.attrs['rows_used']} rows used, az.rhat of h {rhats[name]:.3f}")
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    for ax, name in zip(axes, ("cover", "walk (the paper's)")):
+        d = exports[name]
+        az.plot_rank(d, var_names=["h"], ax=ax)
+        ax.set_title(f"{name}: {d.posterior.sizes['chain']} walkers, az.rhat {rhats[name]:.2f}", fontsize=9)
+    fig.suptitle("az.plot_rank(s.to_inference_data(), var_names=['h']): thin slab d=64, "
+                 "w.x in a band 1e-3 wide, n = 400", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return runs
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     rarity()
     boxes()
     digits()
     overlaps()
+    arviz_ranks()

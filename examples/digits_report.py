@@ -1,6 +1,7 @@
 """The committed example reports of the digits zoo's units (docs/examples/): three units through
 the app (one run each, as a user would type them), then ``feassample-summary --overlap`` over
-them: each run's ``report.html`` and the sweep's, with the overlap matrix P(B | A).
+them: each run's ``report.html`` and the sweep's, with the overlap matrix P(B | A) (its
+heatmap also as ``docs/img/analysis_overlap.png``).
 
     .venv/bin/python examples/digits_report.py   # writes docs/examples/digits_*.html
 """
@@ -34,6 +35,8 @@ def main(out: Path = OUT, n: int = 300) -> None:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(sweep / "report.html", out / "digits_units_report.html")
         shutil.copyfile(sweep / "fc1_12" / "report.html", out / "digits_fc1_12_report.html")
+        shutil.copyfile(sweep / "overlap.png", ROOT / "docs" / "img" / "analysis_overlap.png")
+        print((sweep / "overlap.md").read_text())
         for f in ("digits_units_report.html", "digits_fc1_12_report.html"):
             print(f"wrote {out / f} ({(out / f).stat().st_size:,} bytes)")
 

@@ -271,7 +271,7 @@ Each run writes into Hydra's output directory (`outputs/DATE/TIME/`, or
 directory gets `summary.md`, `summary.csv`, `summary.png` and `report.html` from
 `feassample-summary` (run by the sweep's callback, or by hand: `feassample-summary DIR`);
 `feassample-summary --overlap DIR` adds the overlap matrix `P(B | A)` between its runs
-(`overlap.md`, `overlap.json`, [analysis.md](analysis.md)). `feassample-export RUN` writes a
+(`overlap.md`, `overlap.json`, `overlap.png`, [analysis.md](analysis.md)). `feassample-export RUN` writes a
 run's samples as ArviZ netCDF (`RUN/samples.nc`; needs `feassample[arviz]`).
 
 The library logs through `logging` only; the app's handlers come from Hydra.

@@ -230,7 +230,8 @@ def overlap_markdown(matrix: dict) -> str:
 def write_summary(sweep_dir: str | Path, overlap: bool = False) -> dict:
     """Write ``summary.md``, ``summary.csv``, ``summary.png`` (when a run kept samples) and
     ``report.html`` (one self-contained page) into ``sweep_dir``; with ``overlap=True`` also
-    ``overlap.md`` and ``overlap.json`` (``overlaps``: ``P(B | A)`` between the runs). A job that
+    ``overlap.md``, ``overlap.json`` (``overlaps``: ``P(B | A)`` between the runs) and
+    ``overlap.png`` (its heatmap, ``viz.plot_overlap``; also drawn in the report). A job that
     wrote no ``metrics.json`` is a row that says so."""
     sweep = Path(sweep_dir)
     rows = collect(sweep)
@@ -251,6 +252,9 @@ def write_summary(sweep_dir: str | Path, overlap: bool = False) -> dict:
         text, table = overlap_markdown(matrix) + "\n", json.dumps(matrix, indent=2, default=str)
         atomic_write_bytes(sweep / "overlap.md", lambda fh: fh.write(text.encode()))
         atomic_write_bytes(sweep / "overlap.json", lambda fh: fh.write(table.encode()))
+        if matrix["runs"]:
+            from ..viz.analysis import plot_overlap
+            plot_overlap(matrix, sweep / "overlap.png")
     page = report(rows, sweep, png, matrix)
     return {"rows": rows, "markdown": sweep / "summary.md", "csv": sweep / "summary.csv", "figure": png,
             "report": page, "overlap": matrix}
@@ -272,7 +276,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", help="a multirun directory (or any folder of runs)")
     parser.add_argument("--overlap", action="store_true",
-                        help="also the overlap matrix P(B | A) between the runs (overlap.md, overlap.json)")
+                        help="also the overlap matrix P(B | A) between the runs (overlap.md, overlap.json, overlap.png)")
     args = parser.parse_args(argv)
     try:
         out = write_summary(args.sweep_dir, overlap=args.overlap)

@@ -1,5 +1,5 @@
-"""Pictures of what a sample says about its set: the rarity curve (``plot_rarity``) and the
-facets with their shares (``plot_facets``)."""
+"""Pictures of what a sample says about its set: the rarity curve (``plot_rarity``), the
+facets with their shares (``plot_facets``) and a sweep's overlap matrix (``plot_overlap``)."""
 from __future__ import annotations
 
 import math
@@ -107,4 +107,49 @@ def plot_facets(samples: SampleSet, facets, path: str | Path, value_range=(0.0, 
     return save_figure(fig, path)
 
 
-__all__ = ["plot_rarity", "rarity_axes", "plot_facets"]
+def overlap_figure(matrix: dict, title: str = ""):
+    """The overlap matrix ``P(B | A)`` (``cli.summary.overlaps``: row A, column B) as a heatmap
+    figure: each cell coloured by ``P(B | A)`` on ``[0, 1]`` and labelled ``p ± SE``; a pair with
+    no row of A inside B reads ``0 (no row)``, a pair on different codes is left grey."""
+    runs = list(matrix.get("runs") or [])
+    if not runs:
+        raise ValueError("overlap: no run with samples in the matrix")
+    size = len(runs)
+    prob = np.full((size, size), np.nan)
+    fig = new_figure(figsize=(1.6 + 1.35 * size, 1.2 + 1.0 * size))
+    ax = fig.add_subplot(1, 1, 1)
+    labels = [[""] * size for _ in range(size)]
+    for i in range(size):
+        for j in range(size):
+            lp, se = matrix["log_prob"][i][j], matrix["log_prob_se"][i][j]
+            if lp is None:
+                continue
+            p = math.exp(lp)
+            prob[i, j] = p
+            if matrix.get("inside") and matrix["inside"][i][j] == 0:
+                labels[i][j] = "0\n(no row)"
+            else:
+                labels[i][j] = f"{p:.3g}\n± {p * se:.2g}" if math.isfinite(se) else f"{p:.3g}"
+    shown = np.ma.masked_invalid(prob)
+    cmap = __import__("matplotlib").colormaps["viridis"].with_extremes(bad="0.85")
+    im = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
+    for i in range(size):
+        for j in range(size):
+            if labels[i][j]:
+                ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7,
+                        color="k" if prob[i, j] > 0.6 else "w")
+    ax.set_xticks(range(size), runs, rotation=30, ha="right", fontsize=7)
+    ax.set_yticks(range(size), runs, fontsize=7)
+    ax.set_xlabel("B")
+    ax.set_ylabel("A")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="P(B | A)")
+    ax.set_title(title or "P(B | A): the share of A's samples inside B (± SE)", fontsize=8)
+    return fig
+
+
+def plot_overlap(matrix: dict, path: str | Path, title: str = "") -> Path:
+    """Write the overlap matrix (``overlap_figure``) to ``path`` (PNG)."""
+    return save_figure(overlap_figure(matrix, title), path)
+
+
+__all__ = ["plot_rarity", "rarity_axes", "plot_facets", "plot_overlap", "overlap_figure"]

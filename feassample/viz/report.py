@@ -53,6 +53,8 @@ def _e(v) -> str:
 
 
 def _num(v) -> str:
+    if isinstance(v, bool):  # the summary's words for a flag (``mixed``: yes / NO)
+        return "yes" if v else "NO"
     if isinstance(v, float):
         return f"{v:.4g}" if math.isfinite(v) else str(v)
     return _e("" if v is None else v)
@@ -200,8 +202,10 @@ def sweep_report(path: str | Path, rows: list[dict], *, title: str, pictures: Op
                 row.append("" if lp is None else (f"{math.exp(lp):.3g} ± {math.exp(lp) * se:.2g}"
                                                   if math.isfinite(se) else f"{math.exp(lp):.3g}"))
             cells.append(row)
+        from .analysis import overlap_figure
         parts.append("<h2>Overlaps P(B | A)</h2><p class='note'>Row A, column B: the share of A's samples "
-                     "inside B's band, ± SE over A's effective size.</p>" + table(["A \\ B", *names], cells))
+                     "inside B's band, ± SE over A's effective size.</p>"
+                     + image(data_uri(overlap_figure(overlap)), "overlap matrix") + table(["A \\ B", *names], cells))
     if curves:
         fig = new_figure(figsize=(6.4, 4.2))
         rarity_axes(fig.add_subplot(1, 1, 1), [c for _, c in curves], [label for label, _ in curves])

@@ -34,7 +34,9 @@ def test_a_sweeps_overlap_matrix_matches_the_nested_slabs_exact_ratio(tmp_path):
     assert abs(lp - (hi - lo)) <= 3 * se, (lp, hi - lo, se)
     assert matrix["log_prob"][1][0] == 0.0 and matrix["inside"][1][0] == 400
     assert matrix["log_prob"][0][0] == 0.0
-    assert "Overlaps P(B | A)" in (sweep / "report.html").read_text()
+    page = (sweep / "report.html").read_text()
+    assert "Overlaps P(B | A)" in page and 'alt="overlap matrix"' in page
+    assert (sweep / "overlap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_overlap_matrix_runs_no_code_named_by_a_sampleset(tmp_path):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from feassample import viz
@@ -67,3 +68,23 @@ def test_no_library_module_switches_the_backend_or_uses_pyplot():
     offenders = [str(f.relative_to(root)) for f in root.rglob("*.py")
                  if "matplotlib.use(" in f.read_text() or "import matplotlib.pyplot" in f.read_text()]
     assert offenders == []
+
+
+def test_the_overlap_heatmap_labels_each_cell_as_the_matrix_says(tmp_path):
+    import math
+
+    from feassample.viz.analysis import overlap_figure, plot_overlap
+    matrix = {"runs": ["a", "b", "c"], "inside": [[10, 4, 0], [4, 8, None], [0, None, 5]],
+              "log_prob": [[0.0, math.log(0.4), -math.inf], [math.log(0.5), 0.0, None], [-math.inf, None, 0.0]],
+              "log_prob_se": [[0.0, 0.25, math.inf], [0.2, 0.0, None], [math.inf, None, 0.0]]}
+    fig = overlap_figure(matrix)
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in fig.axes[0].texts}
+    assert texts[(0, 1)] == "0.4\n± 0.1"                    # P(b | a) = 0.4, SE 0.4 x 0.25
+    assert texts[(1, 0)] == "0.5\n± 0.1"
+    assert texts[(0, 2)] == texts[(2, 0)] == "0\n(no row)"
+    assert (1, 2) not in texts and (2, 1) not in texts      # different codes: no number, a grey cell
+    assert texts[(0, 0)] == "1\n± 0"
+    out = plot_overlap(matrix, tmp_path / "o.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no run"):
+        overlap_figure({"runs": []})
