@@ -6,8 +6,9 @@ of its output and one channel of a hidden conv layer, each in a band of prior pr
 * per case, method and n: model evaluations per returned sample, wall seconds, the run's
   diagnostics (mixed, R-hat), exact duplicate rows, and seed agreement (two seeds, KS p > 0.01
   on the unit's value, the mean pixel and the distance to the box's centre: ``coverage.agreement``);
-* ``log_prob`` calibration: two seeds, and the default population against ``particles`` = 64,
-  agree within 3 combined standard errors; each of them lies within 2 combined standard errors
+* ``log_prob`` calibration: two seeds, and the default population (``clamp(ceil(n / 4), 64, 512)``
+  particles) against another population (``--other-particles``, default 256), agree within 3
+  combined standard errors; each of them lies within 2 combined standard errors
   of a reference run with more particles (default 1024, at the smallest n).
 
 Cases: ``onet_output``: ``dense6_1`` logit 1 (the face logit; mean -3.23, sd 0.51 under uniform
@@ -130,8 +131,8 @@ def measure_case(net, name: str, method: str, args) -> tuple[list[dict], list[di
     if first[0][0].log_prob is not None:
         n0 = args.sizes[0]
         calib = {f"seed {s}": r for s, r in zip(args.seeds, first)}
-        if args.small_particles:
-            calib[f"particles {args.small_particles}"] = run(p, method, n0, args.k, args.seeds[0], args.small_particles)
+        if args.other_particles:
+            calib[f"particles {args.other_particles}"] = run(p, method, n0, args.k, args.seeds[0], args.other_particles)
         if args.ref_particles:
             calib[f"reference {args.ref_particles}"] = run(p, method, n0, args.k, args.seeds[0] + 100, args.ref_particles)
     rows = calibration_rows(label, method, calib, f"reference {args.ref_particles}") if calib else []
@@ -177,7 +178,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--sizes", default="60,500", help="sample sizes n (the first is used for log_prob)")
     ap.add_argument("--seeds", default="0,1", help="two seeds")
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--small-particles", type=int, default=64, help="the smaller population (0: none)")
+    ap.add_argument("--other-particles", type=int, default=256,
+                    help="a population other than the default one, for log_prob (0: none)")
     ap.add_argument("--ref-particles", type=int, default=1024, help="the reference population (0: none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="n = 60 only, no reference run")
