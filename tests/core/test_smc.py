@@ -365,6 +365,9 @@ def test_rejection_rate_none_keeps_the_levels_and_bad_values_are_refused():
         fs.sample(p, n=100, seed=0, method="smc", options={"rejection_rate": 0.0})
 
 
+SHELL_SEED = 3  # a seed of the shell whose first budget pass is not mixed
+
+
 class StopAtFirstEmission:
     """Interrupt right after the first round that kept rows (the first pass is complete)."""
 
@@ -374,13 +377,14 @@ class StopAtFirstEmission:
 
 
 def test_budget_auto_moves_on_until_the_diagnostics_pass_and_resumes_bit_identically(tmp_path):
-    # the thin shell in [0, 1]^10 (benchmarks/coverage.py), seed 0: the first pass's ancestral
-    # families are not mixed (R-hat 1.242 > 1.24); one more pass of moves mixes them
+    # the thin shell in [0, 1]^10 (benchmarks/coverage.py), seed 3: the first pass's ancestral
+    # families are not mixed; one more pass of moves mixes them (seed 0 mixed in one pass once
+    # the band's cycle left out the pairs move there)
     from benchmarks.coverage import cases
     shell = cases()["shell"].problem
-    one = fs.sample(shell, n=500, seed=0, method="smc", options={"budget": None})
+    one = fs.sample(shell, n=500, seed=SHELL_SEED, method="smc", options={"budget": None})
     assert one.stats["mixed"] is False and "budget_rounds" not in one.stats
-    auto = fs.sample(shell, n=500, seed=0, method="smc")  # budget="auto" is the default
+    auto = fs.sample(shell, n=500, seed=SHELL_SEED, method="smc")  # budget="auto" is the default
     assert auto.status == "success" and auto.stats["budget_stop"] == "mixed"
     assert auto.stats["budget_rounds"] == 2 and auto.stats["mixed"] is True
     history = auto.stats["budget_history"]
@@ -388,7 +392,7 @@ def test_budget_auto_moves_on_until_the_diagnostics_pass_and_resumes_bit_identic
     assert history[-1]["rhat_max"] < history[0]["rhat_max"]
     assert auto.stats["log_prob"] == one.stats["log_prob"]  # fixed by the levels, before any pass
     assert auto.n_evals > one.n_evals and auto.stats["evals"]["diagnostic"] == 2000 + len(auto)
-    part = fs.sample(shell, n=500, seed=0, method="smc", run_dir=tmp_path, callbacks=[StopAtFirstEmission()])
+    part = fs.sample(shell, n=500, seed=SHELL_SEED, method="smc", run_dir=tmp_path, callbacks=[StopAtFirstEmission()])
     assert part.status == "interrupted"
     resumed = fs.sample(shell, n=500, resume=tmp_path)
     assert torch.equal(resumed.codes, auto.codes) and resumed.stats["budget_history"] == history
@@ -398,7 +402,7 @@ def test_budget_auto_stops_at_the_cap_and_says_so(caplog):
     from benchmarks.coverage import cases
     shell = cases()["shell"].problem
     with caplog.at_level(logging.WARNING):
-        s = fs.sample(shell, n=500, seed=0, method="smc", options={"max_budget": 100})
+        s = fs.sample(shell, n=500, seed=SHELL_SEED, method="smc", options={"max_budget": 100})
     assert s.stats["budget_stop"] == "cap" and s.stats["budget_rounds"] == 1 and s.stats["mixed"] is False
     assert "stopped at the cap max_budget=100" in caplog.text
     with pytest.raises(ValueError, match="budget must be 'auto' or None"):

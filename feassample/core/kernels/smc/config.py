@@ -150,6 +150,11 @@ class SMCState(State):
         grads: ``(N, m, D)`` the constraints' gradients at the particles (with ``pairs`` only).
         pair_step: the pairs move's window (a fraction of the chord; ``>= 1``: a Gibbs draw).
         vspread, vorigin: the values' spread and positions at the anchor (the jump in values).
+        kind_jump: per move kind of the Galilean cycle, ``[squared jump, evaluations]`` summed
+            over the current period's rounds of that kind (the squared jump per round and
+            particle, per coordinate in units of ``spread``: the expected squared jumped
+            distance); band_kinds: the band's cycle of move kinds, chosen from ``kind_jump`` at
+            the band's first emission (empty: the default cycle).
         mode: ``"levels"`` or ``"rejection"`` (``rejection_rate``); drawn, hits: prior draws and
             how many were inside the band, in rejection mode.
         budget_rounds, budget_stop, budget_history, pass_evals0, diagnostic_evals: ``budget="auto"``
@@ -211,6 +216,9 @@ class SMCState(State):
     particles: int = 0
     first_draws: int = 0
     gal_step: float = 0.5
+    kind_jump: dict = field(default_factory=dict)
+    band_kinds: list = field(default_factory=list)
+    band_jumps: dict = field(default_factory=dict)
 
 
 __all__ = ["MOVES", "PAIRS", "RESAMPLING", "SMCConfig", "SMCState"]

@@ -39,6 +39,9 @@ def next_period(env: Env, state: SMCState) -> None:
     """After an emission: measure the rounds since the last anchor, re-anchor (the spread and
     the step stay frozen in the band) and plan the rounds to the next emission."""
     moves.measure(env, state)
+    if state.galilean and not state.band_jumps:
+        state.band_jumps = {k: j / max(e, 1) for k, (j, e) in state.kind_jump.items()}
+        state.band_kinds = moves.band_cycle(state.band_jumps)
     moves.anchor(env, state, spread=False)
     state.since_emit = 0
     state.plan = moves.plan(env, state)
@@ -252,7 +255,7 @@ class SMC(Sampler):
                      smc_stages=len(state.fractions), smc_levels_done=state.inside, level_evals=state.band_evals0,
                      smc_fractions=list(state.fractions),
                      smc_levels=list(state.levels), smc_scale=state.scale.tolist(), rounds=state.rounds,
-                     move=env.move, step=state.step, galilean=state.galilean, galilean_step=state.gal_step, pairs=state.pairs, acceptance=state.accepted / max(state.proposed, 1),
+                     move=env.move, step=state.step, galilean=state.galilean, galilean_step=state.gal_step, pairs=state.pairs, band_jumps=dict(state.band_jumps), band_cycle=list(moves.cycle(state)) if state.galilean and state.inside else None, acceptance=state.accepted / max(state.proposed, 1),
                      rejected_by_check=state.rejected_by_check,
                      distinct_ancestors=int(torch.unique(state.ancestor).numel()),
                      evals_per_sample=state.model_evals / max(count, 1))
