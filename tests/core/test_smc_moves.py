@@ -84,15 +84,20 @@ def test_the_gradient_moves_keep_a_gaussian_shell_s_radius_law(kind):
 
 def test_a_default_run_on_a_rare_slab_stays_under_its_cost_ceiling():
     # a coarse ceiling, so that a regression of the default fails CI (the benchmarks hold the
-    # targets): 3 seeds of a thin slab in d = 64 (log P about -7), n = 200. Measured when the
-    # Galilean move landed: 37.7-56.8 evaluations per sample (71.7-74.2 before it)
+    # targets): 5 seeds of a thin slab in d = 64 (log P about -7), n = 200. The median must stay
+    # at most 60 evaluations per sample and every seed at most 130 (a second budget pass, which
+    # the diagnostics ask for on some seeds, doubles a seed's cost: seed 1 here 95.2, seed 11 of
+    # the previous kernel 144.4). Measured when the level's jump was fixed: 40.6-57.2 on four
+    # seeds, 95.2 on seed 1, median 56.8; before the Galilean move 71.7-74.2 on seeds 0-2
     p = fs.LogisticHalfspace.random(64, 0.3, 0.301)
-    for seed in range(3):
+    costs = []
+    for seed in range(5):
         s = fs.sample(p, n=200, seed=seed, progress=False)
         assert s.status == "success" and bool(s.feasible.all()) and s.stats["smc_mode"] == "levels"
         assert s.stats["galilean"] is True and s.stats["mixed"] is True
-        assert s.n_evals / len(s) <= 65, (seed, s.n_evals / len(s))
         assert math.isfinite(s.log_prob)
+        costs.append(s.n_evals / len(s))
+    assert max(costs) <= 130 and sorted(costs)[2] <= 60, costs
 
 
 def test_the_band_cycle_leaves_out_the_pairs_move_only_where_the_galilean_one_jumps_farther():
@@ -120,3 +125,24 @@ def test_on_a_curved_set_the_band_runs_galilean_and_normal_moves_and_stays_under
     slab = fs.sample(fs.LogisticHalfspace.random(64, 0.3, 0.301), n=200, seed=0, progress=False)
     assert slab.stats["band_cycle"] == ["galilean", "pairs", "normal", "pairs"]
     assert slab.stats["band_jumps"]["pairs"] > 100 * slab.stats["band_jumps"]["galilean"]
+
+
+def test_a_levels_jump_is_measured_particle_by_particle_before_the_resampling():
+    # found here: the level's jump was measured after the resampling had permuted the particles,
+    # so it compared one particle with another one's anchor and read the population's width even
+    # when no particle had moved. A population whose rounds moved nothing must measure 0.
+    from feassample.core.kernels.smc.levels import new_level
+    p = fs.LogisticHalfspace.random(8, 0.6, 0.8)
+    env = Env(p, SMCConfig(), 1, "reflect", torch.float64, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.rand(200, 8, generator=gen, dtype=torch.float64)
+    st = SMCState(codes=codes, values=codes.new_zeros(200, 1), score=codes.new_zeros(200),
+                  ancestor=torch.arange(200), scale=codes.new_ones(1), samples=None, rng=gen.get_state(),
+                  particles=200)
+    st.values = values(env, st, st.codes)
+    st.score = score(env, st.values, st.scale)
+    assert float((st.score > 0).float().mean()) > 0.5   # most of the prior is outside: a level is needed
+    moves.anchor(env, st, spread=True)
+    st.period_rounds = 5                                # five rounds that moved no particle
+    new_level(env, st, gen)
+    assert st.jump_rate == 0.0  # measured after the resampling, the permuted rows read 0.38 per round

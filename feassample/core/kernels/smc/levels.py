@@ -87,6 +87,10 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
     state.inside = level <= 0.0
     if state.inside:
         state.band_evals0 = state.model_evals
+    # the jump of the rounds just done, particle by particle from its anchor: before the
+    # resampling permutes the particles (after it, row i is a copy of another particle, and the
+    # "jump" would be the distance between two particles, not a particle's move)
+    moves.measure(env, state)
     idx = keep.nonzero().squeeze(1)
     s = idx.numel()
     if len(state.fractions) == 1:
@@ -102,7 +106,6 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
     state.score, state.ancestor = state.score[pick].clone(), state.ancestor[pick].clone()
     if state.grads is not None:
         state.grads = state.grads[pick].clone()
-    moves.measure(env, state)
     moves.anchor(env, state, spread=True)
     state.moves_left = state.plan = moves.plan(env, state)
     if len(state.fractions) >= cfg.max_stages and not state.inside:
