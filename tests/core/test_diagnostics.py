@@ -201,10 +201,24 @@ def test_diagnostics_that_cannot_be_computed_say_not_checked_and_warn(caplog):
 def test_a_levels_run_too_small_for_a_verdict_warns_that_mixing_was_not_checked(caplog):
     p = fs.LogisticHalfspace.random(64, 0.7, 0.72)  # thin enough for levels (not rejection)
     with caplog.at_level(logging.WARNING, logger="feassample.core.diagnostics"):
-        s = fs.sample(p, n=40, seed=0, method="smc", progress=False)
+        # an explicit population is kept through the band: 40 rows of 64 particles, one each
+        s = fs.sample(p, n=40, seed=0, method="smc", progress=False, options={"particles": 64, "first": 256})
     assert s.status == "success" and s.stats["smc_mode"] == "levels" and s.stats["mixed"] is None
     assert "stopped: too few rows to check mixing" in s.summary()
     assert "mixing not checked" in caplog.text and "mixing not checked" in s.summary()
+
+
+def test_a_small_default_levels_run_is_diagnosed_over_its_band_particles():
+    # with the default population and n < 4 N, the band's level resamples to ceil(n / 4)
+    # particles, each emitted 4 times: chains a diagnosis can compare (one row per particle
+    # of 64 left "mixing not checked")
+    p = fs.LogisticHalfspace.random(64, 0.7, 0.72)
+    s = fs.sample(p, n=40, seed=0, method="smc", progress=False)
+    assert s.status == "success" and s.stats["smc_mode"] == "levels" and s.stats["particles"] == 64
+    d = s.stats["diagnostics"]
+    assert s.stats["mixed"] is not None and d["chains_by"] == "walker"
+    assert d["chains"] == 10 and d["draws"] == 4 and "over 10 walkers x 4 rows" in s.summary()
+    assert torch.equal(torch.bincount(s.walker), torch.full((10,), 4))
 
 
 def test_the_rows_ancestors_and_the_populations_are_two_names():

@@ -158,6 +158,9 @@ class SMCState(State):
             particle, per coordinate in units of ``spread``: the expected squared jumped
             distance); band_kinds: the band's cycle of move kinds, chosen from ``kind_jump`` at
             the band's first emission (empty: the default cycle).
+        band_particles: the population the band's level resamples to (0: ``particles``):
+            ``ceil(n / 4)`` when that is fewer, so that every particle is emitted at least 4
+            times and the rows' chains can be diagnosed (``kernel.band_population``).
         mode: ``"levels"`` or ``"rejection"`` (``rejection_rate``); drawn, hits: prior draws and
             how many were inside the band, in rejection mode.
         budget_rounds, budget_stop, budget_history, pass_evals0, diagnostic_evals: ``budget="auto"``
@@ -222,6 +225,7 @@ class SMCState(State):
     kind_jump: dict = field(default_factory=dict)
     band_kinds: list = field(default_factory=list)
     band_jumps: dict = field(default_factory=dict)
+    band_particles: int = 0
 
 
 __all__ = ["MOVES", "PAIRS", "RESAMPLING", "SMCConfig", "SMCState"]

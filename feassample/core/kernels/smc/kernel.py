@@ -133,6 +133,17 @@ def population(n: int) -> int:
     return int(min(max(math.ceil(n / 4), 64), 512))
 
 
+def band_population(n: int, particles: int, explicit: bool) -> int:
+    """The population the band's level resamples to (``state.band_particles``; 0: all of
+    ``particles``): with the default population and ``n < 4 N``, ``ceil(n / 4)`` particles (at
+    least 2), each emitted about 4 times, so that the rows form chains of 4 a diagnosis can
+    compare (one row per particle leaves "mixing not checked"), and the band's moves cost a
+    quarter. An explicit ``particles`` is kept through the band."""
+    if explicit or n >= 4 * particles:
+        return 0
+    return max(2, math.ceil(n / 4))
+
+
 class SMC(Sampler):
     """``method="smc"``: adaptive multilevel splitting on the prior restricted to the set (see
     ``kernels.smc``); ``stats["log_prob"]``/``["log_prob_se"]`` estimate the set's prior
@@ -162,7 +173,7 @@ class SMC(Sampler):
         state = SMCState(codes=codes, values=codes.new_zeros(N0, m), score=codes.new_zeros(N0),
                          ancestor=torch.arange(N0, device=codes.device), scale=codes.new_ones(m),
                          samples=samples, rng=gen.get_state(), particles=N,
-                         step=0.5)
+                         step=0.5, band_particles=band_population(run.n, N, cfg.particles is not None))
         blocks = math.prod(problem.code_shape) // (problem.bands.m + 1)  # the pairs move's blocks
         if cfg.pairs == "on" and (env.move != "reflect" or blocks == 0):
             raise ValueError("pairs='on' needs a box prior (move 'reflect') and at least m + 1 = "
@@ -281,4 +292,4 @@ class SMC(Sampler):
         return codes, stats
 
 
-__all__ = ["SMC", "progress_line", "emit", "next_period", "next_pass", "closest"]
+__all__ = ["SMC", "band_population", "progress_line", "emit", "next_period", "next_pass", "closest"]

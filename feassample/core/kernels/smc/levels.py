@@ -99,7 +99,9 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
             # a common set (within three levels): keep the whole first population, so that a set
             # in pieces is represented by as many independent draws as the first stage had
             state.particles = max(state.particles, N)
-    pick = resample(s, state.particles, cfg.resampling, gen)
+            state.band_particles = 0  # ... and every one of them goes on into the band
+    size = min(state.band_particles or state.particles, state.particles) if state.inside else state.particles
+    pick = resample(s, size, cfg.resampling, gen)
     pick = idx[pick.to(idx.device)]
     state.parent = pick.clone()
     state.codes, state.values = state.codes[pick].clone(), state.values[pick].clone()
