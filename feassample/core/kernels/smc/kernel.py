@@ -137,8 +137,9 @@ def band_population(n: int, particles: int, explicit: bool) -> int:
     """The population the band's level resamples to (``state.band_particles``; 0: all of
     ``particles``): with the default population and ``n < 4 N``, ``ceil(n / 4)`` particles (at
     least 2), each emitted about 4 times, so that the rows form chains of 4 a diagnosis can
-    compare (one row per particle leaves "mixing not checked"), and the band's moves cost a
-    quarter. An explicit ``particles`` is kept through the band."""
+    compare (one row per particle leaves "mixing not checked"). Each round moves fewer
+    particles, but three more emissions take their rounds: at ``n = 60`` the runs cost 13-47%
+    more (docs/smc.md). An explicit ``particles`` is kept through the band."""
     if explicit or n >= 4 * particles:
         return 0
     return max(2, math.ceil(n / 4))

@@ -137,9 +137,11 @@ def band_cycle(jumps: dict, ratio: float = 2.5) -> list:
     curved set (a shell: 0.19 against 0.04 per evaluation) the pairs move's block directions
     leave the level set and are refused; on a flat one (a slab: pairs 1.4, Galilean 2e-4) the
     pairs move travels along the level set exactly, but the Galilean move's bounces decorrelate
-    the value inside a thin band, and ``["pairs", "normal"]`` measured no cheaper (near-equality
-    slab d = 784: 36.8 evaluations per sample against 33.6, heavy tails 39.0 against 33.9, thin
-    d = 64 slab 25.7 against 35.6; seed 0): the default cycle is kept (empty)."""
+    the value inside a thin band, and ``["pairs", "normal"]`` measured mixed, on one seed (seed 0,
+    evaluations per sample against the default cycle: dearer on the near-equality d = 784 slab,
+    36.8 against 33.6, and heavy tails, 39.0 against 33.9; cheaper on the thin d = 64 slab, 25.7
+    against 35.6, and the thin d = 784 one, 36.7 against 41.3): not enough to change the
+    default, which is kept (empty)."""
     gal, pairs = jumps.get("galilean"), jumps.get("pairs")
     if gal is None or pairs is None:
         return []
