@@ -205,7 +205,8 @@ def diagnose(walkers: Tensor, values: Tensor, codes: Tensor, embedding: Optional
     out["margin"] = rhat_max - out["rhat_max"]
     out["ess_bulk_min"] = min(bulk.values())
     out["ess_tail_min"] = min(tail.values())
-    failures = [(f"R-hat of {k}", v, f"> {rhat_max:.3g}") for k, v in rhat.items() if not v <= rhat_max]
+    # the threshold at the precision of the value, so that 1.158 > 1.1565 does not read "> 1.16"
+    failures = [(f"R-hat of {k}", v, f"> {rhat_max:.4g}") for k, v in rhat.items() if not v <= rhat_max]
     failures += [(f"bulk ESS of {k}", v, f"< {ess_floor:.3g}") for k, v in bulk.items() if not v >= ess_floor]
     failures += [(f"tail ESS of {k}", v, f"< {ess_floor:.3g}") for k, v in tail.items() if not v >= ess_floor]
     out["mixed"] = not failures
