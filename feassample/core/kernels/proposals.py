@@ -1,7 +1,8 @@
 """Proposals shared by the population and walk kernels: folding into the box, reflection into a
 band, probit coordinates, random draws from the run's generator, and the covering walk's pairs
-proposal (block directions orthogonal to a partner's constraint gradients). Pure functions of
-their arguments: every random draw comes from the generator passed in."""
+proposal (block directions orthogonal to a partner's constraint gradients), and the measure both
+kernels choose their moves by (``per_evaluation``). Pure functions of their arguments: every
+random draw comes from the generator passed in."""
 from __future__ import annotations
 
 import math
@@ -165,5 +166,13 @@ def pairs_proposal(x: Tensor, G: Tensor, box: tuple, scale: Tensor, rounds: int,
     return y
 
 
-__all__ = ["RANK_TOL", "fold", "reflect_into", "orthobasis", "rand", "probit", "unprobit", "pcn",
+def per_evaluation(jump2: dict, evals: dict) -> dict:
+    """Each move kind's summed squared jump (``jump2``) per model evaluation it cost (``evals``):
+    the expected squared jumped distance per unit cost (Pasarica & Gelman, Statistica Sinica 20,
+    2010), by which the covering walk chooses its schedule after the burn-in and the SMC kernel
+    its band's cycle."""
+    return {kind: float(j) / max(int(evals.get(kind, 0)), 1) for kind, j in jump2.items()}
+
+
+__all__ = ["RANK_TOL", "per_evaluation", "fold", "reflect_into", "orthobasis", "rand", "probit", "unprobit", "pcn",
            "block_directions", "pairs_proposal"]

@@ -15,6 +15,7 @@ from ...evaluate import band_ends, in_band
 from ...problem import FeasibleSet
 from ...state import SampleBuffer
 from ..base import Sampler, Seeds
+from ..proposals import per_evaluation
 from . import moves
 from .config import AUTO_START, CoverConfig, CoverState
 
@@ -88,7 +89,7 @@ def choose_schedule(state: CoverState, box: bool) -> tuple:
     where the box cuts the normal line short). Off a box: the manifold move (plus level) only
     where its squared jump in codes beats the level move's (thin bands), else the level move."""
     def rate(book, kind):
-        return book.get(kind, 0.0) / max(state.move_evals.get(kind, 0), 1)
+        return per_evaluation(book, state.move_evals).get(kind, 0.0)
     if box:
         return ("pairs", "normal") if rate(state.hjump2, "normal") > rate(state.hjump2, "level") else ("pairs", "level")
     return ("manifold", "level") if rate(state.jump2, "manifold") > rate(state.jump2, "level") else ("level",)

@@ -153,11 +153,11 @@ class SMCState(State):
         grads: ``(N, m, D)`` the constraints' gradients at the particles (with ``pairs`` only).
         pair_step: the pairs move's window (a fraction of the chord; ``>= 1``: a Gibbs draw).
         vspread, vorigin: the values' spread and positions at the anchor (the jump in values).
-        kind_jump: per move kind of the Galilean cycle, ``[squared jump, evaluations]`` summed
-            over the current period's rounds of that kind (the squared jump per round and
-            particle, per coordinate in units of ``spread``: the expected squared jumped
-            distance); band_kinds: the band's cycle of move kinds, chosen from ``kind_jump`` at
-            the band's first emission (empty: the default cycle).
+        kind_jump2, kind_evals: per move kind of the Galilean cycle, the squared jumps (per
+            particle, per coordinate in units of ``spread``) and the model evaluations summed
+            over the current period's rounds of that kind (``proposals.per_evaluation``, as the
+            covering walk keeps them); band_kinds: the band's cycle of move kinds, chosen from
+            them at the band's first emission (empty: the default cycle).
         band_particles: the population the band's level resamples to (0: ``particles``):
             ``ceil(n / 4)`` when that is fewer, so that every particle is emitted at least 4
             times and the rows' chains can be diagnosed (``kernel.band_population``).
@@ -222,7 +222,8 @@ class SMCState(State):
     particles: int = 0
     first_draws: int = 0
     gal_step: float = 0.5
-    kind_jump: dict = field(default_factory=dict)
+    kind_jump2: dict = field(default_factory=dict)
+    kind_evals: dict = field(default_factory=dict)
     band_kinds: list = field(default_factory=list)
     band_jumps: dict = field(default_factory=dict)
     band_particles: int = 0

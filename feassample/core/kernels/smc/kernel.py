@@ -13,6 +13,7 @@ from ...driver.emit import keep_certified
 from ...driver.passes import judge_pass
 from ...state import SampleBuffer
 from ..base import Sampler, Seeds
+from ..proposals import per_evaluation
 from . import moves
 from .config import SMCConfig, SMCState
 from .env import Env, prior, score, values, values_and_grads
@@ -40,7 +41,7 @@ def next_period(env: Env, state: SMCState) -> None:
     the step stay frozen in the band) and plan the rounds to the next emission."""
     moves.measure(env, state)
     if state.galilean and not state.band_jumps:
-        state.band_jumps = {k: j / max(e, 1) for k, (j, e) in state.kind_jump.items()}
+        state.band_jumps = per_evaluation(state.kind_jump2, state.kind_evals)
         state.band_kinds = moves.band_cycle(state.band_jumps)
     moves.anchor(env, state, spread=False)
     state.since_emit = 0

@@ -110,7 +110,7 @@ def plan(env: Env, state: SMCState) -> int:
         elif acc < 1.0:
             rounds = max(rounds, math.ceil(math.log(c) / math.log1p(-acc)))
     state.period_rounds = state.period_proposed = state.period_accepted = 0
-    state.kind_jump = {}
+    state.kind_jump2, state.kind_evals = {}, {}
     return int(min(max(rounds, least), most(env, state)))
 
 
@@ -160,9 +160,8 @@ def move(env: Env, state: SMCState, gen: torch.Generator) -> float:
         before, evals0 = coords(env, state.codes).clone(), state.model_evals
         rate = {"pairs": pairs_round, "normal": normal_round, "galilean": galilean_round}[kind](env, state, gen)
         jumped = float((((coords(env, state.codes) - before) / state.spread) ** 2).mean(1).sum())
-        entry = state.kind_jump.setdefault(kind, [0.0, 0])
-        entry[0] += jumped
-        entry[1] += state.model_evals - evals0
+        state.kind_jump2[kind] = state.kind_jump2.get(kind, 0.0) + jumped
+        state.kind_evals[kind] = state.kind_evals.get(kind, 0) + state.model_evals - evals0
         return rate
     if state.grads is not None and state.rounds % 2 == 1:
         return pairs_round(env, state, gen)
