@@ -69,8 +69,9 @@ def rarity_rows(stats: dict, bands: dict, side: str = "auto") -> Optional[list[R
     ``stats["log_prob"]``). Its variance is the running sum of the stages' variances
     (``stats["smc_variances"]`` where the run records them); else the stages' binomial variances
     ``(1 - p_i) / (p_i N)``, scaled by one factor so that the last row's SE is the run's own
-    ``log_prob_se`` (which counts the correlation of the resampled copies): never smaller than
-    the binomial SE. ``side``: ``"above"`` (the band lies above the prior's mass: the threshold
+    ``log_prob_se`` (which counts the correlation of the resampled copies; it can also come out
+    a little below the binomial SE, 0.443 against 0.445 on one thin slab, and the curve must
+    end at the run's own number). ``side``: ``"above"`` (the band lies above the prior's mass: the threshold
     is the lower end), ``"below"`` (the upper end) or ``"auto"`` (the finite end of a one-sided
     band; a two-sided band is taken to lie above the prior, the case of exciting a neuron)."""
     if side not in ("auto", "above", "below"):
@@ -96,7 +97,7 @@ def rarity_rows(stats: dict, bands: dict, side: str = "auto") -> Optional[list[R
         if variances is None or len(variances) != len(fractions):
             variances = [(1.0 - p) / (p * N) if N and p > 0 else math.nan for p in fractions]
             total, run_se = math.fsum(variances), stats.get("log_prob_se")
-            if run_se is not None and total > 0 and float(run_se) ** 2 > total:
+            if run_se is not None and total > 0 and math.isfinite(float(run_se)) and float(run_se) > 0:
                 variances = [v * float(run_se) ** 2 / total for v in variances]
         logs, ses, acc, var = [], [], 0.0, 0.0
         for p, v in zip(fractions, variances):

@@ -30,12 +30,12 @@ def _band_state(problem, codes: torch.Tensor, move: str, gal_step: float, normal
     assert bool((st.score <= 0).all())  # the exact draws are inside the band
     st.level, st.inside, st.strict = 0.0, True, False
     st.galilean, st.pairs = True, move == "reflect"
-    st.gal_step, st.normal_step = gal_step, normal_step
+    st.gal_step, st.normal_step, st.line_step = gal_step, normal_step, normal_step
     moves.anchor(env, st, spread=True)  # the box's per-coordinate scale, as in a run
     return env, st, gen
 
 
-@pytest.mark.parametrize("kind", ["galilean", "normal"])
+@pytest.mark.parametrize("kind", ["galilean", "normal", "line"])
 def test_the_gradient_moves_keep_a_slab_s_law_of_w_x_on_the_box(kind):
     # a logistic slab in [0, 1]^32: its exact sampler (the law of w.x is a closed form) gives
     # the start, and fresh exact draws the reference
@@ -43,7 +43,9 @@ def test_the_gradient_moves_keep_a_slab_s_law_of_w_x_on_the_box(kind):
     g = torch.Generator().manual_seed(3)
     start = p.exact_sample(3000, generator=g).double().flatten(1)
     ref = p.exact_sample(3000, generator=g).double().flatten(1)
-    env, st, gen = _band_state(p, start, "reflect", gal_step=0.5, normal_step=0.05, seed=1)
+    # the line draw's widest window (the box): it is then the exact Gibbs draw of the chord in
+    # the slab
+    env, st, gen = _band_state(p, start, "reflect", gal_step=0.5, normal_step=1.0 if kind == "line" else 0.05, seed=1)
     rates = [getattr(moves, f"{kind}_round")(env, st, gen) for _ in range(40)]
     assert min(rates) > 0.05  # the move does move
     assert bool((st.codes >= 0).all() and (st.codes <= 1).all())
@@ -56,7 +58,7 @@ def test_the_gradient_moves_keep_a_slab_s_law_of_w_x_on_the_box(kind):
         assert float((st.codes - start).abs().mean()) > 0.05
 
 
-@pytest.mark.parametrize("kind", ["galilean", "normal"])
+@pytest.mark.parametrize("kind", ["galilean", "normal", "line"])
 def test_the_gradient_moves_keep_a_gaussian_shell_s_radius_law(kind):
     # codes ~ N(0, I) in 12 dims restricted to 3 <= |c| <= 3.6: the radius law is chi(12)
     # truncated to [3, 3.6], the direction uniform (exact draws by inversion)
@@ -72,7 +74,10 @@ def test_the_gradient_moves_keep_a_gaussian_shell_s_radius_law(kind):
         return x / x.norm(dim=1, keepdim=True) * torch.from_numpy(chi.ppf(u))[:, None]
 
     start, ref = exact(3000), exact(3000)
-    env, st, gen = _band_state(p, start, "pcn", gal_step=0.5, normal_step=0.3, seed=2)
+    # the line draw's widest window (5 prior SDs): the linearized window then differs from the
+    # curved band's chord, and only the Metropolis-Hastings ratio of the windows' masses keeps the
+    # law (without it the mean radius fell from 3.301 to 3.245, KS p < 1e-60)
+    env, st, gen = _band_state(p, start, "pcn", gal_step=0.5, normal_step=5.0 if kind == "line" else 0.3, seed=2)
     rates = [getattr(moves, f"{kind}_round")(env, st, gen) for _ in range(40)]
     assert min(rates) > 0.05
     r, r0 = st.codes.norm(dim=1).numpy(), start.norm(dim=1).numpy()
@@ -80,6 +85,55 @@ def test_the_gradient_moves_keep_a_gaussian_shell_s_radius_law(kind):
     assert stats.kstest(r, exact_cdf).pvalue > 1e-3
     assert stats.ks_2samp(st.codes[:, 0].numpy(), ref[:, 0].numpy()).pvalue > 1e-3
     assert np.corrcoef(r, r0)[0, 1] < 0.8
+
+
+def test_the_line_draw_keeps_a_box_shell_s_radius_law():
+    # the uniform law on the shell 0.35 <= |x - 1/2| <= 0.4 in [0, 1]^6 (exact draws by
+    # rejection): a curved band on a box, where the line's window from the first-order expansion
+    # is not the band's chord, and the window's length ratio must correct the proposal
+    d = 6
+    p = fs.from_functions(lambda x: (x - 0.5).norm(dim=1, keepdim=True), lo=[0.35], hi=[0.4],
+                          code_shape=(d,), box=(0.0, 1.0))
+    g = torch.Generator().manual_seed(11)
+
+    def exact(n):
+        x = torch.rand(200 * n, d, generator=g, dtype=torch.float64)
+        r = (x - 0.5).norm(dim=1)
+        x = x[(r >= 0.35) & (r <= 0.4)]
+        assert x.shape[0] >= n
+        return x[:n]
+
+    start, ref = exact(3000), exact(3000)
+    env, st, gen = _band_state(p, start, "reflect", gal_step=0.5, normal_step=1.0, seed=4)
+    rates = [moves.line_round(env, st, gen) for _ in range(40)]
+    assert min(rates) > 0.05
+    r, r_ref, r0 = ((c - 0.5).norm(dim=1).numpy() for c in (st.codes, ref, start))
+    assert bool((st.score <= 0).all())
+    assert stats.ks_2samp(r, r_ref).pvalue > 1e-3
+    assert stats.ks_2samp(st.codes[:, 0].numpy(), ref[:, 0].numpy()).pvalue > 1e-3
+    assert np.corrcoef(r, r0)[0, 1] < 0.8
+
+
+def test_each_particle_of_a_line_round_moves_along_a_partner_s_gradient_from_its_own_place():
+    # found in review: a round that wrote each accepted proposal to the wrong row kept the law
+    # well enough for the KS tests above; here every moved particle's displacement must be
+    # parallel to the gradient (the radial direction) of some particle before or after the round
+    d = 6
+    p = fs.from_functions(lambda x: (x - 0.5).norm(dim=1, keepdim=True), lo=[0.3], hi=[0.45],
+                          code_shape=(d,), box=(0.0, 1.0))
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(20000, d, generator=g, dtype=torch.float64)
+    r = (x - 0.5).norm(dim=1)
+    start = x[(r >= 0.3) & (r <= 0.45)][:400]
+    env, st, gen = _band_state(p, start, "reflect", gal_step=0.5, normal_step=1.0, seed=0)
+    assert moves.line_round(env, st, gen) > 0.2
+    moved = (st.codes != start).any(1)
+    step = st.codes[moved] - start[moved]
+    step = step / step.norm(dim=1, keepdim=True)
+    radial = torch.cat([start, st.codes]) - 0.5
+    radial = radial / radial.norm(dim=1, keepdim=True)
+    best = (step @ radial.T).abs().amax(1)
+    assert bool((best > 1 - 1e-9).all()), float(best.min())
 
 
 def test_a_default_run_on_a_rare_slab_stays_under_its_cost_ceiling():
@@ -100,12 +154,39 @@ def test_a_default_run_on_a_rare_slab_stays_under_its_cost_ceiling():
     assert max(costs) <= 130 and sorted(costs)[2] <= 60, costs
 
 
-def test_the_band_cycle_leaves_out_the_pairs_move_only_where_the_galilean_one_jumps_farther():
+def test_the_band_cycle_leaves_out_the_move_along_that_jumps_much_less_per_evaluation():
     from feassample.core.kernels.smc.moves import band_cycle
     assert band_cycle({"galilean": 0.19, "pairs": 0.04, "normal": 0.03}) == ["galilean", "normal"]
-    assert band_cycle({"galilean": 2e-4, "pairs": 1.4, "normal": 0.0}) == []      # a slab: the default
+    assert band_cycle({"galilean": 2e-4, "pairs": 1.4, "line": 0.0}) == ["pairs", "line"]  # a slab
+    assert band_cycle({"galilean": 0.19, "pairs": 1.4, "normal": 0.0}) == []     # heavy tails: both
     assert band_cycle({"galilean": 0.59, "pairs": 0.30, "normal": 0.04}) == []    # within 2.5x: both
     assert band_cycle({"galilean": 0.3, "normal": 0.0}) == []                     # N(0, I): no pairs move
+
+
+def test_on_a_flat_set_each_level_of_three_rounds_runs_every_kind():
+    # found here: the cycle ran by the global round count, so a level of 3 rounds could be
+    # normal, Galilean, normal with no pairs round, measure 0.002 per round, and make the next
+    # level take 30 rounds
+    from feassample.core.kernels.smc.moves import kind
+    st = SMCState(codes=torch.zeros(1, 1), values=torch.zeros(1, 1), score=torch.zeros(1),
+                  ancestor=torch.zeros(1), scale=torch.ones(1), samples=None, rng=None)
+    st.galilean, st.pairs, st.flat = True, True, True
+    st.level_jumps = {"galilean": 0.001, "pairs": 1.4}
+    for rounds in range(8):  # whatever the global count, each level starts its own cycle
+        st.rounds = rounds
+        seen = []
+        for i in range(3):
+            st.period_rounds = i
+            seen.append(kind(st))
+        assert seen == ["pairs", "line", "galilean"]
+    st.flat = False  # a curved set: the random step across, by the round count as before
+    st.period_rounds = 0
+    assert [kind(_at(st, i)) for i in range(4)] == ["normal", "galilean", "normal", "pairs"]
+
+
+def _at(st, i):
+    st.rounds = i
+    return st
 
 
 def test_on_a_curved_set_the_band_runs_galilean_and_normal_moves_and_stays_under_a_cost_ceiling():
@@ -123,7 +204,7 @@ def test_on_a_curved_set_the_band_runs_galilean_and_normal_moves_and_stays_under
         assert s.stats["band_cycle"] == ["galilean", "normal"]
         assert s.n_evals / len(s) <= 80, (seed, s.n_evals / len(s))
     slab = fs.sample(fs.LogisticHalfspace.random(64, 0.3, 0.301), n=200, seed=0, progress=False)
-    assert slab.stats["band_cycle"] == ["galilean", "pairs", "normal", "pairs"]
+    assert slab.stats["band_cycle"] == ["pairs", "line"] and slab.stats["flat"] is True
     assert slab.stats["band_jumps"]["pairs"] > 100 * slab.stats["band_jumps"]["galilean"]
 
 

@@ -157,7 +157,11 @@ class SMCState(State):
             particle, per coordinate in units of ``spread``) and the model evaluations summed
             over the current period's rounds of that kind (``proposals.per_evaluation``, as the
             covering walk keeps them); band_kinds: the band's cycle of move kinds, chosen from
-            them at the band's first emission (empty: the default cycle).
+            them at the band's first emission (empty: the default cycle); level_jumps: the same
+            over the last level's rounds; flat: the Galilean move's jump per evaluation was
+            negligible there against the pairs move's (``moves.band_cycle``; the cycle then moves
+            across the level set by the line draw, ``moves.line_round``, whose window is
+            line_step).
         band_particles: the population the band's level resamples to (0: ``particles``):
             ``ceil(n / 4)`` when that is fewer, so that every particle is emitted at least 4
             times and the rows' chains can be diagnosed (``kernel.band_population``).
@@ -226,6 +230,9 @@ class SMCState(State):
     kind_evals: dict = field(default_factory=dict)
     band_kinds: list = field(default_factory=list)
     band_jumps: dict = field(default_factory=dict)
+    level_jumps: dict = field(default_factory=dict)
+    flat: bool = False
+    line_step: float = 0.05
     band_particles: int = 0
 
 

@@ -190,7 +190,7 @@ class SMC(Sampler):
                 state.values, state.grads = values_and_grads(env, state, codes)
                 state.galilean, state.pairs = want_galilean, want_pairs
                 if problem.box is not None:
-                    state.normal_step = 0.05 * float(problem.box[1] - problem.box[0])
+                    state.normal_step = state.line_step = 0.05 * float(problem.box[1] - problem.box[0])
             except RuntimeError as err:  # the values have no gradient (a non-differentiable h)
                 state.grads, state.model_evals = None, 0
                 for name in ("pairs", "galilean"):
@@ -268,7 +268,7 @@ class SMC(Sampler):
                      smc_stages=len(state.fractions), smc_levels_done=state.inside, level_evals=state.band_evals0,
                      smc_fractions=list(state.fractions),
                      smc_levels=list(state.levels), smc_scale=state.scale.tolist(), rounds=state.rounds,
-                     move=env.move, step=state.step, galilean=state.galilean, galilean_step=state.gal_step, pairs=state.pairs, band_jumps=dict(state.band_jumps), band_cycle=list(moves.cycle(state)) if state.galilean and state.inside else None, acceptance=state.accepted / max(state.proposed, 1),
+                     move=env.move, step=state.step, galilean=state.galilean, galilean_step=state.gal_step, pairs=state.pairs, band_jumps=dict(state.band_jumps), level_jumps=dict(state.level_jumps), flat=state.flat, band_cycle=list(moves.cycle(state)) if state.galilean and state.inside else None, acceptance=state.accepted / max(state.proposed, 1),
                      rejected_by_check=state.rejected_by_check,
                      distinct_ancestors=int(torch.unique(state.ancestor).numel()),
                      evals_per_sample=state.model_evals / max(count, 1))

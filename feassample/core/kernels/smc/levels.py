@@ -8,6 +8,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..proposals import per_evaluation
 from . import moves
 from .config import SMCState
 from .env import Env
@@ -91,6 +92,11 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
     # resampling permutes the particles (after it, row i is a copy of another particle, and the
     # "jump" would be the distance between two particles, not a particle's move)
     moves.measure(env, state)
+    if state.galilean and state.kind_evals:
+        # the rounds just done choose the next level's cycle (``moves.cycle``)
+        state.level_jumps = per_evaluation(state.kind_jump2, state.kind_evals)
+        if "galilean" in state.level_jumps and "pairs" in state.level_jumps:
+            state.flat = moves.band_cycle(state.level_jumps) == ["pairs", "line"]
     idx = keep.nonzero().squeeze(1)
     s = idx.numel()
     if len(state.fractions) == 1:
