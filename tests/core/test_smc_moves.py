@@ -227,3 +227,23 @@ def test_a_levels_jump_is_measured_particle_by_particle_before_the_resampling():
     st.period_rounds = 5                                # five rounds that moved no particle
     new_level(env, st, gen)
     assert st.jump_rate == 0.0  # measured after the resampling, the permuted rows read 0.38 per round
+
+
+class _StopAtStage:
+    """Interrupt in the middle of the levels (the line draw's window and the cycle's choice are
+    then in the state that a resume reads back)."""
+
+    def __call__(self, phase, state, info) -> None:
+        if info.get("stage", 0) >= 4:
+            raise KeyboardInterrupt
+
+
+def test_a_flat_run_interrupted_in_its_levels_resumes_bit_identically(tmp_path):
+    p = fs.LogisticHalfspace.random(64, 0.3, 0.301)
+    full = fs.sample(p, n=200, seed=0, progress=False)
+    assert full.stats["flat"] is True and full.stats["band_cycle"] == ["pairs", "line"]
+    part = fs.sample(p, n=200, seed=0, progress=False, run_dir=tmp_path, callbacks=[_StopAtStage()])
+    assert part.status == "interrupted"
+    resumed = fs.sample(p, n=200, resume=tmp_path, progress=False)
+    assert torch.equal(resumed.codes, full.codes) and resumed.n_evals == full.n_evals
+    assert resumed.stats["log_prob"] == full.stats["log_prob"]
