@@ -43,6 +43,7 @@ def next_period(env: Env, state: SMCState) -> None:
     if state.galilean and not state.band_jumps:
         state.band_jumps = per_evaluation(state.kind_jump2, state.kind_evals)
         state.band_kinds = moves.band_cycle(state.band_jumps)
+        state.flat = state.flat or state.band_kinds == ["pairs", "line"]
     moves.anchor(env, state, spread=False)
     state.since_emit = 0
     state.plan = moves.plan(env, state)

@@ -183,7 +183,7 @@ def band_cycle(jumps: dict, ratio: float = 2.5, negligible: float = 20.0) -> lis
     pairs 1.4, Galilean 1e-4), the cycle is ``["pairs", "line"]``: the Galilean bounces cost two
     evaluations for nothing there, and with the line draw across the band (exact on a slab) the
     thin d = 784 slab cost 26.9 evaluations per sample against 37.8 with the default cycle (mean
-    of 10 seeds). A Galilean move that still moves (heavy-tailed weights: 0.19 against 1.4) is
+    of 10 seeds, measured while the line draw ran on every set). A Galilean move that still moves (heavy-tailed weights: 0.19 against 1.4) is
     kept, for the coordinates that the pairs move's blocks leave pinned (there leaving it out
     cost 38.3 against 31.4). Otherwise the default cycle (empty)."""
     gal, pairs = jumps.get("galilean"), jumps.get("pairs")
