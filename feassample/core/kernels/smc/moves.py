@@ -372,6 +372,26 @@ def galilean_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
     return rate
 
 
+def _partner_lines(state: SMCState, gen: torch.Generator):
+    """The moves across's red-black halves: the population split in two random halves (a draw
+    independent of the particles' states); for each half in turn, ``(movers, d)``: the movers'
+    rows and, per mover, the unit gradient of a random constraint at a random partner of the
+    other half (zero where that gradient is zero or not finite). The second half's partners
+    are read after the first half has moved (the caller moves them before the next item)."""
+    x = state.codes
+    N, m = x.shape[0], state.grads.shape[1]
+    order = torch.randperm(N, generator=gen).to(x.device)
+    halves = (order[: N // 2], order[N // 2:])
+    for movers, others in (halves, halves[::-1]):
+        k = movers.numel()
+        if k == 0 or others.numel() == 0:
+            continue
+        partner = others[torch.randint(others.numel(), (k,), generator=gen).to(x.device)]
+        j = torch.randint(m, (k,), generator=gen).to(x.device)
+        d = torch.nan_to_num(state.grads[partner, j], nan=0.0, posinf=0.0, neginf=0.0)
+        yield movers, d / d.norm(dim=1, keepdim=True).clamp(min=1e-300)
+
+
 def normal_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
     """Moves across the level set: red-black halves as in ``pairs_round``; each mover steps along
     the unit gradient ``d`` of a random constraint at a random partner of the other half (drawn
@@ -382,21 +402,11 @@ def normal_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
     Galilean and pairs moves travel along the level set and keep a flat constraint's value; this
     move changes it (the value's law inside a thin band mixes at the band's width)."""
     x = state.codes
-    N, D = x.shape
-    m = state.grads.shape[1]
-    order = torch.randperm(N, generator=gen).to(x.device)
-    halves = (order[: N // 2], order[N // 2:])
+    N = x.shape[0]
     box = env.problem.box
     accepted = 0
-    for movers, others in (halves, halves[::-1]):
-        k = movers.numel()
-        if k == 0 or others.numel() == 0:
-            continue
-        partner = others[torch.randint(others.numel(), (k,), generator=gen).to(x.device)]
-        j = torch.randint(m, (k,), generator=gen).to(x.device)
-        t = torch.randn((k, 1), generator=gen, dtype=x.dtype).to(x.device)
-        d = torch.nan_to_num(state.grads[partner, j], nan=0.0, posinf=0.0, neginf=0.0)
-        d = d / d.norm(dim=1, keepdim=True).clamp(min=1e-300)
+    for movers, d in _partner_lines(state, gen):
+        t = torch.randn((movers.numel(), 1), generator=gen, dtype=x.dtype).to(x.device)
         xm = state.codes[movers]
         if box is not None:
             y = xm + state.normal_step * t * d
@@ -436,20 +446,10 @@ def line_round(env: Env, state: SMCState, gen: torch.Generator) -> float:
     keep a flat constraint's value; this move changes it (it mixes the value inside a thin
     band, where a fixed random step is mostly refused)."""
     x = state.codes
-    N, D = x.shape
-    m = state.grads.shape[1]
-    order = torch.randperm(N, generator=gen).to(x.device)
-    halves = (order[: N // 2], order[N // 2:])
+    N = x.shape[0]
     accepted, errors = 0, []
-    for movers, others in (halves, halves[::-1]):
-        k = movers.numel()
-        if k == 0 or others.numel() == 0:
-            continue
-        partner = others[torch.randint(others.numel(), (k,), generator=gen).to(x.device)]
-        j = torch.randint(m, (k,), generator=gen).to(x.device)
-        u = torch.rand((k, 2), generator=gen, dtype=torch.float64).to(x.device)
-        d = torch.nan_to_num(state.grads[partner, j], nan=0.0, posinf=0.0, neginf=0.0)
-        d = d / d.norm(dim=1, keepdim=True).clamp(min=1e-300)
+    for movers, d in _partner_lines(state, gen):
+        u = torch.rand((movers.numel(), 2), generator=gen, dtype=torch.float64).to(x.device)
         xm = state.codes[movers]
         lo, hi = _line_window(env, state, xm, state.values[movers], state.grads[movers], d)
         t, zx = _line_draw(env, xm, d, lo, hi, u[:, 0])
