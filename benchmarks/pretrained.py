@@ -6,7 +6,7 @@ of its output and one channel of a hidden conv layer, each in a band of prior pr
 * per case, method and n: model evaluations per returned sample, wall seconds, the run's
   diagnostics (mixed, R-hat), exact duplicate rows, and seed agreement (two seeds, KS p > 0.01
   on the unit's value, the mean pixel and the distance to the box's centre: ``coverage.agreement``);
-* ``log_prob`` calibration: two seeds, and the default population (``clamp(ceil(n / 4), 64, 512)``
+* ``log_prob`` calibration: two seeds, and the default population (``clamp(ceil(n / 4), 32, 512)``
   particles) against another population (``--other-particles``, default 256), agree within 3
   combined standard errors; each of them lies within 2 combined standard errors
   of a reference run with more particles (default 1024, at the smallest n).

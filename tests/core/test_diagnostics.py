@@ -211,10 +211,10 @@ def test_a_levels_run_too_small_for_a_verdict_warns_that_mixing_was_not_checked(
 def test_a_small_default_levels_run_is_diagnosed_over_its_band_particles():
     # with the default population and n < 4 N, the band's level resamples to ceil(n / 4)
     # particles, each emitted 4 times: chains a diagnosis can compare (one row per particle
-    # of 64 left "mixing not checked")
+    # left "mixing not checked"); the levels run the default population's floor of 32
     p = fs.LogisticHalfspace.random(64, 0.7, 0.72)
     s = fs.sample(p, n=40, seed=0, method="smc", progress=False)
-    assert s.status == "success" and s.stats["smc_mode"] == "levels" and s.stats["particles"] == 64
+    assert s.status == "success" and s.stats["smc_mode"] == "levels" and s.stats["particles"] == 32
     d = s.stats["diagnostics"]
     assert s.stats["mixed"] is not None and d["chains_by"] == "walker"
     assert d["chains"] == 10 and d["draws"] == 4 and "over 10 walkers x 4 rows" in s.summary()

@@ -154,6 +154,21 @@ def test_a_default_run_on_a_rare_slab_stays_under_its_cost_ceiling():
     assert max(costs) <= 130 and sorted(costs)[2] <= 60, costs
 
 
+def test_a_small_run_costs_at_most_twice_a_large_one_per_sample():
+    # the population is decoupled from n: n = 60 pays for 32 particles (not 64) through the
+    # levels and for 128 first draws (not 256), so its cost per sample stays within twice that
+    # of n = 500 (issue 19). Measured on this slab, seeds 0-2: n = 60 35.4, 38.7, 39.1 against
+    # n = 500 21.4, 21.1, 31.9 (ratio of the means 1.52); with the previous floors n = 60 cost
+    # 64.5, 69.3 and 66.8 (2.70)
+    p = fs.LogisticHalfspace.random(64, 0.3, 0.301)
+    cost = {}
+    for n in (60, 500):
+        runs = [fs.sample(p, n=n, seed=seed, progress=False) for seed in range(3)]
+        assert all(r.stats["smc_mode"] == "levels" and bool(r.feasible.all()) for r in runs)
+        cost[n] = sum(r.n_evals / len(r) for r in runs) / len(runs)
+    assert runs[0].stats["particles"] == 125 and cost[60] <= 2 * cost[500], cost
+
+
 def test_the_band_cycle_leaves_out_the_move_along_that_jumps_much_less_per_evaluation():
     from feassample.core.kernels.smc.moves import band_cycle
     assert band_cycle({"galilean": 0.19, "pairs": 0.04, "normal": 0.03}) == ["galilean", "normal"]

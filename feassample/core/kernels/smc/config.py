@@ -22,7 +22,7 @@ class SMCConfig:
 
     Attributes:
         particles: ``N``, the population size after the first stage (``None``: one per 4
-            requested samples, within ``[64, 512]``, ``kernel.population``; at least 16: with 2 or
+            requested samples, within ``[32, 512]``, ``levels.population``; at least 16: with 2 or
             3 every level is soon copies of one particle and cannot progress). The levels cost
             about ``N`` evaluations per move round whatever ``n``, and the band's population is
             emitted every few rounds until there are ``n`` rows, so a small ``N`` keeps small
@@ -31,7 +31,7 @@ class SMCConfig:
             the whole first population goes on (a set in pieces keeps as many independent draws
             of its pieces as the first stage had; not with an explicit ``particles``).
         first: prior draws of the first stage (``None``: ``particles`` when given, else ``n``
-            within ``[256, 2048]``; at least ``particles``): they decide the rejection mode and the first level, whose fraction is
+            within ``[128, 2048]``, ``levels.FIRST``; at least ``particles``): they decide the rejection mode and the first level, whose fraction is
             then an average over more independent draws.
         p0: the fraction of particles kept at each level (the level is their ``p0``-quantile).
         moves: the fewest move rounds per level (rejuvenation of the resampled particles).
@@ -164,7 +164,7 @@ class SMCState(State):
             line_step).
         band_particles: the population the band's level resamples to (0: ``particles``):
             ``ceil(n / 4)`` when that is fewer, so that every particle is emitted at least 4
-            times and the rows' chains can be diagnosed (``kernel.band_population``).
+            times and the rows' chains can be diagnosed (``levels.band_population``).
         mode: ``"levels"`` or ``"rejection"`` (``rejection_rate``); drawn, hits: prior draws and
             how many were inside the band, in rejection mode.
         budget_rounds, budget_stop, budget_history, pass_evals0, diagnostic_evals: ``budget="auto"``

@@ -17,7 +17,7 @@ from ..proposals import per_evaluation
 from . import moves
 from .config import SMCConfig, SMCState
 from .env import Env, prior, score, values, values_and_grads
-from .levels import log_prob_estimate, new_level
+from .levels import FIRST, band_population, log_prob_estimate, new_level, population
 from .rejection import rejection_round
 
 
@@ -123,30 +123,6 @@ def progress_line(state: SMCState) -> dict:
     return out
 
 
-def population(n: int) -> int:
-    """The default population ``N`` for ``n`` samples: one particle per 4 samples, within
-    ``[64, 512]``. The levels cost about ``N`` evaluations per round whatever ``n``; in the band the
-    population is emitted every few rounds, so ``n`` rows cost about ``n`` evaluations per round
-    between emissions whatever ``N``. A small ``N`` makes the levels cheap for small ``n``; the
-    standard error of ``log_prob`` grows like ``1 / sqrt(N)`` (and the run says so), and the
-    shares of a set's pieces are fixed by the levels' ``N`` particles (moves rarely cross a gap):
-    with 64 particles for 400 rows a piece of 1/8 came out at 0.07 on one seed of three, hence
-    ``n / 4``."""
-    return int(min(max(math.ceil(n / 4), 64), 512))
-
-
-def band_population(n: int, particles: int, explicit: bool) -> int:
-    """The population the band's level resamples to (``state.band_particles``; 0: all of
-    ``particles``): with the default population and ``n < 4 N``, ``ceil(n / 4)`` particles (at
-    least 2), each emitted about 4 times, so that the rows form chains of 4 a diagnosis can
-    compare (one row per particle leaves "mixing not checked"). Each round moves fewer
-    particles, but three more emissions take their rounds: at ``n = 60`` the runs cost 13-47%
-    more (docs/smc.md). An explicit ``particles`` is kept through the band."""
-    if explicit or n >= 4 * particles:
-        return 0
-    return max(2, math.ceil(n / 4))
-
-
 class SMC(Sampler):
     """``method="smc"``: adaptive multilevel splitting on the prior restricted to the set (see
     ``kernels.smc``); ``stats["log_prob"]``/``["log_prob_se"]`` estimate the set's prior
@@ -167,7 +143,7 @@ class SMC(Sampler):
         cfg = env.cfg
         N = cfg.particles or population(run.n)
         # an explicit population also sizes the first stage (unless first says otherwise)
-        N0 = max(cfg.first or (cfg.particles or min(max(run.n, 256), 2048)), N)
+        N0 = max(cfg.first or (cfg.particles or min(max(run.n, FIRST[0]), FIRST[1])), N)
         gen = torch.Generator(device="cpu").manual_seed(int(key) + 104729)
         codes = prior(env, N0, gen)
         m = problem.bands.m
