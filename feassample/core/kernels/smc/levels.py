@@ -27,10 +27,11 @@ def population(n: int) -> int:
     per sample and round: ``n / 4`` keeps that the same for every ``n`` above the floor, and the
     floor of 32 keeps ``n = 60`` near twice the cost per sample of ``n = 500`` (with 64 thin slabs
     cost 2.8-3.3 times as much; docs/smc.md). Fewer particles make the levels represent a curved
-    set worse: on the shell at ``n = 60`` the energy ratio exceeded 1.3 on 4, 5, 7 and 9 of 30
-    seeds with floors 32, 64, 24 and 16. The standard error of ``log_prob`` grows like
-    ``1 / sqrt(N)`` (and the run says so: it stayed calibrated at 32, 28-29 of 30 seeds within 2
-    SE on three thin slabs), and the shares of a set's pieces are fixed by the levels' ``N``
+    set worse: on the shell at ``n = 60`` (256 first draws) the energy ratio exceeded 1.3 on 4,
+    5, 7 and 9 of 30 seeds with floors 32, 64, 24 and 16 (6 with 32 and the 128 first draws of
+    ``FIRST``). The standard error of ``log_prob`` grows like ``1 / sqrt(N)`` (and the run says
+    so: it stayed calibrated at 32, 29-30 of 30 seeds within 2 SE on three thin slabs), and the
+    shares of a set's pieces are fixed by the levels' ``N``
     particles (moves rarely cross a gap): with 64 particles for 400 rows a piece of 1/8 came out
     at 0.07 on one seed of three, hence ``n / 4`` rather than fewer."""
     lo, hi = POPULATION
