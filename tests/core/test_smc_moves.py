@@ -35,6 +35,20 @@ def _band_state(problem, codes: torch.Tensor, move: str, gal_step: float, normal
     return env, st, gen
 
 
+def _run_rounds(env, st, gen, kind: str, rounds: int = 40) -> None:
+    """``rounds`` rounds of the move ``kind``; each must move (acceptance over 5%)."""
+    rates = [getattr(moves, f"{kind}_round")(env, st, gen) for _ in range(rounds)]
+    assert min(rates) > 0.05  # the move does move
+
+
+def _assert_law_kept(st, ref, stat, stat0, stat_p: float) -> None:
+    """The moved population against exact draws ``ref``: the statistic's law (p-value
+    ``stat_p``), the first coordinate's, and the statistic has moved (``stat0``: at the start)."""
+    assert stat_p > 1e-3
+    assert stats.ks_2samp(st.codes[:, 0].numpy(), ref[:, 0].numpy()).pvalue > 1e-3
+    assert np.corrcoef(stat, stat0)[0, 1] < 0.8
+
+
 @pytest.mark.parametrize("kind", ["galilean", "normal", "line"])
 def test_the_gradient_moves_keep_a_slab_s_law_of_w_x_on_the_box(kind):
     # a logistic slab in [0, 1]^32: its exact sampler (the law of w.x is a closed form) gives
@@ -46,14 +60,12 @@ def test_the_gradient_moves_keep_a_slab_s_law_of_w_x_on_the_box(kind):
     # the line draw's widest window (the box): it is then the exact Gibbs draw of the chord in
     # the slab
     env, st, gen = _band_state(p, start, "reflect", gal_step=0.5, normal_step=1.0 if kind == "line" else 0.05, seed=1)
-    rates = [getattr(moves, f"{kind}_round")(env, st, gen) for _ in range(40)]
-    assert min(rates) > 0.05  # the move does move
+    _run_rounds(env, st, gen, kind)
     assert bool((st.codes >= 0).all() and (st.codes <= 1).all())
     h, h_ref, h0 = (values(env, st, c)[:, 0].numpy() for c in (st.codes, ref, start))
     assert bool((st.score <= 0).all())  # every particle still inside the band
-    assert stats.ks_2samp(h, h_ref).pvalue > 1e-3
-    assert stats.ks_2samp(st.codes[:, 0].numpy(), ref[:, 0].numpy()).pvalue > 1e-3
-    assert np.corrcoef(h, h0)[0, 1] < 0.8  # the value w.x has moved across the band
+    # the value w.x keeps its law and has moved across the band
+    _assert_law_kept(st, ref, h, h0, stats.ks_2samp(h, h_ref).pvalue)
     if kind == "galilean":  # and the Galilean move along it, in every coordinate
         assert float((st.codes - start).abs().mean()) > 0.05
 
@@ -78,13 +90,10 @@ def test_the_gradient_moves_keep_a_gaussian_shell_s_radius_law(kind):
     # curved band's chord, and only the Metropolis-Hastings ratio of the windows' masses keeps the
     # law (without it the mean radius fell from 3.301 to 3.245, KS p < 1e-60)
     env, st, gen = _band_state(p, start, "pcn", gal_step=0.5, normal_step=5.0 if kind == "line" else 0.3, seed=2)
-    rates = [getattr(moves, f"{kind}_round")(env, st, gen) for _ in range(40)]
-    assert min(rates) > 0.05
+    _run_rounds(env, st, gen, kind)
     r, r0 = st.codes.norm(dim=1).numpy(), start.norm(dim=1).numpy()
     exact_cdf = lambda t: (chi.cdf(t) - lo) / (hi - lo)  # noqa: E731
-    assert stats.kstest(r, exact_cdf).pvalue > 1e-3
-    assert stats.ks_2samp(st.codes[:, 0].numpy(), ref[:, 0].numpy()).pvalue > 1e-3
-    assert np.corrcoef(r, r0)[0, 1] < 0.8
+    _assert_law_kept(st, ref, r, r0, stats.kstest(r, exact_cdf).pvalue)
 
 
 def test_the_line_draw_keeps_a_box_shell_s_radius_law():
@@ -105,13 +114,10 @@ def test_the_line_draw_keeps_a_box_shell_s_radius_law():
 
     start, ref = exact(3000), exact(3000)
     env, st, gen = _band_state(p, start, "reflect", gal_step=0.5, normal_step=1.0, seed=4)
-    rates = [moves.line_round(env, st, gen) for _ in range(40)]
-    assert min(rates) > 0.05
+    _run_rounds(env, st, gen, "line")
     r, r_ref, r0 = ((c - 0.5).norm(dim=1).numpy() for c in (st.codes, ref, start))
     assert bool((st.score <= 0).all())
-    assert stats.ks_2samp(r, r_ref).pvalue > 1e-3
-    assert stats.ks_2samp(st.codes[:, 0].numpy(), ref[:, 0].numpy()).pvalue > 1e-3
-    assert np.corrcoef(r, r0)[0, 1] < 0.8
+    _assert_law_kept(st, ref, r, r0, stats.ks_2samp(r, r_ref).pvalue)
 
 
 def test_each_particle_of_a_line_round_moves_along_a_partner_s_gradient_from_its_own_place():
