@@ -27,13 +27,17 @@ class SMCConfig:
             about ``N`` evaluations per move round whatever ``n``, and the band's population is
             emitted every few rounds until there are ``n`` rows, so a small ``N`` keeps small
             runs cheap; the standard error of ``log_prob`` shrinks like ``1 / sqrt(N)``. When at
-            least ``p0^3`` of the first draws are already inside the band (three levels or fewer),
+            least ``1/8`` of the first draws are already inside the band (three levels at 0.5 or fewer),
             the whole first population goes on (a set in pieces keeps as many independent draws
             of its pieces as the first stage had; not with an explicit ``particles``).
         first: prior draws of the first stage (``None``: ``particles`` when given, else ``n``
             within ``[128, 2048]``, ``levels.FIRST``; at least ``particles``): they decide the rejection mode and the first level, whose fraction is
             then an average over more independent draws.
         p0: the fraction of particles kept at each level (the level is their ``p0``-quantile).
+            ``None``: ``0.5``, and ``0.2`` at each level after one whose moves jumped half-way
+            to an independent draw per evaluation, with the default population of 125 particles or more (``levels.keep_fraction``:
+            fewer levels where the moves decorrelate five copies per survivor within a level's
+            rounds); a number fixes it for every level.
         moves: the fewest move rounds per level (rejuvenation of the resampled particles).
         max_moves: the most move rounds per level, and between two emissions in the band.
         jump: the decorrelation target. Moves continue after ``moves`` rounds until the mean over
@@ -92,7 +96,7 @@ class SMCConfig:
 
     particles: Optional[int] = option(None, ge=16)  # fewer: copies of one or two particles
     first: Optional[int] = option(None, ge=16)
-    p0: float = option(0.5, gt=0, lt=1)
+    p0: Optional[float] = option(None, gt=0, lt=1)
     moves: int = option(3, ge=1)
     max_moves: int = option(30, ge=1)
     jump: float = option(1.0, ge=0)

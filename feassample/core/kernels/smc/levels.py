@@ -17,6 +17,11 @@ from .resampling import resample
 
 POPULATION = (32, 512)  # the default population's bounds (``population``)
 FIRST = (128, 2048)  # the default first stage's bounds: ``n`` prior draws within them
+P0 = 0.5  # the default fraction kept per level ...
+P0_FAST = 0.2  # ... and where the last level's moves jumped at least FAST_JUMP per evaluation
+FAST_JUMP = 1.0
+FAST_SURVIVORS = 25  # ... and P0_FAST of the population are at least this many particles
+COMMON = P0 ** 3  # a first stage with this fraction inside the band is a common set (three levels)
 
 
 def population(n: int) -> int:
@@ -48,6 +53,36 @@ def band_population(n: int, particles: int, explicit: bool) -> int:
     if explicit or n >= 4 * particles:
         return 0
     return max(2, math.ceil(n / 4))
+
+
+def keep_fraction(env: Env, state: SMCState) -> float:
+    """The fraction ``p0`` of particles this level keeps: ``options.p0`` when given; else
+    ``P0_FAST = 0.2`` where the rounds of the last level moved the particles fast (some move
+    kind's mean squared jump per model evaluation, per coordinate in units of the spread, at
+    least ``FAST_JUMP = 1``: half-way to an independent draw per evaluation; ``state.level_jumps``),
+    and there are at least ``FAST_SURVIVORS = 25`` survivors (``N >= 125``: ``n >= 500`` with the
+    default population); ``P0 = 0.5`` otherwise (the first level, with nothing measured; moves
+    without gradients; an explicit ``particles``, which keeps the levels it had: with 300
+    particles for 300 rows of a d = 16 tail, one emission, a fifth per level left 24 ancestors
+    and too few families of 4 rows for the diagnostics, where half left 38; small populations: at ``n = 60``, 32 particles, a fifth is 6 survivors, and
+    held out, a rare d = 16 slab's ``log_prob`` fell beyond 2 SE on 4 of 20 seeds against 2, its
+    energy ratio above 1.3 on 3 against 0).
+    Fewer levels cost fewer rounds; each survivor then has five copies instead of two, which fast
+    moves decorrelate within the level's rounds and slow ones do not. Chosen on three cases
+    (n = 500, 30 seeds): on the thin d = 784 slab and the heavy-tailed slab, where the pairs move
+    jumps 1.35-1.5 per evaluation, a fixed 0.2 cost 21.6 and 25.0 evaluations per sample against
+    25.7 and 30.8 at the same quality; on the shell, where the best move (Galilean) jumps
+    0.25-0.35, it left the energy ratio above 1.3 on 13 of 30 seeds against 3 (0.3: 4 of 10);
+    measured on held-out sets after the choice in docs/smc.md. Keying the rule on ``state.flat``
+    instead saved nothing (the early levels of a thin slab are not flat yet). ``log_prob`` is the
+    product of the measured fractions, whatever they were."""
+    if env.cfg.p0 is not None:
+        return env.cfg.p0
+    if env.cfg.particles is not None:
+        return P0
+    jumps = state.level_jumps
+    fast = bool(jumps) and max(jumps.values()) >= FAST_JUMP
+    return P0_FAST if fast and P0_FAST * state.codes.shape[0] >= FAST_SURVIVORS else P0
 
 
 def log_prob_estimate(fractions, particles: int, variances=None) -> tuple[float, float]:
@@ -92,8 +127,18 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
     if finite.numel() == 0:
         state.failed = "no particle has finite constraint values (NaN everywhere under the prior)"
         return {}
-    q = float(torch.quantile(score.clamp(max=torch.finfo(score.dtype).max).to(torch.float64), cfg.p0,
-                             interpolation="higher"))
+    # the jump of the rounds just done, particle by particle from its anchor: before the
+    # resampling permutes the particles (after it, row i is a copy of another particle, and the
+    # "jump" would be the distance between two particles, not a particle's move)
+    moves.measure(env, state)
+    if state.galilean and state.kind_evals:
+        # the rounds just done choose this level's fraction
+        # (``keep_fraction``) and the next level's cycle (``moves.cycle``)
+        state.level_jumps = per_evaluation(state.kind_jump2, state.kind_evals)
+        if "galilean" in state.level_jumps and "pairs" in state.level_jumps:
+            state.flat = moves.band_cycle(state.level_jumps) == ["pairs", "line"]
+    q = float(torch.quantile(score.clamp(max=torch.finfo(score.dtype).max).to(torch.float64),
+                             keep_fraction(env, state), interpolation="higher"))
     level = max(q, 0.0)
     # above 0 the particles AT the level die with those beyond it: the fraction strictly below
     # the k-th smallest score is the unbiased one (k / N would overestimate each factor by
@@ -123,20 +168,11 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
     state.inside = level <= 0.0
     if state.inside:
         state.band_evals0 = state.model_evals
-    # the jump of the rounds just done, particle by particle from its anchor: before the
-    # resampling permutes the particles (after it, row i is a copy of another particle, and the
-    # "jump" would be the distance between two particles, not a particle's move)
-    moves.measure(env, state)
-    if state.galilean and state.kind_evals:
-        # the rounds just done choose the next level's cycle (``moves.cycle``)
-        state.level_jumps = per_evaluation(state.kind_jump2, state.kind_evals)
-        if "galilean" in state.level_jumps and "pairs" in state.level_jumps:
-            state.flat = moves.band_cycle(state.level_jumps) == ["pairs", "line"]
     idx = keep.nonzero().squeeze(1)
     s = idx.numel()
     if len(state.fractions) == 1:
         state.first_draws = N
-        if cfg.particles is None and float((score <= 0).float().mean()) >= cfg.p0 ** 3:
+        if cfg.particles is None and float((score <= 0).float().mean()) >= COMMON:
             # a common set (within three levels): keep the whole first population, so that a set
             # in pieces is represented by as many independent draws as the first stage had
             state.particles = max(state.particles, N)
@@ -158,5 +194,5 @@ def new_level(env: Env, state: SMCState, gen: torch.Generator) -> dict:
     return {"level": level, "survived": frac}
 
 
-__all__ = ["POPULATION", "FIRST", "population", "band_population", "log_prob_estimate",
+__all__ = ["POPULATION", "FIRST", "P0", "P0_FAST", "FAST_JUMP", "FAST_SURVIVORS", "COMMON", "keep_fraction", "population", "band_population", "log_prob_estimate",
            "survival_variance", "new_level"]

@@ -116,9 +116,15 @@ def plan(env: Env, state: SMCState) -> int:
     last measured rate, and that a particle is left unmoved with probability at most ``1%``
     above the band (``5%`` between emissions in the band) at the last acceptance (Drovandi & Pettitt, Biometrics 67,
     2011: ``R = log c / log(1 - acceptance)``); within ``[moves, max_moves]`` (``thin`` for
-    emissions). The first level, with nothing measured, takes ``max(moves, 8)``."""
+    emissions, doubled with each further pass of ``budget="auto"``, like ``most``: a pass whose
+    rows failed the diagnosis while the mean squared jump met its target would otherwise make
+    the same rows again; with the levels at ``p0 = 0.2`` a held-out rare d = 16 slab ran 60
+    passes of 4.3 evaluations per sample to the cap, the value's R-hat 1.26-1.46 every time, and
+    4 passes with the doubling, 39.8 in all). The first level, with nothing measured, takes
+    ``max(moves, 8)``."""
     cfg = env.cfg
-    least = cfg.thin if state.inside and state.samples.count > 0 else cfg.moves
+    again = state.inside and (state.samples.count > 0 or state.budget_rounds > 1)
+    least = cfg.thin * 2 ** (state.budget_rounds - 1) if again else cfg.moves
     if not (math.isfinite(state.jump_rate) and state.jump_rate > 0.0) or state.period_proposed == 0:
         rounds = max(least, 8)
     else:
