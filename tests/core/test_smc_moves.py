@@ -167,7 +167,7 @@ def test_a_small_run_costs_at_most_twice_a_large_one_per_sample():
     # n = 500 21.4, 21.1, 31.9 (ratio of the means 1.52); with the previous floors n = 60 cost
     # 64.5, 69.3 and 66.8 (2.70). Both at p0 = 0.5: the default keeps a fifth per level where the
     # moves mix fast and the population has 125 particles (n >= 500), which took n = 500 here to
-    # 18.2 (a ratio of 2.08; n = 60 unchanged, docs/smc.md), and this test pins the population
+    # 18.2 (a ratio of 2.08; n = 60 unchanged, docs/smc.md), and this test pins the population floors
     p = fs.LogisticHalfspace.random(64, 0.3, 0.301)
     cost = {}
     for n in (60, 500):

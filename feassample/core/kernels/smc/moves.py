@@ -86,13 +86,18 @@ def most(env: Env, state: SMCState) -> int:
     return env.cfg.max_moves * 2 ** (state.budget_rounds - 1)
 
 
+def emitted(state: SMCState) -> bool:
+    """Whether the population has been emitted before (in this pass, or in an earlier pass of
+    ``budget="auto"``): the band's periods then run between emissions."""
+    return state.samples.count > 0 or state.budget_rounds > 1
+
+
 def target(env: Env, state: SMCState) -> float:
     """The decorrelation target of the current period in the band: ``jump`` until the first
     emission (copies of one parent each move that far from their common origin, so they end
     about as far apart as independent draws), then ``thin_jump`` (the particle's own last
     emitted position is the other end: ``2`` would be independence)."""
-    again = state.samples.count > 0 or state.budget_rounds > 1
-    if not again:
+    if not emitted(state):
         return env.cfg.jump
     # budget="auto": each further pass halves what thin_jump leaves of the correlation with
     # the last emitted position (2 - target is proportional to it), as cover doubles its thin.
@@ -123,7 +128,7 @@ def plan(env: Env, state: SMCState) -> int:
     4 passes with the doubling, 39.8 in all). The first level, with nothing measured, takes
     ``max(moves, 8)``."""
     cfg = env.cfg
-    again = state.inside and (state.samples.count > 0 or state.budget_rounds > 1)
+    again = state.inside and emitted(state)
     least = cfg.thin * 2 ** (state.budget_rounds - 1) if again else cfg.moves
     if not (math.isfinite(state.jump_rate) and state.jump_rate > 0.0) or state.period_proposed == 0:
         rounds = max(least, 8)
@@ -588,5 +593,5 @@ def _take(state: SMCState, rows: Tensor, y: Tensor, v: Tensor, sc: Tensor, g: Op
         state.grads[rows] = g
 
 
-__all__ = ["band_cycle", "cycle", "kind", "line_round", "galilean_round", "anchor", "measure", "jump", "mixed", "most", "target", "plan", "move", "accept", "within", "count", "normal_round",
+__all__ = ["band_cycle", "cycle", "kind", "line_round", "galilean_round", "anchor", "measure", "jump", "mixed", "most", "emitted", "target", "plan", "move", "accept", "within", "count", "normal_round",
            "pairs_round"]
